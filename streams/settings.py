@@ -1,0 +1,111 @@
+"""All settings, read once from the environment at the entry point and passed down.
+
+Every field is one environment variable (named in its alias). Service URLs left unset mean
+"use the embedded local stack": the address is then derived from the data folder and ports.
+Secrets are `SecretStr`; `masked()` is the only view that should reach a log or a terminal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "mask_url"]
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL (`redis://:pw@h:1/0` -> `redis://:***@h:1/0`)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+class Settings(BaseSettings):
+    """agentstream settings. Build it once (`Settings()`), then pass it down."""
+
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    # Where the embedded stack keeps its data, pid files and logs.
+    data_dir: Path = Field(Path(".agentstream"), alias="AGENTSTREAM_DATA_DIR")
+
+    # External services: set one and the embedded part is not started.
+    kafka_bootstrap_servers: str | None = Field(None, alias="KAFKA_BOOTSTRAP_SERVERS")
+    database_url: SecretStr | None = Field(None, alias="DATABASE_URL")
+    redis_url: SecretStr | None = Field(None, alias="REDIS_URL")
+    s3_endpoint_url: str | None = Field(None, alias="S3_ENDPOINT_URL")
+    s3_bucket: str = Field("agentstream-archive", alias="S3_BUCKET")
+    aws_access_key_id: SecretStr | None = Field(None, alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(None, alias="AWS_SECRET_ACCESS_KEY")
+    aws_region: str = Field("us-east-1", alias="AWS_DEFAULT_REGION")
+    weaviate_url: str | None = Field(None, alias="WEAVIATE_URL")
+    weaviate_api_key: SecretStr | None = Field(None, alias="WEAVIATE_API_KEY")
+
+    # Embedded stack ports (loopback only).
+    kafka_port: int = Field(19092, alias="AGENTSTREAM_KAFKA_PORT")
+    kafka_controller_port: int = Field(19093, alias="AGENTSTREAM_KAFKA_CONTROLLER_PORT")
+    kafka_version: str = Field("4.1.1", alias="AGENTSTREAM_KAFKA_VERSION")
+    kafka_heap: str = Field("512m", alias="AGENTSTREAM_KAFKA_HEAP")
+    postgres_port: int = Field(15432, alias="AGENTSTREAM_POSTGRES_PORT")
+    redis_port: int = Field(16379, alias="AGENTSTREAM_REDIS_PORT")
+    s3_port: int = Field(19000, alias="AGENTSTREAM_S3_PORT")
+
+    # Topics and the stream processors.
+    app_id: str = Field("agentstream", alias="AGENTSTREAM_APP_ID")
+    topic_prefix: str = Field("", alias="AGENTSTREAM_TOPIC_PREFIX")
+    partitions: int = Field(4, ge=1, alias="AGENTSTREAM_PARTITIONS")
+    worker_concurrency: int = Field(16, ge=1, alias="AGENTSTREAM_WORKER_CONCURRENCY")
+
+    # The LLM side.
+    model: str = Field("simulator/balanced-1", alias="AGENTSTREAM_MODEL")
+    simulator_latency_ms: float = Field(0.0, ge=0, alias="AGENTSTREAM_SIMULATOR_LATENCY_MS")
+    simulator_jitter_ms: float = Field(0.0, ge=0, alias="AGENTSTREAM_SIMULATOR_JITTER_MS")
+    llm_timeout_s: float = Field(60.0, gt=0, alias="AGENTSTREAM_LLM_TIMEOUT_S")
+
+    # Logging: "auto" is readable on a terminal and JSON otherwise.
+    log_format: Literal["auto", "json", "console"] = Field("auto", alias="AGENTSTREAM_LOG_FORMAT")
+    log_level: str = Field("info", alias="AGENTSTREAM_LOG_LEVEL")
+
+    @property
+    def kafka_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def postgres_dsn(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"postgresql://postgres@127.0.0.1:{self.postgres_port}/postgres"
+
+    @property
+    def redis_dsn(self) -> str:
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def archive_dir(self) -> Path:
+        """The L4 archive folder used when no S3 endpoint is configured."""
+        return self.data_dir / "archive"
+
+    def topic(self, name: str) -> str:
+        """The full name of a project topic (the prefix isolates tests and evaluation runs)."""
+        return f"{self.topic_prefix}{name}"
+
+    def masked(self) -> dict[str, Any]:
+        """A view safe to print or log: no secret value, passwords in URLs hidden."""
+        view: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                view[name] = mask_url(value.get_secret_value()) if name.endswith("_url") else "***"
+            elif isinstance(value, Path):
+                view[name] = str(value)
+            else:
+                view[name] = value
+        return view

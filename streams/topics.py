@@ -1,0 +1,58 @@
+"""Every topic of the project, declared once. Others import the names from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.settings import Settings
+
+__all__ = [
+    "ALL_TOPICS",
+    "CODE_CHANGES",
+    "DEADLETTERS",
+    "OUTPUTS",
+    "PROMPT_DECISIONS",
+    "PROMPT_OUTCOMES",
+    "RESULTS",
+    "TASKS",
+    "TopicSpec",
+    "topic_specs",
+]
+
+TASKS = "agent.tasks"
+OUTPUTS = "agent.outputs"
+RESULTS = "agent.results"
+PROMPT_OUTCOMES = "prompt.outcomes"
+PROMPT_DECISIONS = "prompt.decisions"
+CODE_CHANGES = "code.changes"
+DEADLETTERS = "agent.deadletters"
+
+# Which Avro event type each topic carries (the contract in schemas/).
+ALL_TOPICS: dict[str, str] = {
+    TASKS: "TaskRequested",
+    OUTPUTS: "AgentOutput",
+    RESULTS: "TaskResult",
+    PROMPT_OUTCOMES: "PromptOutcome",
+    PROMPT_DECISIONS: "PromptDecision",
+    CODE_CHANGES: "CodeChange",
+    DEADLETTERS: "DeadLetter",
+}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic to create at start: full name, partition count, compaction."""
+
+    name: str
+    partitions: int
+    compacted: bool = False
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The topics the project needs, with their full (prefixed) names and partition counts."""
+    # Decisions and dead letters are low volume; one partition keeps them in order.
+    single = {PROMPT_DECISIONS, DEADLETTERS}
+    return [
+        TopicSpec(settings.topic(name), 1 if name in single else settings.partitions)
+        for name in ALL_TOPICS
+    ]
