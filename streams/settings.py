@@ -98,6 +98,21 @@ class Settings(BaseSettings):
         """The full name of a project topic (the prefix isolates tests and evaluation runs)."""
         return f"{self.topic_prefix}{name}"
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as environment variables, to start a child process with the same ones.
+
+        Holds secret values: pass it to a process, never print it.
+        """
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[field.alias or name.upper()] = str(value)
+        return env
+
     def masked(self) -> dict[str, Any]:
         """A view safe to print or log: no secret value, passwords in URLs hidden."""
         view: dict[str, Any] = {}

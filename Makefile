@@ -1,0 +1,48 @@
+# agentstream: `make demo` and `make test` are all a new machine needs (Python 3.11+, a JDK 17+, Maven).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST := $(BIN)/pytest -p no:cacheprovider
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-slow bench up down status lint clean
+
+help: ## Show the targets and what they do
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install agentstream and its dev tools into it
+
+demo: install ## Start the local stack, run sample tasks through a worker, print a summary (stack stays up)
+	$(BIN)/agentstream demo
+
+test: install ## The whole test suite with line coverage (starts its own stack on free ports)
+	$(PYTEST) -m "not slow and not bench" --cov --cov-report=term --cov-fail-under=80
+
+test-slow: install ## The slow chaos suites
+	$(PYTEST) -m slow
+
+bench: install ## Raw aiokafka baseline vs the pipeline, on the local stack, with their ratio
+	$(BIN)/agentstream up
+	$(BIN)/agentstream bench
+
+up: install ## Start the local stack (Kafka, PostgreSQL, Redis) on 127.0.0.1
+	$(BIN)/agentstream up
+
+down: install ## Stop the local stack
+	$(BIN)/agentstream down
+
+status: install ## One line per part of the local stack
+	$(BIN)/agentstream status
+
+lint: install ## ruff (with the security rules)
+	$(BIN)/ruff check streams agents sinks schemas tests
+
+clean: down ## Stop the stack and remove .venv and the data folder
+	rm -rf $(VENV) .agentstream

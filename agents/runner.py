@@ -1,0 +1,106 @@
+"""Run one task: call the agent, and describe every step and the outcome as event records.
+
+The records returned here are plain dicts shaped like the Avro contract (AgentOutput, TaskResult);
+the caller only encodes and sends them. A model failure is data (a failed step and a failed result),
+not an exception: only bugs escape from `run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.clock import now_ms
+from agents.llm import LLM
+
+__all__ = ["TaskRun", "TaskRunner"]
+
+Record = dict[str, Any]
+
+
+_ROLE_PROMPTS: dict[str, str] = {
+    "planning": "You are the planner. Break the task into small, ordered steps.",
+    "coding": "You are the coder. Propose the smallest correct change, with a test.",
+    "research": "You are the researcher. Find what is known and cite where it comes from.",
+    "review": "You are the reviewer. Point out defects and score the work from 0 to 10.",
+    "testing": "You are the tester. List the cases that would catch this breaking.",
+    "documentation": "You are the documenter. Explain what it does and why, briefly.",
+}
+_AGENT_FOR: dict[str, str] = {
+    "planning": "planner",
+    "coding": "coder",
+    "research": "researcher",
+    "review": "reviewer",
+    "testing": "tester",
+    "documentation": "documenter",
+}
+
+
+@dataclass
+class TaskRun:
+    """Everything one task produced: an AgentOutput per call and one TaskResult."""
+
+    outputs: list[Record] = field(default_factory=list)
+    result: Record = field(default_factory=dict)
+
+
+class TaskRunner:
+    """Runs a TaskRequested record with one agent chosen by its capability (the `fast` pattern)."""
+
+    def __init__(self, llm: LLM, model: str, clock: Callable[[], int] = now_ms) -> None:
+        self.llm = llm
+        self.model = model
+        self._now = clock
+
+    async def run(self, task: Record) -> TaskRun:
+        capability = task.get("capability") or "coding"
+        agent = _AGENT_FOR.get(capability, "coder")
+        messages = [
+            {"role": "system", "content": _ROLE_PROMPTS.get(capability, _ROLE_PROMPTS["coding"])},
+            {"role": "user", "content": task["description"]},
+        ]
+        step: Record = {
+            "output_id": f"{task['task_id']}:1:1",
+            "task_id": task["task_id"],
+            "agent": agent,
+            "step": 1,
+            "model": self.model,
+            "attempt": 1,
+            "metadata": {"pattern": task.get("pattern") or "fast"},
+        }
+        try:
+            completion = await self.llm.complete(self.model, messages)
+        except Exception as exc:  # any provider failure becomes a failed step, not a crash
+            error = f"{type(exc).__name__}: {exc}"
+            output = {**step, "status": "failed", "output": "", "error": error, "created_at": self._now()}
+            return TaskRun([output], self._result(task, "failed", "", [output], error))
+        output = {
+            **step,
+            "status": "ok",
+            "output": completion.text,
+            "tokens_in": completion.tokens_in,
+            "tokens_out": completion.tokens_out,
+            "cost_usd": completion.cost_usd,
+            "latency_ms": completion.latency_ms,
+            "error": None,
+            "created_at": self._now(),
+        }
+        return TaskRun([output], self._result(task, "ok", completion.text, [output], None))
+
+    def _result(self, task: Record, status: str, text: str, outputs: list[Record], error: str | None) -> Record:
+        return {
+            "task_id": task["task_id"],
+            "status": status,
+            "output": text,
+            "model": outputs[-1]["model"],
+            "cost_usd": sum(o.get("cost_usd", 0.0) for o in outputs),
+            "latency_ms": sum(o.get("latency_ms", 0.0) for o in outputs),
+            "steps": len(outputs),
+            "tokens_in": sum(o.get("tokens_in", 0) for o in outputs),
+            "tokens_out": sum(o.get("tokens_out", 0) for o in outputs),
+            "tenant": task.get("tenant") or "default",
+            "error": error,
+            "metadata": {"pattern": task.get("pattern") or "fast"},
+            "created_at": self._now(),
+        }

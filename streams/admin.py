@@ -1,0 +1,72 @@
+"""Create the project's topics up front, with their partition counts, and wait until they are led.
+
+Auto-creation is off on the embedded broker (and should be on any broker): a topic created by a
+first send would get the broker's partition count, not ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+from streams.topics import TopicSpec, topic_specs
+
+__all__ = ["delete_topics", "ensure_topics"]
+
+
+async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout_s: float = 30.0) -> list[str]:
+    """Create the missing topics; return the names created. Idempotent."""
+    wanted = specs if specs is not None else topic_specs(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id=f"{settings.app_id}-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in wanted if s.name not in existing]
+        if missing:
+            new = [
+                NewTopic(s.name, s.partitions, 1, topic_configs={"cleanup.policy": "compact"} if s.compacted else {})
+                for s in missing
+            ]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:  # another process won the race: fine
+                pass
+        await _wait_led(admin, [s.name for s in wanted], timeout_s)
+        return [s.name for s in missing]
+    finally:
+        await admin.close()
+
+
+async def _wait_led(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> None:
+    """Wait until every partition of every topic has a leader, so the first send does not bounce."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        ready = all(
+            t.get("error_code", 0) == 0
+            and t.get("partitions")
+            and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+            for t in described
+        )
+        if ready and len(described) == len(names):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not ready after {timeout_s}s: {names}")
+        await asyncio.sleep(0.1)
+
+
+async def delete_topics(settings: Settings, names: list[str]) -> None:
+    """Delete topics (used to clean up benchmark and test runs)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [n for n in names if n in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

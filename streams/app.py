@@ -1,0 +1,37 @@
+"""The Faust application: built from settings, with every project topic and every processor."""
+
+from __future__ import annotations
+
+import faust
+
+from agents.runner import TaskRunner
+from schemas import Codec
+from streams.processors.tasks import register_task_processor
+from streams.settings import Settings
+from streams.topics import ALL_TOPICS, topic_specs
+
+__all__ = ["build_app"]
+
+
+def build_app(settings: Settings, runner: TaskRunner, codec: Codec) -> faust.App:
+    """A Faust app for the settings' broker and topic prefix, with its processors registered."""
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka_servers.split(",")],
+        store="memory://",
+        datadir=str(settings.data_dir / "faust" / settings.app_id),
+        web_enabled=False,
+        topic_replication_factor=1,
+        topic_partitions=settings.partitions,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    specs = {spec.name: spec for spec in topic_specs(settings)}
+    topics = {}
+    for name in ALL_TOPICS:
+        spec = specs[settings.topic(name)]
+        topics[name] = app.topic(spec.name, partitions=spec.partitions, key_serializer="raw", value_serializer="raw")
+    register_task_processor(app, topics, runner, codec, settings)
+    return app

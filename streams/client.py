@@ -1,0 +1,155 @@
+"""Talk to agentstream the way any user would: plain aiokafka producers and consumers.
+
+Used by the CLI (`submit`, `tail`), the demo and the benchmark. No Faust here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from agents.clock import now_ms
+from schemas import Codec, DecodeError
+from streams.settings import Settings
+from streams.topics import RESULTS, TASKS
+
+__all__ = ["Received", "ResultWatcher", "make_task", "read_topic", "submit_tasks"]
+
+Record = dict[str, Any]
+
+
+def make_task(description: str, **fields: Any) -> Record:
+    """A TaskRequested record with a fresh task_id and created_at; other fields take schema defaults."""
+    task: Record = {"task_id": fields.pop("task_id", None) or f"task-{uuid.uuid4().hex[:12]}",
+                    "description": description, "created_at": now_ms()}
+    task.update({k: v for k, v in fields.items() if v is not None})
+    return task
+
+
+async def submit_tasks(settings: Settings, codec: Codec, tasks: Iterable[Record],
+                       on_sent: Callable[[Record], None] | None = None) -> list[str]:
+    """Produce tasks to agent.tasks keyed by task_id; return their ids once the broker has them all."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)
+    await producer.start()
+    ids: list[str] = []
+    try:
+        pending = []
+        for task in tasks:
+            value = codec.encode("TaskRequested", task)
+            pending.append(await producer.send(settings.topic(TASKS), value=value, key=task["task_id"].encode()))
+            ids.append(task["task_id"])
+            if on_sent is not None:
+                on_sent(task)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return ids
+
+
+@dataclass(frozen=True)
+class Received:
+    """One record read from a topic: where it was, and the decoded event (or why it did not decode)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    event_type: str | None
+    record: Record | None
+    error: str | None
+
+
+async def _end_offsets(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
+    await consumer.topics()  # refreshes metadata, so a topic created a moment ago is seen
+    partitions = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    return await consumer.end_offsets(tps) if tps else {}
+
+
+async def read_topic(settings: Settings, codec: Codec, topic: str, *, from_beginning: bool = False,
+                     count: int | None = None, idle_timeout_s: float | None = None) -> AsyncIterator[Received]:
+    """Yield decoded records of a topic (no consumer group: reading commits nothing)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await _end_offsets(consumer, topic)
+        if not ends:
+            raise ValueError(f"topic {topic!r} does not exist (have you run `agentstream up`?)")
+        consumer.assign(list(ends))
+        for tp, end in ends.items():
+            if from_beginning:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, end)
+        seen, last = 0, time.monotonic()
+        while count is None or seen < count:
+            batch = await consumer.getmany(timeout_ms=200, max_records=500)
+            if not batch:
+                if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
+                    return
+                continue
+            last = time.monotonic()
+            for tp, messages in batch.items():
+                for m in messages:
+                    yield _received(codec, tp, m)
+                    seen += 1
+                    if count is not None and seen >= count:
+                        return
+    finally:
+        await consumer.stop()
+
+
+def _received(codec: Codec, tp: TopicPartition, m: Any) -> Received:
+    try:
+        name, record = codec.decode(m.value)
+        return Received(tp.topic, tp.partition, m.offset, m.key, name, record, None)
+    except DecodeError as exc:
+        return Received(tp.topic, tp.partition, m.offset, m.key, None, None, str(exc))
+
+
+class ResultWatcher:
+    """Collects TaskResults for given task ids, reading agent.results from where it ended at `start()`.
+
+    Start it before submitting, so no result can slip in between.
+    """
+
+    def __init__(self, settings: Settings, codec: Codec) -> None:
+        self.settings, self.codec = settings, codec
+        self.results: dict[str, Record] = {}
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        ends = await _end_offsets(self._consumer, self.settings.topic(RESULTS))
+        self._consumer.assign(list(ends))
+        for tp, end in ends.items():
+            self._consumer.seek(tp, end)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def wait(self, task_ids: Iterable[str], timeout_s: float,
+                   on_result: Callable[[Record], None] | None = None) -> dict[str, Record]:
+        """Wait until every id has a result or the time is up; return what arrived (first result per id)."""
+        wanted = set(task_ids)
+        deadline = time.monotonic() + timeout_s
+        while not wanted.issubset(self.results) and time.monotonic() < deadline:
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=1000)
+            for messages in batch.values():
+                for m in messages:
+                    try:
+                        record = self.codec.decode_as("TaskResult", m.value)
+                    except DecodeError:
+                        continue
+                    tid = record["task_id"]
+                    if tid in wanted and tid not in self.results:
+                        self.results[tid] = record
+                        if on_result is not None:
+                            on_result(record)
+        return {tid: self.results[tid] for tid in wanted if tid in self.results}

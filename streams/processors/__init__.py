@@ -1,0 +1,1 @@
+"""Faust stream processors. (In Faust these are "agents"; here that word means LLM agents.)"""

@@ -1,0 +1,36 @@
+"""Run a worker: the Faust app with the LLM side wired in, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+
+from agents.llm import LLM
+from agents.models import register_models
+from agents.runner import TaskRunner
+from agents.simulator import install_simulator
+from schemas import default_codec
+from streams.admin import ensure_topics
+from streams.app import build_app
+from streams.logs import get_logger
+from streams.settings import Settings
+
+__all__ = ["run_worker"]
+
+log = get_logger(__name__)
+
+
+def run_worker(settings: Settings) -> None:
+    """Create the topics, then consume until stopped. Blocks."""
+    asyncio.run(ensure_topics(settings))
+    asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs its own loop
+    install_simulator(settings.simulator_latency_ms, settings.simulator_jitter_ms)
+    register_models()
+    runner = TaskRunner(LLM(timeout_s=settings.llm_timeout_s), model=settings.model)
+    app = build_app(settings, runner, default_codec())
+    log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
+             model=settings.model, concurrency=settings.worker_concurrency)
+    worker = faust.Worker(app, loglevel=settings.log_level if settings.log_level != "warning" else "warn",
+                          quiet=True, redirect_stdouts=False, override_logging=False)
+    worker.execute_from_commandline()

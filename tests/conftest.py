@@ -1,0 +1,63 @@
+"""Test-wide set-up: no real model or network calls, and one real local stack per session.
+
+The stack is started by the same code as `agentstream up`, in a fresh data folder on free ports,
+so tests never touch a user's running stack and two test sessions can run side by side.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Only the simulator may answer: any real outbound HTTP call goes to a closed local port and fails.
+for _key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "AZURE_API_KEY", "GEMINI_API_KEY", "MISTRAL_API_KEY"):
+    os.environ.pop(_key, None)
+os.environ.update({"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+                   "NO_PROXY": "127.0.0.1,localhost", "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from streams.settings import Settings  # noqa: E402
+
+
+def _stack_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="agentstream-test-"))
+    path.chmod(0o755)  # the embedded PostgreSQL runs as an unprivileged user and must traverse it
+    return path
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[Settings]:
+    """Settings of a real local stack (Kafka, PostgreSQL, Redis, S3 API) started for this session."""
+    from streams.stack import LocalStack, free_port
+
+    data_dir = _stack_dir()
+    settings = Settings(
+        AGENTSTREAM_DATA_DIR=data_dir,
+        AGENTSTREAM_KAFKA_PORT=free_port(),
+        AGENTSTREAM_KAFKA_CONTROLLER_PORT=free_port(),
+        AGENTSTREAM_POSTGRES_PORT=free_port(),
+        AGENTSTREAM_REDIS_PORT=free_port(),
+        AGENTSTREAM_S3_PORT=free_port(),
+        AGENTSTREAM_PARTITIONS=4,
+        AGENTSTREAM_LOG_FORMAT="json",
+    )
+    stack = LocalStack(settings, with_s3=True)
+    stack.up()
+    try:
+        yield settings
+    finally:
+        stack.down()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def isolated(stack_settings: Settings) -> Settings:
+    """The session stack with a topic prefix and app id of this test's own, so tests never collide."""
+    run = uuid.uuid4().hex[:8]
+    return stack_settings.model_copy(update={"topic_prefix": f"t{run}.", "app_id": f"agentstream-t{run}"})
