@@ -15,16 +15,20 @@ __all__ = ["build_app"]
 
 def build_app(settings: Settings, runner: TaskRunner, codec: Codec) -> faust.App:
     """A Faust app for the settings' broker and topic prefix, with its processors registered."""
+    datadir = settings.data_dir / "faust" / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_servers.split(",")],
         store="memory://",
-        datadir=str(settings.data_dir / "faust" / settings.app_id),
+        datadir=str(datadir),
         web_enabled=False,
         topic_replication_factor=1,
         topic_partitions=settings.partitions,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.session_timeout_s / 4,
         key_serializer="raw",
         value_serializer="raw",
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.clock import now_ms
 from schemas import Codec, DecodeError
@@ -65,10 +66,21 @@ class Received:
     error: str | None
 
 
-async def _end_offsets(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
-    await consumer.topics()  # refreshes metadata, so a topic created a moment ago is seen
-    partitions = consumer.partitions_for_topic(topic) or set()
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+async def _end_offsets(settings: Settings, consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
+    """End offset of each partition; empty when the topic does not exist.
+
+    The partition list comes from the admin client: a consumer only learns the partitions of topics
+    it subscribes to, and these readers assign partitions themselves.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described.get("error_code", 0) != 0:
+        return {}
+    tps = [TopicPartition(topic, p["partition"]) for p in sorted(described["partitions"], key=lambda p: p["partition"])]
     return await consumer.end_offsets(tps) if tps else {}
 
 
@@ -78,7 +90,7 @@ async def read_topic(settings: Settings, codec: Codec, topic: str, *, from_begin
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        ends = await _end_offsets(consumer, topic)
+        ends = await _end_offsets(settings, consumer, topic)
         if not ends:
             raise ValueError(f"topic {topic!r} does not exist (have you run `agentstream up`?)")
         consumer.assign(list(ends))
@@ -126,7 +138,7 @@ class ResultWatcher:
 
     async def start(self) -> None:
         await self._consumer.start()
-        ends = await _end_offsets(self._consumer, self.settings.topic(RESULTS))
+        ends = await _end_offsets(self.settings, self._consumer, self.settings.topic(RESULTS))
         self._consumer.assign(list(ends))
         for tp, end in ends.items():
             self._consumer.seek(tp, end)

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("", alias="AGENTSTREAM_TOPIC_PREFIX")
     partitions: int = Field(4, ge=1, alias="AGENTSTREAM_PARTITIONS")
     worker_concurrency: int = Field(16, ge=1, alias="AGENTSTREAM_WORKER_CONCURRENCY")
+    # How soon a dead worker's partitions move to the others (the broker's minimum is 6 s).
+    session_timeout_s: float = Field(10.0, ge=6, alias="AGENTSTREAM_SESSION_TIMEOUT_S")
 
     # The LLM side.
     model: str = Field("simulator/balanced-1", alias="AGENTSTREAM_MODEL")

@@ -34,16 +34,17 @@ def _stack_dir() -> Path:
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
     """Settings of a real local stack (Kafka, PostgreSQL, Redis, S3 API) started for this session."""
-    from streams.stack import LocalStack, free_port
+    from streams.stack import LocalStack, free_ports
 
     data_dir = _stack_dir()
+    kafka, controller, postgres, redis, s3 = free_ports(5)
     settings = Settings(
         AGENTSTREAM_DATA_DIR=data_dir,
-        AGENTSTREAM_KAFKA_PORT=free_port(),
-        AGENTSTREAM_KAFKA_CONTROLLER_PORT=free_port(),
-        AGENTSTREAM_POSTGRES_PORT=free_port(),
-        AGENTSTREAM_REDIS_PORT=free_port(),
-        AGENTSTREAM_S3_PORT=free_port(),
+        AGENTSTREAM_KAFKA_PORT=kafka,
+        AGENTSTREAM_KAFKA_CONTROLLER_PORT=controller,
+        AGENTSTREAM_POSTGRES_PORT=postgres,
+        AGENTSTREAM_REDIS_PORT=redis,
+        AGENTSTREAM_S3_PORT=s3,
         AGENTSTREAM_PARTITIONS=4,
         AGENTSTREAM_LOG_FORMAT="json",
     )

@@ -63,9 +63,7 @@ def java_command() -> str:
     if match and major == 1 and match.group(2):
         major = int(match.group(2))  # "1.8.0" is Java 8
     if major < 17:
-        raise StackError(
-            f"Kafka 4 needs Java 17 or newer; {java} is version {major or 'unknown'}. {INSTALL_HINT}"
-        )
+        raise StackError(f"Kafka 4 needs Java 17 or newer; {java} is version {major or 'unknown'}. {INSTALL_HINT}")
     return java
 
 
@@ -151,17 +149,24 @@ class KafkaPart(Part):
         cp = self.classpath()
         props = self.write_properties()
         if not (self.dir / "data" / "meta.properties").exists():
-            cmd = [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", new_cluster_id()]
-            cmd += ["-c", str(props), "--standalone"]
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-            if out.returncode != 0:
-                raise StackError(f"formatting Kafka storage failed:\n{out.stdout}{out.stderr}".rstrip())
+            self._format(java, cp, props)
         log4j = Path(__file__).with_name("log4j2.yaml")
         heap = self.settings.kafka_heap
         cmd = [java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
         cmd += ["-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}"]
         cmd += [f"-Dkafka.logs.dir={self.dir}", "-cp", cp, "kafka.Kafka", str(props)]
         return spawn(cmd, self.log_file, cwd=self.dir)
+
+    def _format(self, java: str, cp: str, props: Path) -> None:
+        """Format the storage of a new node; one retry, since a JVM can fail once to start on a busy box."""
+        cmd = [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", new_cluster_id()]
+        cmd += ["-c", str(props), "--standalone"]
+        for _attempt in range(2):
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if out.returncode == 0:
+                return
+        tail = f"{out.stdout}{out.stderr}".strip()[-3000:]
+        raise StackError(f"formatting Kafka storage failed (exit {out.returncode}): {' '.join(cmd)}\n{tail}")
 
     def ready(self) -> bool:
         """Port open and a metadata request lists a broker (so the broker is unfenced, not just bound)."""

@@ -80,9 +80,7 @@ class PostgresPart(Part):
 
     def _tool(self, name: str, args: list[str], run_as: dict[str, Any], timeout: float) -> str:
         cmd = [str(_bin() / name), *args]
-        out = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, start_new_session=True, **run_as
-        )
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, start_new_session=True, **run_as)
         if out.returncode != 0:
             raise StackError(f"{name} failed for {self.pgdata}:\n{(out.stdout + out.stderr).strip()}")
         return out.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 
 import psutil
 
@@ -66,13 +67,29 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports (all held open together while picking, so no duplicates)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in socks:
-            sock.bind((HOST, 0))
-        return [sock.getsockname()[1] for sock in socks]
+    """`count` distinct free ports, picked below the ephemeral range: a port the kernel hands out
+    for bind(0) can be taken by any outgoing connection before our server binds it."""
+    low = min(_ephemeral_low(), 65536)
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = random.randint(20000, low - 1) if low > 21000 else random.randint(1024, 65535)
+        if port in chosen:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        chosen.append(port)
+    return chosen
 
 
 def port_open(port: int, host: str = HOST, timeout: float = 0.3) -> bool:
@@ -112,8 +129,10 @@ def pid_alive(pid: int) -> bool:
 
 def write_pid(path: Path, pid: int) -> None:
     """Record the pid with its start time, so a reused pid is not mistaken for our part."""
-    created = psutil.Process(pid).create_time()
-    path.write_text(f"{pid}\n{created:.2f}\n")
+    try:
+        path.write_text(f"{pid}\n{psutil.Process(pid).create_time():.2f}\n")
+    except psutil.Error:  # already gone: the readiness loop reports it with the log
+        path.write_text(f"{pid}\n")
 
 
 def read_pid(path: Path) -> int | None:
@@ -278,7 +297,7 @@ class Part(ABC):
                 self._fail(pid, f"did not answer within {self.ready_timeout:.0f} s")
             time.sleep(0.1)
 
-    def _fail(self, pid: int, why: str) -> None:
+    def _fail(self, pid: int, why: str) -> NoReturn:
         stop_pid(pid, sig=self.stop_signal, timeout=5.0)
         remove_pid(self.pid_file)
         raise StackError(f"{self.name} {why}. Last lines of {self.log_file}:\n{tail(self.log_file)}")
