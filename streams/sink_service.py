@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import subprocess
+import sys
 
 from aiokafka import AIOKafkaConsumer
 
@@ -24,7 +27,7 @@ from streams.settings import Settings
 from streams.sink_processor import SinkProcessor
 from streams.topics import ALL_TOPICS, CODE_CHANGES, OUTPUTS, PROMPT_OUTCOMES, RESULTS, TASKS
 
-__all__ = ["MEMORY_TOPICS", "build_processors", "prefetch", "run_sinks", "serve"]
+__all__ = ["MEMORY_TOPICS", "build_processors", "prefetch", "run_sinks", "serve", "start_sinks"]
 
 log = get_logger(__name__)
 
@@ -100,3 +103,13 @@ def run_sinks(settings: Settings, with_prefetch: bool = True) -> None:
         await serve(settings, stop, with_prefetch)
 
     asyncio.run(main())
+
+
+def start_sinks(settings: Settings, log_name: str = "sinks.log") -> subprocess.Popen[bytes]:
+    """Start `agentstream sinks` as a child process with exactly these settings (demo, tests, bench)."""
+    log_path = settings.data_dir / log_name
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **settings.as_env(), "AGENTSTREAM_LOG_FORMAT": "json"}
+    with open(log_path, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "streams", "sinks"], stdout=out, stderr=out, env=env,
+                                start_new_session=True)
