@@ -17,6 +17,7 @@ import sys
 
 from aiokafka import AIOKafkaConsumer
 
+from agents.clock import now_ms
 from schemas import Codec, DecodeError, default_codec
 from sinks.base import MemoryRecord
 from sinks.retrieval import Retriever
@@ -54,14 +55,17 @@ def _everything(_record: MemoryRecord) -> tuple[str, ...]:
 
 async def prefetch(settings: Settings, codec: Codec, retriever: Retriever, stop: asyncio.Event) -> None:
     """Warm L1 with the memories of each queued task before a worker calls its agent."""
+    # A new group starts at the beginning, but tasks older than the cache TTL are skipped unread.
     consumer = AIOKafkaConsumer(settings.topic(TASKS), bootstrap_servers=settings.kafka_servers,
-                                group_id=f"{settings.app_id}-sink-prefetch", auto_offset_reset="latest")
+                                group_id=f"{settings.app_id}-sink-prefetch", auto_offset_reset="earliest")
     await consumer.start()
     try:
         while not stop.is_set():
             got = await consumer.getmany(timeout_ms=300, max_records=100)
             for messages in got.values():
                 for m in messages:
+                    if m.timestamp < now_ms() - settings.memory_cache_ttl_s * 1000:
+                        continue  # a cached search would have expired by now anyway
                     try:
                         task = codec.decode_as("TaskRequested", m.value)
                         await asyncio.to_thread(retriever.recall, task, settings.memory_context_k)

@@ -11,6 +11,7 @@ from schemas import default_codec
 from sinks.retrieval import Retriever
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
 from streams.demo import stop_worker
+from streams.demo_memory import show_memory
 from streams.memory import build_tiers
 from streams.settings import Settings
 from streams.sink_service import start_sinks
@@ -70,7 +71,7 @@ def test_related_past_output_is_in_the_top_3(stack_settings: Settings) -> None:
     assert rate >= 0.75
 
 
-async def test_agents_get_memories_of_earlier_tasks(isolated: Settings, worker_factory) -> None:
+async def test_agents_get_memories_of_earlier_tasks(isolated: Settings, worker_factory, capsys) -> None:
     codec = default_codec()
     sinks = start_sinks(isolated, f"sinks-{isolated.app_id}.log")
     try:
@@ -90,8 +91,13 @@ async def test_agents_get_memories_of_earlier_tasks(isolated: Settings, worker_f
             results = await watcher.wait(ids2, 120)
         finally:
             await watcher.stop()
+        # the demo's memory part, on the same running worker and sinks
+        await asyncio.to_thread(show_memory, isolated, later, results)
+        shown = capsys.readouterr().out
     finally:
         stop_worker(sinks)
+    assert "memories used per task:" in shown and "agentstream memory search" in shown
+    assert f"TaskResult:{later[-1]['task_id']}" in shown and "a follow-up task" in shown
     assert set(results) == set(ids2)
     used = [int(r["metadata"].get("memories_used", "0")) for r in results.values()]
     assert sum(1 for u in used if u > 0) >= 3, used
