@@ -52,12 +52,18 @@ class RedisTier(Tier):
                 raise TierUnavailable(self.name, str(exc), retry_after=1.0) from exc
         return []
 
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _DOWN as exc:
+            raise TierUnavailable(self.name, str(exc), retry_after=1.0) from exc
+
     def get(self, event_id: str) -> dict[str, Any] | None:
-        raw = self.client.get(self.key("event", event_id))
+        raw = self._call(self.client.get, self.key("event", event_id))
         return json.loads(raw) if raw else None
 
     def cache_get(self, name: str) -> Any:
-        raw = self.client.get(self.key("cache", name))
+        raw = self._call(self.client.get, self.key("cache", name))
         return json.loads(raw) if raw else None
 
     def cache_set(self, name: str, value: Any, ttl_s: int) -> bool:
@@ -65,7 +71,7 @@ class RedisTier(Tier):
         data = json.dumps(value)
         if len(data.encode()) > self.max_value_bytes * 8:  # a result list may hold a few memories
             return False
-        self.client.set(self.key("cache", name), data, ex=ttl_s)
+        self._call(self.client.set, self.key("cache", name), data, ex=ttl_s)
         return True
 
     def add_stats(self, counters: dict[str, float]) -> None:
@@ -73,7 +79,7 @@ class RedisTier(Tier):
         pipe = self.client.pipeline(transaction=False)
         for field, amount in counters.items():
             pipe.hincrbyfloat(self.key("stats", "retrieval"), field, amount)
-        pipe.execute()
+        self._call(pipe.execute)
 
     def stats(self) -> dict[str, float]:
         raw = self.client.hgetall(self.key("stats", "retrieval"))

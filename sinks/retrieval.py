@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sinks.archive import ArchiveTier
+from sinks.base import TierUnavailable
 from sinks.postgres_tier import PostgresTier
 from sinks.redis_tier import RedisTier
 from sinks.vectors import VectorTier
@@ -79,7 +80,7 @@ class Retriever:
         started = time.perf_counter()
         key = self.cache_key(query, k, filters)
         if self.l1 is not None:
-            cached = self.l1.cache_get(key)
+            cached = self._l1(self.l1.cache_get, key)
             if cached is not None:
                 memories = [Memory(**{**m, "tier": "l1"}) for m in cached]
                 return self._done(SearchResult(memories, "l1", 0.0, {"l1": len(memories)}), started)
@@ -96,14 +97,22 @@ class Retriever:
         by_tier = {t: sum(1 for m in memories if m.tier == t) for t in ("l2", "l3")}
         tier = "l2" if by_tier["l2"] else "l3" if by_tier["l3"] else "none"
         if self.l1 is not None:
-            self.l1.cache_set(key, [asdict(m) for m in memories], self.cache_ttl_s)
+            self._l1(self.l1.cache_set, key, [asdict(m) for m in memories], self.cache_ttl_s)
         return self._done(SearchResult(memories, tier, 0.0, by_tier), started)
 
     def _done(self, result: SearchResult, started: float) -> SearchResult:
         ms = (time.perf_counter() - started) * 1000.0
         if self.l1 is not None:
-            self.l1.add_stats({"searches": 1, f"{result.tier}_hits": 1, f"{result.tier}_ms": ms})
+            self._l1(self.l1.add_stats, {"searches": 1, f"{result.tier}_hits": 1, f"{result.tier}_ms": ms})
         return SearchResult(result.memories, result.tier, ms, result.by_tier)
+
+    @staticmethod
+    def _l1(call: Any, *args: Any) -> Any:
+        """L1 is a cache: when Redis is down, search goes on without it."""
+        try:
+            return call(*args)
+        except TierUnavailable:
+            return None
 
     def recall(self, task: dict[str, Any], k: int) -> SearchResult:
         """The memories for a task: its description as the query, its tenant only, never itself."""

@@ -41,11 +41,12 @@ def show_memory(settings: Settings, tasks: list[dict[str, Any]], results: dict[s
     retriever = build_retriever(settings)
     target = f"TaskResult:{tasks[-1]['task_id']}"
     deadline = time.monotonic() + timeout_s
+    assert retriever.l2 is not None
     while time.monotonic() < deadline:  # the sinks write in batches: wait for the last result's vector
-        hits = retriever.search(tasks[-1]["description"], 3, {"event_type": "TaskResult"}).memories
-        if any(m.id == target for m in hits):
+        hits = retriever.l2.search(tasks[-1]["description"], 3)  # not through the L1 cache
+        if any(h.event_id == target for h in hits):
             break
-        time.sleep(1.0)
+        time.sleep(0.5)
     click.echo(f'$ agentstream memory search "{tasks[-1]["description"]}"')
     result = retriever.search(tasks[-1]["description"], 3)
     for n, m in enumerate(result.memories, 1):

@@ -121,6 +121,20 @@ def test_redis_down_is_reported_as_unavailable_with_retry_after() -> None:
         tier.write([wrap("TaskResult", result("x", "y"))])
     assert caught.value.retry_after > 0 and caught.value.tier == "redis"
     assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    with pytest.raises(TierUnavailable):
+        tier.cache_get("x")
+
+
+def test_search_goes_on_without_l1_when_redis_is_down(stack_settings: Settings) -> None:
+    from streams.stack import free_port
+
+    settings = stack_settings.model_copy(update={"topic_prefix": f"t{run_id()}."})
+    l3 = build_tiers(settings, {"postgres"})["postgres"]
+    l3.setup()
+    l3.write([wrap("TaskResult", result("d1", "Moved the nightly report to a read replica"))])
+    down = RedisTier(f"redis://127.0.0.1:{free_port()}/0")
+    found = Retriever(down, None, l3).search("nightly report replica", 3)  # type: ignore[arg-type]
+    assert found.tier == "l3" and found.memories[0].task_id == "d1"
 
 
 def test_memory_record_ids_are_namespaced_by_event_type() -> None:
