@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from schemas import Codec, DecodeError
@@ -31,6 +31,23 @@ __all__ = ["SinkProcessor"]
 log = get_logger(__name__)
 
 Route = Callable[[MemoryRecord], Sequence[str]]
+
+
+class _ForgetOnRebalance(ConsumerRebalanceListener):
+    """Tiers that cache what a partition holds (the archive's listings) re-read it after a rebalance:
+    another process may have written while the partition was away."""
+
+    def __init__(self, tiers: dict[str, Tier]) -> None:
+        self.tiers = tiers
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        for tier in self.tiers.values():
+            forget = getattr(tier, "forget", None)
+            if forget is not None:
+                forget()
 
 
 class SinkProcessor:
@@ -59,10 +76,11 @@ class SinkProcessor:
         """Consume until `stop` is set; the batch in hand is finished first."""
         servers = self.settings.kafka_servers
         self._consumer = AIOKafkaConsumer(
-            *self.topics, bootstrap_servers=servers, group_id=self.group_id, enable_auto_commit=False,
+            bootstrap_servers=servers, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=int(self.settings.session_timeout_s * 1000),
             heartbeat_interval_ms=int(self.settings.session_timeout_s * 250))
+        self._consumer.subscribe(self.topics, listener=_ForgetOnRebalance(self.tiers))
         self._producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
         await self._producer.start()
         await self._consumer.start()
