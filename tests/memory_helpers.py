@@ -36,3 +36,8 @@ def wrap(event_type: str, record: dict[str, Any], topic: str = "t.agent.results"
 
 def run_id() -> str:
     return uuid.uuid4().hex[:8]
+
+
+def code_change(sha: str, message: str) -> dict[str, Any]:
+    return {"sha": sha, "repository": "shop", "author": "dev", "committed_at": NOW, "message": message,
+            "files": ["cart/checkout.py"], "patch": "", "patch_truncated": False, "created_at": NOW}

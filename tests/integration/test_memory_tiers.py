@@ -14,7 +14,7 @@ from sinks.retrieval import Retriever, hit_rates
 from sinks.vectors import VectorTier
 from streams.memory import build_tiers, embedder
 from streams.settings import Settings
-from tests.memory_helpers import outcome, output, result, run_id, wrap
+from tests.memory_helpers import code_change, outcome, output, result, run_id, wrap
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +34,11 @@ def test_postgres_tier_upserts_by_id_and_rejects_what_it_can_never_store(stack_s
     tier = PostgresTier(stack_settings.postgres_dsn, scope=f"t{run_id()}.")
     tier.setup()
     batch = [wrap("TaskResult", result("t1", "first")), wrap("AgentOutput", output("t1", "first")),
-             wrap("PromptOutcome", outcome("t1")), wrap("TaskResult", result("t1", "again, later"))]
+             wrap("PromptOutcome", outcome("t1")), wrap("TaskResult", result("t1", "again, later")),
+             wrap("CodeChange", code_change("abc123", "Fix rounding in checkout"))]
     assert tier.write(batch) == []
     assert tier.write(batch) == []
-    assert tier.counts() == {"memory_tasks": 1, "memory_steps": 1, "memory_outcomes": 1, "memory_code_changes": 0}
+    assert tier.counts() == {"memory_tasks": 1, "memory_steps": 1, "memory_outcomes": 1, "memory_code_changes": 1}
     bad = wrap("TaskResult", result("t2", "nul \x00 inside"))
     rejected = tier.write([bad, wrap("TaskResult", result("t3", "fine"))])
     assert [r.record.id for r in rejected] == [bad.id] and "NUL" in rejected[0].reason
