@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 import redis
+from pydantic import SecretStr
 
 from sinks.archive import ArchiveTier, LocalStore, S3Store
 from sinks.base import MemoryRecord
@@ -142,3 +143,25 @@ def test_memory_record_ids_are_namespaced_by_event_type() -> None:
     r = MemoryRecord("TaskResult", result("same", "x"), "t", 0, 0, 0)
     o = MemoryRecord("TaskRequested", {"task_id": "same"}, "t", 0, 1, 0)
     assert r.id == "TaskResult:same" and o.id == "TaskRequested:same"
+
+
+async def test_recall_for_a_task_is_empty_not_an_error_when_memory_is_down(stack_settings: Settings) -> None:
+    from streams.memory import MemoryRecall, build_retriever
+    from streams.stack import free_port
+
+    down = stack_settings.model_copy(update={"postgres_port": free_port(), "redis_port": free_port()})
+    recall = MemoryRecall(build_retriever(down), k=3)
+    assert await recall.recall({"task_id": "x", "description": "anything"}) == []
+
+
+def test_the_archive_goes_to_s3_when_an_endpoint_is_set(stack_settings: Settings) -> None:
+    from streams.memory import build_archive
+
+    settings = stack_settings.model_copy(update={
+        "s3_endpoint_url": f"http://127.0.0.1:{stack_settings.s3_port}", "s3_bucket": f"arch-{run_id()}",
+        "aws_access_key_id": SecretStr("test"), "aws_secret_access_key": SecretStr("test")})
+    archive = build_archive(settings)
+    assert isinstance(archive.store, S3Store) and archive.store.bucket == settings.s3_bucket
+    archive.setup()
+    archive.write([wrap("TaskResult", result("s1", "x"), topic="t.s3", offset=4)])
+    assert archive.count() == 1 and archive.lookup("t.s3", 0, 4)["offset"] == 4
