@@ -120,5 +120,5 @@ def run_bench(settings: Settings, events: int, tasks: int) -> None:
     click.echo(f"\nfor BENCHMARKS.md:\n{row}")
     from streams.bench_memory import memory_bench  # issue 5: memory tiers
 
-    click.echo("\nmemory tiers:")
-    memory_bench(settings)
+    click.echo("\nmemory tiers:")  # sized with --tasks: 3,000 (the default) gives 2,000 records, 200 searches
+    memory_bench(settings, records=min(2000, tasks), searches=min(200, max(10, tasks // 4)))
