@@ -9,7 +9,7 @@ from typing import Any
 
 from sinks.archive import ArchiveTier, LocalStore, S3Store
 from sinks.base import Tier
-from sinks.embeddings import MiniLMEmbedder
+from sinks.embeddings import BatchingEmbedder, MiniLMEmbedder
 from sinks.postgres_tier import PostgresTier
 from sinks.redis_tier import RedisTier
 from sinks.retrieval import Retriever
@@ -24,9 +24,9 @@ log = get_logger(__name__)
 
 
 @cache
-def embedder() -> MiniLMEmbedder:
-    """One model per process (loading it takes about 0.3 s and 25 MB)."""
-    return MiniLMEmbedder()
+def embedder() -> BatchingEmbedder:
+    """One model per process (loading it takes about 0.3 s and 25 MB), shared by concurrent callers."""
+    return BatchingEmbedder(MiniLMEmbedder())
 
 
 def router(settings: Settings) -> Router:

@@ -49,3 +49,46 @@ def test_hit_rates_and_time_saved() -> None:
     assert stats["l1"]["rate"] == 0.5 and stats["l2"]["mean_ms"] == 10.0
     assert stats["saved_ms"] == pytest.approx(2 * (10.0 - 1.0))
     assert hit_rates({})["searches"] == 0
+
+
+def test_concurrent_embeddings_are_joined_and_each_caller_gets_its_own_vectors() -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sinks.embeddings import BatchingEmbedder
+
+    inner = MiniLMEmbedder()
+
+    class FirstCallWaits:
+        """The first model call waits until the other callers have queued (so the test is not a race)."""
+
+        name, dimensions, first = inner.name, inner.dimensions, True
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            deadline = time.monotonic() + 10
+            while self.first and len(batching._pending) < 7 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            self.first = False
+            return inner.embed(texts)
+
+    batching = BatchingEmbedder(FirstCallWaits())
+    texts = [f"task {n}: add a cache to service {n}" for n in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda t: batching.embed([t]), texts))
+    expected = inner.embed(texts)
+    assert all(np.allclose(g[0], e, atol=1e-4) for g, e in zip(got, expected, strict=True))
+    assert batching.calls < len(texts)  # the callers that queued meanwhile shared one model call
+    assert batching.embed([]).shape == (0, DIMENSIONS)
+
+
+def test_an_embedding_failure_reaches_the_caller() -> None:
+    from sinks.embeddings import BatchingEmbedder
+
+    class Broken:
+        name, dimensions = "broken", 3
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            raise RuntimeError("model file damaged")
+
+    with pytest.raises(RuntimeError, match="damaged"):
+        BatchingEmbedder(Broken()).embed(["x"])
