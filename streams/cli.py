@@ -231,5 +231,10 @@ def bench(settings: Settings, events: int, tasks: int) -> None:
     run_bench(settings, events, tasks)
 
 
+from streams.issue6_cli import register as _register_issue6  # noqa: E402  (replay, git-watch, git-hook, docs)
+
+_register_issue6(cli)
+
+
 def main() -> None:
     cli(prog_name="agentstream")

@@ -1,0 +1,14 @@
+"""The commands of the replay and code-change areas, attached to the main `agentstream` group."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["register"]
+
+
+def register(cli: click.Group) -> None:
+    """Add `replay` (with `compare`) and the code-change commands to `cli`."""
+    from streams.replay.cli import replay
+
+    cli.add_command(replay)
