@@ -130,7 +130,7 @@ def test_200_tasks_replayed_with_another_model_compare_and_leave_production_alon
     assert "200 tasks paired, 200 with a different output" in out
     cost = next(line for line in out.splitlines() if line.startswith("cost_usd"))
     assert cost.split()[1] == "200" and cost.endswith("*")  # fast-1 is cheaper on every task: significant
-    assert "--- output diff for" in out and "+[simulator/fast-1]" in out
+    assert "--- output diff for" in out and "+++ cheaper" in out, out
     html = report.read_text()
     assert html.count("<svg") >= 5 and "<details>" in html and "http://" not in html and "https://" not in html
     assert asyncio.run(_production_ends(s)) == before
