@@ -9,6 +9,8 @@ __all__ = ["register"]
 
 def register(cli: click.Group) -> None:
     """Add `replay` (with `compare`) and the code-change commands to `cli`."""
+    from streams.code.cli import docs, git_hook, git_watch
     from streams.replay.cli import replay
 
-    cli.add_command(replay)
+    for command in (replay, git_watch, git_hook, docs):
+        cli.add_command(command)
