@@ -8,6 +8,7 @@ is written to a production topic: the range is only read, without a consumer gro
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,8 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
     tasks = prepare_tasks(records, spec)
     isolated = eval_settings(settings, spec.name, spec.model)
     await ensure_topics(isolated)
+    # The run's topics are brand new: a first send may bounce once while leadership settles (it is retried).
+    logging.getLogger("aiokafka.producer.sender").setLevel(logging.ERROR)
     worker = start_worker(isolated, f"runs/{spec.name}/worker.log")
     try:
         watcher = ResultWatcher(isolated, codec)
