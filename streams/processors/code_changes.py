@@ -12,8 +12,8 @@ import faust
 
 from schemas import Codec, DecodeError
 from streams.code.tasks import tasks_for_change
-from streams.deadletters import Origin, dead_letter
 from streams.logs import get_logger
+from streams.processors.guard import DeadLetterSender
 from streams.topics import CODE_CHANGES, DEADLETTERS, TASKS
 
 __all__ = ["register_code_change_processor"]
@@ -23,29 +23,20 @@ log = get_logger(__name__)
 
 def register_code_change_processor(app: faust.App, topics: dict[str, faust.TopicT], codec: Codec) -> Any:
     """Attach the processor to `app`; `topics` maps logical topic names to Faust topics."""
-    tasks_topic, deadletters = topics[TASKS], topics[DEADLETTERS]
-
-    async def send_dead(stage: str, origin: Origin, error: BaseException, payload: bytes, key: bytes | None) -> None:
-        log.warning("dead letter", stage=stage, topic=origin.topic, partition=origin.partition,
-                    offset=origin.offset, error=str(error)[:300])
-        await deadletters.send(key=key, value=codec.encode("DeadLetter", dead_letter(stage, origin, error, payload,
-                                                                                      key)))
+    tasks_topic, send_dead = topics[TASKS], DeadLetterSender(topics[DEADLETTERS], codec)
 
     async def handle(event: faust.EventT) -> None:
-        message = event.message
-        origin = Origin(message.topic, message.partition, message.offset)
-        raw, key = event.value, event.key
         try:
-            change = codec.decode_as("CodeChange", raw)
+            change = codec.decode_as("CodeChange", event.value)
         except DecodeError as exc:
-            await send_dead("code-decode", origin, exc, raw, key)
+            await send_dead("code-decode", event, exc)
             return
         try:
             tasks = tasks_for_change(change)
             for task in tasks:
                 await tasks_topic.send(key=task["task_id"].encode(), value=codec.encode("TaskRequested", task))
         except Exception as exc:  # a bad record or a bug must not stop the stream
-            await send_dead("code-tasks", origin, exc, raw, key)
+            await send_dead("code-tasks", event, exc)
             return
         log.info("code change", stage="code-tasks", sha=change["sha"][:12], tasks=len(tasks))
 

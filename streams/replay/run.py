@@ -25,7 +25,8 @@ from streams.replay.store import Run, TaskRow, run_dir, save_run
 from streams.settings import Settings
 from streams.topics import RESULTS, TASKS
 
-__all__ = ["ReplaySpec", "eval_settings", "make_judge", "prepare_tasks", "production_run", "run_replay"]
+__all__ = ["ReplaySpec", "eval_settings", "make_judge", "prepare_tasks", "production_run", "read_source",
+           "run_replay"]
 
 Record = dict[str, Any]
 Progress = Callable[[int, int], None]
@@ -96,10 +97,17 @@ async def _judge_rows(judge: Judge, tasks: list[Record], results: dict[str, Reco
     return rows
 
 
-def _check_source(spec: ReplaySpec) -> None:
-    if spec.source != "kafka":
-        raise ValueError("--source archive needs the L4 archive (issue 5), which is not available yet; "
-                         "use --source kafka")
+async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,
+                      on_read: Progress | None = None) -> list[Received]:
+    """The recorded records of the spec's range, from Kafka (or, once it exists, the L4 archive).
+
+    The archive reader (issue 5) plugs in here: anything returning the range as `Received` records
+    (topic, partition, offset, key, decoded TaskRequested) feeds the same replay.
+    """
+    if spec.source == "kafka":
+        return await read_range(settings, codec, settings.topic(spec.topic), spec.start, spec.end, on_read)
+    raise ValueError(f"--source {spec.source} needs the L4 archive (issue 5), which is not available yet; "
+                     "use --source kafka")
 
 
 async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judge: Judge | None = None,
@@ -107,9 +115,8 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
     """Read the range, run it on an isolated worker, judge every answer, save and return the run."""
     from streams.demo import start_worker, stop_worker
 
-    _check_source(spec)
     folder = run_dir(settings, spec.name)
-    records = await read_range(settings, codec, settings.topic(spec.topic), spec.start, spec.end, on_read)
+    records = await read_source(settings, codec, spec, on_read)
     tasks = prepare_tasks(records, spec)
     isolated = eval_settings(settings, spec.name, spec.model)
     await ensure_topics(isolated)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
+from gitrepo import GitRepo  # tests/gitrepo.py (tests/ is on sys.path via its conftest)
 
 from schemas import default_codec
 from sinks.docs import setup_docs, write_docs
@@ -22,7 +23,6 @@ from streams.code.docs_sink import doc_from_result, run_docs_sink
 from streams.replay.range import Bound, read_range
 from streams.settings import Settings
 from streams.topics import CODE_CHANGES, DEADLETTERS
-from tests.gitrepo import GitRepo
 
 pytestmark = pytest.mark.integration
 

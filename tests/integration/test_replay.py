@@ -148,3 +148,10 @@ def test_archive_source_and_bad_arguments_are_clear_errors(recorded: Recorded) -
     assert result.exit_code == 2 and "--name" in result.output
     result = runner.invoke(cli, ["replay", "compare", "nope", "det-1"], env=s.as_env())
     assert result.exit_code == 1 and "no replay run named 'nope'" in result.output
+
+
+@pytest.mark.slow
+def test_the_replay_demo_compares_two_models(isolated: Settings) -> None:
+    out = _cli(isolated, "replay", "demo", "--tasks", "6")
+    assert "6 tasks paired, 6 with a different output" in out and "HTML report:" in out
+    assert "production (simulator/balanced-1) vs demo-fast-1-" in out

@@ -13,7 +13,7 @@ from streams.client import Received
 from streams.replay.compare import compare_runs, output_diff, paired_interval, render_text
 from streams.replay.html import render_html
 from streams.replay.range import Bound, parse_bound
-from streams.replay.run import ReplaySpec, _check_source, eval_settings, prepare_tasks
+from streams.replay.run import ReplaySpec, eval_settings, prepare_tasks, read_source
 from streams.replay.store import Run, TaskRow, load_run, run_dir, save_run
 from streams.settings import Settings
 
@@ -88,7 +88,7 @@ def test_runs_round_trip_and_names_are_checked(tmp_path) -> None:
         load_run(settings, "absent")
 
 
-def test_overrides_are_applied_to_every_replayed_task_once() -> None:
+async def test_overrides_are_applied_to_every_replayed_task_once() -> None:
     task = {"task_id": "t1", "description": "d", "pattern": "fast", "metadata": {"k": "v"}}
     records = [Received("agent.tasks", 0, 5, b"t1", "TaskRequested", task, None),
                Received("agent.tasks", 1, 9, b"t1", "TaskRequested", task, None),  # redelivered copy
@@ -103,4 +103,5 @@ def test_overrides_are_applied_to_every_replayed_task_once() -> None:
     assert (ev.topic_prefix, ev.app_id, ev.model) == ("p.eval-r.", "app-eval-r", "simulator/fast-1")
     assert eval_settings(base, "r").model == base.model
     with pytest.raises(ValueError, match="not available yet"):
-        _check_source(ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"), source="archive"))
+        await read_source(base, None, ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"),
+                                                 source="archive"))
