@@ -51,7 +51,7 @@ async def run_docs_sink(settings: Settings, codec: Codec, *, idle_exit_s: float 
             for messages in batch.values():
                 for m in messages:
                     try:
-                        doc = doc_from_result(codec.decode_as("TaskResult", m.value), settings.topic_prefix)
+                        doc = doc_from_result(codec.decode_as("TaskResult", m.value or b""), settings.topic_prefix)
                     except DecodeError:  # the task processor's results; anything else is not ours to judge
                         continue
                     if doc is not None:

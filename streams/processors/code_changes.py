@@ -27,7 +27,7 @@ def register_code_change_processor(app: faust.App, topics: dict[str, faust.Topic
 
     async def handle(event: faust.EventT) -> None:
         try:
-            change = codec.decode_as("CodeChange", event.value)
+            change = codec.decode_as("CodeChange", event.value or b"")  # a tombstone decodes as nothing
         except DecodeError as exc:
             await send_dead("code-decode", event, exc)
             return

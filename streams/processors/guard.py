@@ -28,5 +28,5 @@ class DeadLetterSender:
         origin = Origin(m.topic, m.partition, m.offset)
         log.warning("dead letter", stage=stage, topic=origin.topic, partition=origin.partition,
                     offset=origin.offset, error=str(error)[:300])
-        record = dead_letter(stage, origin, error, event.value, event.key)
+        record = dead_letter(stage, origin, error, event.value or b"", event.key)  # a tombstone: empty bytes
         await self.topic.send(key=event.key, value=self.codec.encode("DeadLetter", record))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -73,6 +73,13 @@ async def resolve_range(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, i
     return {tp: (lows[tp], max(lows[tp], highs[tp])) for tp in ends}
 
 
+def _decoded(codec: Codec, tp: TopicPartition, m: Any) -> Received:
+    """A record of the range, decoded; a tombstone (null value) is kept as an undecodable record."""
+    if m.value is None:
+        return Received(tp.topic, tp.partition, m.offset, m.key, None, None, "tombstone (null value)")
+    return _received(codec, tp, m)
+
+
 async def read_range(settings: Settings, codec: Codec, topic: str, start: Bound, end: Bound,
                      on_progress: Callable[[int, int], None] | None = None) -> list[Received]:
     """Every record of `topic` in [start, end), in partition then offset order.
@@ -104,7 +111,7 @@ async def read_range(settings: Settings, codec: Codec, topic: str, start: Bound,
                 high = spans[tp][1]
                 for m in messages:
                     if m.offset < high:
-                        got[tp].append(_received(codec, tp, m))
+                        got[tp].append(_decoded(codec, tp, m))
                         done += 1
             for tp in list(pending):  # by position, not last offset: compaction and markers leave gaps
                 if await consumer.position(tp) >= spans[tp][1]:

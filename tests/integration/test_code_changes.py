@@ -108,7 +108,8 @@ async def test_a_bad_code_change_is_dead_lettered_and_the_next_one_still_runs(is
     producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_servers)
     await producer.start()
     try:
-        await producer.send_and_wait(isolated.topic(CODE_CHANGES), b"not avro", key=b"bad", partition=0)
+        for value in (b"not avro", None):  # None: a tombstone
+            await producer.send_and_wait(isolated.topic(CODE_CHANGES), value, key=b"bad", partition=0)
     finally:
         await producer.stop()
     watcher = ResultWatcher(isolated, codec)
@@ -121,7 +122,7 @@ async def test_a_bad_code_change_is_dead_lettered_and_the_next_one_still_runs(is
     assert len(results) == 2
     dead = [r.record for r in await read_range(isolated, codec, isolated.topic(DEADLETTERS), Bound("earliest"),
                                                Bound("now"))]
-    assert [(d["stage"], d["payload"]) for d in dead] == [("code-decode", b"not avro")]
+    assert [(d["stage"], d["payload"]) for d in dead] == [("code-decode", b"not avro"), ("code-decode", b"")]
 
 
 def test_the_post_commit_hook_sends_new_commits_and_never_fails_a_commit(isolated: Settings, tmp_path: Path) -> None:
