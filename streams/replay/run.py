@@ -118,6 +118,9 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
     folder = run_dir(settings, spec.name)
     records = await read_source(settings, codec, spec, on_read)
     tasks = prepare_tasks(records, spec)
+    if not tasks:
+        raise ValueError(f"no TaskRequested records in [{spec.start} .. {spec.end}) of {settings.topic(spec.topic)} "
+                         f"({len(records)} records read): nothing to replay")
     isolated = eval_settings(settings, spec.name, spec.model)
     await ensure_topics(isolated)
     # The run's topics are brand new: a first send may bounce once while leadership settles (it is retried).

@@ -146,6 +146,8 @@ def test_archive_source_and_bad_arguments_are_clear_errors(recorded: Recorded) -
     assert result.exit_code == 2 and "ISO timestamp" in result.output
     result = runner.invoke(cli, ["replay", "--from", "0"], env=s.as_env())
     assert result.exit_code == 2 and "--name" in result.output
+    result = runner.invoke(cli, ["replay", "--from", "now", "--to", "now", "--name", "empty"], env=s.as_env())
+    assert result.exit_code == 1 and "nothing to replay" in result.output
     result = runner.invoke(cli, ["replay", "compare", "nope", "det-1"], env=s.as_env())
     assert result.exit_code == 1 and "no replay run named 'nope'" in result.output
 
