@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow bench up down status lint clean
+.PHONY: help install demo demo-replay test test-slow bench up down status lint clean
 
 help: ## Show the targets and what they do
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ install: $(STAMP) ## Create .venv and install agentstream and its dev tools into
 
 demo: install ## Start the local stack, run sample tasks through a worker, print a summary (stack stays up)
 	$(BIN)/agentstream demo
+
+demo-replay: install ## Record demo traffic, replay it with two models in isolated runs, compare them (HTML too)
+	$(BIN)/agentstream replay demo
 
 test: install ## The whole test suite with line coverage (starts its own stack on free ports)
 	$(PYTEST) -m "not slow and not bench" --cov --cov-report=term --cov-fail-under=80

@@ -116,7 +116,7 @@ class TaskRunner:
             "tokens_out": sum(o.get("tokens_out", 0) for o in outputs),
             "tenant": task.get("tenant") or "default",
             "error": error,
-            "metadata": {"pattern": task.get("pattern") or "fast"},
+            "metadata": {**(task.get("metadata") or {}), "pattern": task.get("pattern") or "fast"},
             "created_at": self._now(),
         }
 

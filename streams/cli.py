@@ -232,9 +232,11 @@ def bench(settings: Settings, events: int, tasks: int) -> None:
 
 
 from streams.cli_memory import memory, sinks  # noqa: E402 - issue 5: memory tiers
+from streams.issue6_cli import register as _register_issue6  # noqa: E402  (replay, git-watch, git-hook, docs)
 
 cli.add_command(sinks)
 cli.add_command(memory)
+_register_issue6(cli)
 
 
 def main() -> None:
