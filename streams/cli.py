@@ -231,12 +231,13 @@ def bench(settings: Settings, events: int, tasks: int) -> None:
     run_bench(settings, events, tasks)
 
 
-from streams.cli_memory import memory, sinks  # noqa: E402 - issue 5: memory tiers
-from streams.issue6_cli import register as _register_issue6  # noqa: E402  (replay, git-watch, git-hook, docs)
+# Commands of the other areas live beside their code; attached here, after `cli` exists.
+from streams.cli_memory import memory, sinks  # noqa: E402
+from streams.code.cli import docs, git_hook, git_watch  # noqa: E402
+from streams.replay.cli import replay  # noqa: E402
 
-cli.add_command(sinks)
-cli.add_command(memory)
-_register_issue6(cli)
+for _command in (sinks, memory, replay, git_watch, git_hook, docs):
+    cli.add_command(_command)
 
 
 def main() -> None:
