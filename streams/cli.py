@@ -231,5 +231,11 @@ def bench(settings: Settings, events: int, tasks: int) -> None:
     run_bench(settings, events, tasks)
 
 
+from streams.cli_prompts import experiment, prompt  # noqa: E402  (issue 4: prompt registry, experiments)
+
+cli.add_command(prompt)
+cli.add_command(experiment)
+
+
 def main() -> None:
     cli(prog_name="agentstream")

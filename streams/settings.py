@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field("auto", alias="AGENTSTREAM_LOG_FORMAT")
     log_level: str = Field("info", alias="AGENTSTREAM_LOG_LEVEL")
 
+    # Prompt registry and A/B experiments (issue 4).
+    prompts_enabled: bool = Field(True, alias="AGENTSTREAM_PROMPTS_ENABLED")
+    prompt_cache_ttl_s: float = Field(1.0, ge=0, alias="AGENTSTREAM_PROMPT_CACHE_TTL_S")
+    judge_enabled: bool = Field(True, alias="AGENTSTREAM_JUDGE_ENABLED")
+
     @property
     def kafka_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
