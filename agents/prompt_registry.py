@@ -132,7 +132,9 @@ class PromptRegistry:
         return self._conn
 
     def migrate(self) -> PromptRegistry:
-        apply_migrations(self.conn, MIGRATIONS)
+        """Create or upgrade the registry's tables (a plain connection: the helper reads tuple rows)."""
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            apply_migrations(conn, MIGRATIONS)
         return self
 
     def close(self) -> None:

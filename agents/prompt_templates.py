@@ -45,5 +45,5 @@ def render(template: str, variables: Mapping[str, Any]) -> str:
         return _ENV.from_string(template).render(**variables)
     except UndefinedError as exc:  # e.g. an absent key of a passed mapping
         raise TemplateRenderError(f"undefined in template: {exc}") from exc
-    except TemplateError as exc:  # SecurityError (sandbox) is a TemplateError too
+    except Exception as exc:  # SecurityError (sandbox); TypeError for include/import: there is no loader
         raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from exc
