@@ -40,6 +40,9 @@ __all__ = ["register_prompt_processors"]
 
 log = get_logger(__name__)
 
+# The app's serializers are raw bytes; the tables hold JSON (experiment name -> state, outcome id -> n).
+_JSON = faust.Schema(key_serializer="json", value_serializer="json")
+
 
 class _Experiments:
     """Experiment definitions read from the registry, cached for `ttl_s` (status can change)."""
@@ -64,9 +67,9 @@ def register_prompt_processors(app: faust.App, topics: dict[str, faust.TopicT], 
     judge_registry = PromptRegistry(settings.postgres_dsn)
     experiments = _Experiments(registry, settings.prompt_cache_ttl_s)
     scores = app.Table(PROMPT_SCORES_TABLE, default=None, partitions=settings.partitions,
-                       key_serializer="json", value_serializer="json")
+                       schema=_JSON)
     seen = app.Table(PROMPT_SEEN_TABLE, default=None, partitions=settings.partitions,
-                     key_serializer="json", value_serializer="json")
+                     schema=_JSON)
 
     async def send_dead(stage: str, event: faust.EventT, error: BaseException | str) -> None:
         m = event.message
