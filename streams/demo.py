@@ -130,6 +130,9 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
         if dead is not None:
             click.echo(f"dead letter: stage={dead['stage']} {dead['topic']}[{dead['partition']}]@{dead['offset']} "
                        f"error={dead['error'][:90]!r}")
+        if settings.prompts_enabled:  # prompt A/B experiment (issue 4)
+            from streams.demo_experiment import run_experiment_demo
+            run_experiment_demo(settings, codec)
     finally:
         stop_worker(worker)
     click.echo("\nLook further:\n  agentstream tail agent.results --from-beginning --count 5\n"

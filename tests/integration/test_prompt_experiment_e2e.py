@@ -124,3 +124,12 @@ async def test_experiment_decides_survives_a_restart_and_new_tasks_use_the_winne
     stages = {r.record["stage"] for r in await _records(isolated, DEADLETTERS) if r.record}
     assert {"score-decode", "score-key"} <= stages
     registry.close()
+
+
+async def test_demo_experiment_prints_its_decision(isolated: Settings, worker_factory, worker_log, capsys) -> None:
+    from streams.demo_experiment import run_experiment_demo
+
+    worker_factory()
+    decided = await asyncio.to_thread(run_experiment_demo, isolated, codec, 300, 120.0)
+    out = capsys.readouterr().out
+    assert decided and "decision: promote v2" in out and "P(best)" in out

@@ -77,7 +77,8 @@ def test_cli_prompt_and_experiment_commands(stack_settings: Settings, tmp_path: 
     f1.write_text("You review {{ task }}.\nBe brief.\n")
     f2.write_text("You review {{ task }} carefully.\nBe brief.\n")
     assert "v1 added (primary)" in _run(stack_settings, "prompt", "add", name, "--file", str(f1), "--author", "ann")
-    assert "v2 added" in _run(stack_settings, "prompt", "add", name, "--file", str(f2), "--meta", "simulated_success=0.7")
+    added = _run(stack_settings, "prompt", "add", name, "--file", str(f2), "--meta", "simulated_success=0.7")
+    assert "v2 added" in added
     assert name in _run(stack_settings, "prompt", "list")
     shown = _run(stack_settings, "prompt", "show", name, "--version", "2")
     assert "carefully" in shown and "simulated_success" in shown
