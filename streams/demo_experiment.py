@@ -19,14 +19,15 @@ from schemas import Codec
 from streams.client import ResultWatcher, make_task, submit_tasks
 from streams.settings import Settings
 
-__all__ = ["run_experiment_demo"]
+__all__ = ["run_experiment_demo", "submit_and_wait"]
 
 
-async def _tasks(settings: Settings, codec: Codec, tasks: list[dict], timeout_s: float) -> int:
+async def submit_and_wait(settings: Settings, codec: Codec, tasks: list[dict], timeout_s: float) -> dict[str, dict]:
+    """Submit tasks and return their results (those that arrived in time), keyed by task id."""
     watcher = ResultWatcher(settings, codec)
     await watcher.start()
     try:
-        return len(await watcher.wait(await submit_tasks(settings, codec, tasks), timeout_s))
+        return await watcher.wait(await submit_tasks(settings, codec, tasks), timeout_s)
     finally:
         await watcher.stop()
 
@@ -46,7 +47,7 @@ def run_experiment_demo(settings: Settings, codec: Codec, tasks: int = 300, time
         batch = [make_task(f"review change {i} of the parser", capability=prompt, task_id=f"{name}-{i:04d}")
                  for i in range(tasks)]
         started = time.monotonic()
-        done = asyncio.run(_tasks(settings, codec, batch, timeout_s))
+        done = len(asyncio.run(submit_and_wait(settings, codec, batch, timeout_s)))
         deadline = time.monotonic() + 30.0
         while registry.experiment(name).decision is None and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -79,11 +79,25 @@ def register_prompt_processors(app: faust.App, topics: dict[str, faust.TopicT], 
         await deadletters.send(key=event.key, value=codec.encode(
             "DeadLetter", dead_letter(stage, origin, error, event.value, event.key)))
 
-    async def score(event: faust.EventT) -> None:
+    async def decoded(event: faust.EventT, event_type: str, stage: str) -> dict[str, Any] | None:
+        """The record, or None after dead-lettering bytes that do not decode as `event_type`."""
         try:
-            outcome = codec.decode_as("PromptOutcome", event.value)
+            return codec.decode_as(event_type, event.value)
         except DecodeError as exc:
-            await send_dead("score-decode", event, exc)
+            await send_dead(f"{stage}-decode", event, exc)
+            return None
+
+    async def guarded(stream: faust.StreamT, handle: Any, stage: str) -> None:
+        """Run `handle` on every event; an exception becomes a dead letter, never the end of the stream."""
+        async for event in stream.events():
+            try:
+                await handle(event)
+            except Exception as exc:  # a bug or a bad record must not stop the stream
+                await send_dead(stage, event, exc)
+
+    async def score(event: faust.EventT) -> None:
+        outcome = await decoded(event, "PromptOutcome", "score")
+        if outcome is None:
             return
         name = outcome["experiment"]
         if event.key != name.encode():
@@ -115,22 +129,14 @@ def register_prompt_processors(app: faust.App, topics: dict[str, faust.TopicT], 
 
     @app.agent(outcomes_topic, name="prompt-scoring", concurrency=1)
     async def prompt_scoring(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                await score(event)
-            except Exception as exc:  # a bug or a bad record must not stop the stream
-                await send_dead("score", event, exc)
+        await guarded(stream, score, "score")
 
     versions: dict[tuple[str, int], dict[str, Any]] = {}  # versions are immutable: cache for good
 
     async def judge(event: faust.EventT) -> None:
-        try:
-            output = codec.decode_as("AgentOutput", event.value)
-        except DecodeError as exc:
-            await send_dead("judge-decode", event, exc)
-            return
-        meta = output.get("metadata") or {}
-        if "experiment" not in meta:
+        output = await decoded(event, "AgentOutput", "judge")
+        meta = (output or {}).get("metadata") or {}
+        if output is None or "experiment" not in meta:
             return
         key = (meta["prompt"], int(meta["prompt_version"]))
         if key not in versions:
@@ -143,8 +149,4 @@ def register_prompt_processors(app: faust.App, topics: dict[str, faust.TopicT], 
     if settings.judge_enabled:
         @app.agent(topics[OUTPUTS], name="prompt-judge", concurrency=1)
         async def prompt_judge(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                try:
-                    await judge(event)
-                except Exception as exc:  # a bug or a bad record must not stop the stream
-                    await send_dead("judge", event, exc)
+            await guarded(stream, judge, "judge")

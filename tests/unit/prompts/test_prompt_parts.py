@@ -51,14 +51,22 @@ def _outcome(i: int, variant: str, success: bool) -> dict:
             "success": success, "quality": 0.7, "source": "test", "created_at": 0}
 
 
-def test_score_outcome_counts_decides_once_and_rejects_unknown_variants() -> None:
-    state, decisions, rng = None, [], random.Random(1)
-    for i in range(3000):
+def _feed(count: int, p_v2: float, seed: int) -> tuple[dict, list, list]:
+    """Alternate outcomes of v1 (40 % success) and v2 through `score_outcome`: (state, steps, decisions)."""
+    state, steps, decisions, rng = None, [], [], random.Random(seed)
+    for i in range(count):
         variant = "v1" if i % 2 == 0 else "v2"
-        step = score_outcome(state, EXP, _outcome(i, variant, rng.random() < (0.4 if variant == "v1" else 0.7)), i)
+        step = score_outcome(state, EXP, _outcome(i, variant, rng.random() < (0.4 if variant == "v1" else p_v2)), i)
         state = step.state
+        steps.append(step)
         if step.decision:
             decisions.append((i, step.decision))
+    return state, steps, decisions
+
+
+def test_score_outcome_counts_decides_once_and_rejects_unknown_variants() -> None:
+    state, steps, decisions = _feed(3000, 0.7, 1)
+    step = steps[-1]
     assert state["n"] == 3000 and state["arms"]["v1"]["n"] == 1500
     assert len(decisions) == 1 and decisions[0][1].winner == "v2"
     assert state["decision"]["winner"] == "v2" and state["decision"]["n"] == decisions[0][0] + 1
@@ -114,12 +122,8 @@ def test_chooser_uses_experiments_then_the_primary_then_nothing() -> None:
 
 
 def test_report_text_and_self_contained_html() -> None:
-    state, history, rng = None, [], random.Random(2)
-    for i in range(1200):
-        variant = "v1" if i % 2 == 0 else "v2"
-        step = score_outcome(state, EXP, _outcome(i, variant, rng.random() < (0.4 if variant == "v1" else 0.6)), i)
-        state = step.state
-        history.append((state["n"], step.point))
+    state, steps, _ = _feed(1200, 0.6, 2)
+    history = [(s.state["n"], s.point) for s in steps]
     decided = Experiment(**{**EXP.__dict__, "status": "decided", "decision": "promote", "winner": "v2",
                             "reason": "v2 beats v1", "decided_at": datetime(2026, 1, 1, tzinfo=UTC)})
     report = build_report(decided, state["arms"], history)
