@@ -5,12 +5,15 @@ The runner asks `choose(task)`. The prompt is named after the task's capability 
 split, or Thompson sampling from the variants' posteriors); else the primary version is used;
 if the registry has no such prompt, the runner keeps its built-in prompt. The registry is read
 into a cache that is refreshed after `ttl_s`, and at once after `invalidate()` (called when a
-PromptDecision arrives), so a promotion takes effect on the next task.
+PromptDecision arrives), so a promotion takes effect on the next task. If the registry cannot be
+read, the last view is kept (none yet: the built-in prompts), so a database outage does not stop
+tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +25,8 @@ from agents.prompt_registry import Experiment, PromptRegistry, PromptVersion, va
 from agents.prompt_templates import render
 
 __all__ = ["ChosenPrompt", "PromptChooser"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,12 @@ class PromptChooser:
     async def _current(self) -> _Snapshot:
         async with self._lock:
             if self._snapshot is None or self._clock() - self._loaded_at > self.ttl_s:
-                self._snapshot = await asyncio.to_thread(self.load)
+                try:
+                    self._snapshot = await asyncio.to_thread(self.load)
+                except Exception as exc:  # registry unreachable: tasks go on with what we knew (or built-ins)
+                    log.warning("prompt registry unreachable, keeping the cached view: %s: %s",
+                                type(exc).__name__, exc)
+                    self._snapshot = self._snapshot or _Snapshot()
                 self._loaded_at = self._clock()
             return self._snapshot
 

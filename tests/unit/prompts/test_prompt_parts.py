@@ -136,3 +136,10 @@ def test_report_text_and_self_contained_html() -> None:
     assert "<script" not in page and not re.search(r"(src|href)=\"https?:", page)
     empty = render_html(build_report(EXP, {}, []))
     assert "No interval yet" in empty and "decision: none yet" in render_text(build_report(EXP, {}, []))
+
+
+async def test_chooser_keeps_working_when_the_registry_is_unreachable() -> None:
+    from agents.prompt_registry import PromptRegistry
+
+    chooser = PromptChooser(PromptRegistry("postgresql://nobody@127.0.0.1:9/none?connect_timeout=1"), ttl_s=0)
+    assert await chooser.choose({"task_id": "t", "description": "d", "capability": "review"}) is None
