@@ -97,9 +97,9 @@ def prompt_diff(settings: Settings, name: str, v1: int, v2: int) -> None:
     """Unified diff between versions V1 and V2 of prompt NAME."""
     with _registry(settings) as reg:
         a, b = reg.get(name, v1), reg.get(name, v2)
-    lines = difflib.unified_diff(a.template.splitlines(keepends=True), b.template.splitlines(keepends=True),
-                                 fromfile=f"{name} v{v1}", tofile=f"{name} v{v2}")
-    click.echo("".join(lines) or "(no difference)", nl=False)
+    lines = difflib.unified_diff(a.template.splitlines(), b.template.splitlines(),
+                                 fromfile=f"{name} v{v1}", tofile=f"{name} v{v2}", lineterm="")
+    click.echo("\n".join(lines) or "(no difference)")
 
 
 @click.group()

@@ -143,3 +143,19 @@ async def test_chooser_keeps_working_when_the_registry_is_unreachable() -> None:
 
     chooser = PromptChooser(PromptRegistry("postgresql://nobody@127.0.0.1:9/none?connect_timeout=1"), ttl_s=0)
     assert await chooser.choose({"task_id": "t", "description": "d", "capability": "review"}) is None
+
+
+def test_report_with_three_variants() -> None:
+    exp = Experiment("e3", "review", ["v1", "v2", "v3"], min_samples=20)
+    state, history, rng = None, [], random.Random(4)
+    rates = {"v1": 0.4, "v2": 0.45, "v3": 0.7}
+    for i in range(900):
+        variant = ("v1", "v2", "v3")[i % 3]
+        outcome = {"outcome_id": str(i), "variant": variant, "success": rng.random() < rates[variant], "quality": 0.5}
+        step = score_outcome(state, exp, outcome, i)
+        state = step.state
+        history.append((state["n"], step.point))
+    report = build_report(exp, state["arms"], history)
+    assert report.current.winner == "v3" and max(report.best, key=report.best.get) == "v3"
+    page = render_html(report)
+    assert "v2 - v1" in page and "v3 - v1" in page
