@@ -91,6 +91,10 @@ async def test_experiment_decides_survives_a_restart_and_new_tasks_use_the_winne
         await producer.stop()
 
     worker_factory()  # a fresh process: the tables come back from their changelog topics
+    # Wait until it consumes (a task outside the experiment), so its start-up rebalance is behind us.
+    probe = make_task("probe", task_id=f"{run}-probe")
+    assert len(await submit_and_wait(isolated, codec, [probe], 120.0)) == 1
+    await asyncio.sleep(3)
     batch_b = tasks("b", 240)
     assert len(await submit_and_wait(isolated, codec, batch_b, 120.0)) == 240
     assert await _counted(registry, name, 300) == 300
