@@ -1,7 +1,7 @@
 """Prompt experiments in the stream: judge outputs, score outcomes, decide, and act on decisions.
 
 - judge: agent.outputs that ran under an experiment -> a PromptOutcome on prompt.outcomes (the
-  simulated judge, agents/judge.py), keyed by experiment.
+  simulated judge, agents/prompt_judge.py), keyed by experiment.
 - scoring: prompt.outcomes -> per-experiment statistics in a changelog-backed Faust table (one
   partition owns an experiment, since outcomes are keyed by it), each outcome_id counted once
   (a second changelog-backed table of counted ids), the sequential rule checked after every
@@ -20,8 +20,8 @@ import faust
 
 from agents.clock import now_ms
 from agents.experiment_scoring import score_outcome
-from agents.judge import judge_output
 from agents.prompt_chooser import PromptChooser
+from agents.prompt_judge import judge_output
 from agents.prompt_registry import Experiment, PromptRegistry, RegistryError
 from schemas import Codec, DecodeError
 from streams.deadletters import Origin, dead_letter

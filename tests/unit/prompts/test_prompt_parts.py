@@ -10,8 +10,8 @@ import pytest
 
 from agents.experiment_report import build_report, render_html, render_text
 from agents.experiment_scoring import score_outcome
-from agents.judge import judge_output
 from agents.prompt_chooser import PromptChooser, _Snapshot
+from agents.prompt_judge import judge_output
 from agents.prompt_registry import Experiment, PromptVersion, RegistryError, variant_version
 from agents.prompt_templates import TemplateRenderError, render, template_variables
 
