@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agents.clock import now_ms
 from agents.llm import LLM
 from agents.prompt_chooser import PromptChooser
 
-__all__ = ["TaskRun", "TaskRunner"]
+__all__ = ["MemorySource", "TaskRun", "TaskRunner"]
 
 Record = dict[str, Any]
 
@@ -46,17 +46,30 @@ class TaskRun:
     result: Record = field(default_factory=dict)
 
 
+class MemorySource(Protocol):
+    """Memory hook (issue 5): memories for a task, each {"id", "text", ...}; never raises."""
+
+    async def recall(self, task: Record) -> list[Record]: ...
+
+
 class TaskRunner:
     """Runs a TaskRequested record with one agent chosen by its capability (the `fast` pattern)."""
 
     def __init__(self, llm: LLM, model: str, clock: Callable[[], int] = now_ms,
-                 prompts: PromptChooser | None = None) -> None:
+                 memory: MemorySource | None = None, prompts: PromptChooser | None = None) -> None:
         self.llm = llm
         self.model = model
         self._now = clock
+        self.memory = memory
         self.prompts = prompts  # prompt registry / A/B experiments (issue 4); None: built-in prompts
 
     async def run(self, task: Record) -> TaskRun:
+        """The task's run, with recalled memories (if a memory source is set) given to the agent."""
+        memories = await self.memory.recall(task) if self.memory is not None else []
+        run = await self._run(task, _memory_messages(memories))
+        return _record_memories(run, memories) if self.memory is not None else run
+
+    async def _run(self, task: Record, context: list[Record]) -> TaskRun:
         capability = task.get("capability") or "coding"
         agent = _AGENT_FOR.get(capability, "coder")
         system, prompt_meta = _ROLE_PROMPTS.get(capability, _ROLE_PROMPTS["coding"]), {}
@@ -65,6 +78,7 @@ class TaskRunner:
             system, prompt_meta = chosen.system, chosen.metadata
         messages = [
             {"role": "system", "content": system},
+            *context,
             {"role": "user", "content": task["description"]},
         ]
         step: Record = {
@@ -108,6 +122,23 @@ class TaskRunner:
             "tokens_out": sum(o.get("tokens_out", 0) for o in outputs),
             "tenant": task.get("tenant") or "default",
             "error": error,
-            "metadata": {"pattern": task.get("pattern") or "fast"},
+            "metadata": {**(task.get("metadata") or {}), "pattern": task.get("pattern") or "fast"},
             "created_at": self._now(),
         }
+
+
+# --- memory hook (issue 5): memories become one context message; their ids go on the records ---
+
+def _memory_messages(memories: list[Record]) -> list[Record]:
+    if not memories:
+        return []
+    lines = "\n".join(f"- [{m['id']}] {' '.join(str(m['text']).split())[:400]}" for m in memories)
+    return [{"role": "system", "content": f"Relevant memory from earlier work (use it if it helps):\n{lines}"}]
+
+
+def _record_memories(run: TaskRun, memories: list[Record]) -> TaskRun:
+    ids = ",".join(str(m["id"]) for m in memories)
+    for output in run.outputs:
+        output["metadata"] = {**output.get("metadata", {}), "memory_ids": ids}
+    run.result["metadata"] = {**run.result.get("metadata", {}), "memories_used": str(len(memories))}
+    return run

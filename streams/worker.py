@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import faust
+import litellm
 
 from agents.llm import LLM
 from agents.models import register_models
@@ -37,10 +38,23 @@ def run_worker(settings: Settings) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs its own loop
     install_simulator(settings.simulator_latency_ms, settings.simulator_jitter_ms)
     register_models()
-    runner = TaskRunner(LLM(timeout_s=settings.llm_timeout_s), model=settings.model, prompts=_prompts(settings))
+    # litellm loads much of itself lazily on its first calls; pay that once here, not on the first tasks.
+    # The simulator answers it (never a billed model), synchronously, outside any event loop.
+    litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
+    runner = TaskRunner(LLM(timeout_s=settings.llm_timeout_s), model=settings.model, memory=_memory(settings),
+                        prompts=_prompts(settings))
     app = build_app(settings, runner, default_codec())
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
              model=settings.model, concurrency=settings.worker_concurrency)
     worker = faust.Worker(app, loglevel=settings.log_level if settings.log_level != "warning" else "warn",
                           quiet=True, redirect_stdouts=False, override_logging=False)
     worker.execute_from_commandline()
+
+
+def _memory(settings: Settings) -> object | None:
+    """Memory context for the agents (issue 5); AGENTSTREAM_MEMORY_CONTEXT_K=0 turns it off."""
+    if settings.memory_context_k <= 0:
+        return None
+    from streams.memory import MemoryRecall, build_retriever
+
+    return MemoryRecall(build_retriever(settings), settings.memory_context_k)

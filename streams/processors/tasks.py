@@ -38,7 +38,7 @@ def register_task_processor(
     async def handle(event: faust.EventT) -> None:
         message = event.message
         origin = Origin(message.topic, message.partition, message.offset)
-        raw, key = event.value, event.key
+        raw, key = event.value or b"", event.key  # a tombstone is kept as empty bytes
         try:
             task = codec.decode_as("TaskRequested", raw)
         except DecodeError as exc:
