@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from agents.clock import now_ms
 from agents.llm import LLM
+from agents.prompt_chooser import PromptChooser
 
 __all__ = ["MemorySource", "TaskRun", "TaskRunner"]
 
@@ -55,11 +56,12 @@ class TaskRunner:
     """Runs a TaskRequested record with one agent chosen by its capability (the `fast` pattern)."""
 
     def __init__(self, llm: LLM, model: str, clock: Callable[[], int] = now_ms,
-                 memory: MemorySource | None = None) -> None:
+                 memory: MemorySource | None = None, prompts: PromptChooser | None = None) -> None:
         self.llm = llm
         self.model = model
         self._now = clock
         self.memory = memory
+        self.prompts = prompts  # prompt registry / A/B experiments (issue 4); None: built-in prompts
 
     async def run(self, task: Record) -> TaskRun:
         """The task's run, with recalled memories (if a memory source is set) given to the agent."""
@@ -70,8 +72,12 @@ class TaskRunner:
     async def _run(self, task: Record, context: list[Record]) -> TaskRun:
         capability = task.get("capability") or "coding"
         agent = _AGENT_FOR.get(capability, "coder")
+        system, prompt_meta = _ROLE_PROMPTS.get(capability, _ROLE_PROMPTS["coding"]), {}
+        chosen = await self.prompts.choose(task) if self.prompts is not None else None
+        if chosen is not None:  # a registry prompt: record experiment, variant and version on the output
+            system, prompt_meta = chosen.system, chosen.metadata
         messages = [
-            {"role": "system", "content": _ROLE_PROMPTS.get(capability, _ROLE_PROMPTS["coding"])},
+            {"role": "system", "content": system},
             *context,
             {"role": "user", "content": task["description"]},
         ]
@@ -82,7 +88,7 @@ class TaskRunner:
             "step": 1,
             "model": self.model,
             "attempt": 1,
-            "metadata": {"pattern": task.get("pattern") or "fast"},
+            "metadata": {"pattern": task.get("pattern") or "fast", **prompt_meta},
         }
         try:
             completion = await self.llm.complete(self.model, messages)

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     sink_max_backoff_s: float = Field(10.0, gt=0, alias="AGENTSTREAM_SINK_MAX_BACKOFF_S")
     weaviate_grpc_port: int = Field(50051, alias="WEAVIATE_GRPC_PORT")
 
+    # Prompt registry and A/B experiments (issue 4).
+    prompts_enabled: bool = Field(True, alias="AGENTSTREAM_PROMPTS_ENABLED")
+    prompt_cache_ttl_s: float = Field(1.0, ge=0, alias="AGENTSTREAM_PROMPT_CACHE_TTL_S")
+    judge_enabled: bool = Field(True, alias="AGENTSTREAM_JUDGE_ENABLED")
+
     @property
     def kafka_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"

@@ -13,9 +13,14 @@ __all__ = [
     "OUTPUTS",
     "PROMPT_DECISIONS",
     "PROMPT_OUTCOMES",
+    "PROMPT_SCORES_TABLE",
+    "PROMPT_SEEN_TABLE",
     "RESULTS",
+    "TABLES",
     "TASKS",
     "TopicSpec",
+    "changelog_topic",
+    "table_specs",
     "topic_specs",
 ]
 
@@ -56,3 +61,21 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(name), 1 if name in single else settings.partitions)
         for name in ALL_TOPICS
     ]
+
+
+# Changelog-backed Faust tables (their changelog topics are created up front, compacted, with the
+# partition count of the topic that feeds them). Prompt experiments (issue 4): per-experiment
+# statistics and the outcome ids already counted, both fed by prompt.outcomes.
+PROMPT_SCORES_TABLE = "prompt-scores"
+PROMPT_SEEN_TABLE = "prompt-seen"
+TABLES: tuple[str, ...] = (PROMPT_SCORES_TABLE, PROMPT_SEEN_TABLE)
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """The name Faust gives a table's changelog topic: `<app id>-<table>-changelog`."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
+def table_specs(settings: Settings) -> list[TopicSpec]:
+    """The tables' changelog topics: compacted, one partition per partition of their source topic."""
+    return [TopicSpec(changelog_topic(settings, table), settings.partitions, compacted=True) for table in TABLES]
