@@ -52,8 +52,8 @@ class _Bar:
 @click.option("--to", "end", callback=_bound, default="now", show_default=True,
               help="End (exclusive): OFFSET, ISO timestamp, or 'now' (the end when the replay starts).")
 @click.option("--source", type=click.Choice(["kafka", "archive"]), default="kafka", show_default=True,
-              help="Where to read the range. 'archive' (the L4 S3 archive) arrives with the memory tiers "
-              "and is not available yet.")
+              help="Where to read the range: Kafka, or the L4 archive written by `agentstream sinks` "
+              "(local folder, or S3 when S3_ENDPOINT_URL is set). Same bounds, same records.")
 @click.option("--model", default=None, help="Model for the replayed agents (default: AGENTSTREAM_MODEL).")
 @click.option("--pattern", type=click.Choice(_PATTERNS), default=None, help="Pattern set on every replayed task.")
 @click.option("--prompt", "prompts", multiple=True, metavar="NAME=VERSION",

@@ -99,15 +99,14 @@ async def _judge_rows(judge: Judge, tasks: list[Record], results: dict[str, Reco
 
 async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,
                       on_read: Progress | None = None) -> list[Received]:
-    """The recorded records of the spec's range, from Kafka (or, once it exists, the L4 archive).
-
-    The archive reader (issue 5) plugs in here: anything returning the range as `Received` records
-    (topic, partition, offset, key, decoded TaskRequested) feeds the same replay.
-    """
+    """The recorded records of the spec's range, from Kafka or from the L4 archive (same bounds)."""
     if spec.source == "kafka":
         return await read_range(settings, codec, settings.topic(spec.topic), spec.start, spec.end, on_read)
-    raise ValueError(f"--source {spec.source} needs the L4 archive (issue 5), which is not available yet; "
-                     "use --source kafka")
+    from streams.memory import build_archive
+    from streams.replay.archive_range import read_archive_range
+
+    return read_archive_range(build_archive(settings), codec, settings.topic(spec.topic), spec.start, spec.end,
+                              on_read)
 
 
 async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judge: Judge | None = None,

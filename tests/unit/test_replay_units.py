@@ -13,7 +13,7 @@ from streams.client import Received
 from streams.replay.compare import compare_runs, output_diff, paired_interval, render_text
 from streams.replay.html import render_html
 from streams.replay.range import Bound, parse_bound
-from streams.replay.run import ReplaySpec, eval_settings, prepare_tasks, read_source
+from streams.replay.run import ReplaySpec, eval_settings, prepare_tasks
 from streams.replay.store import Run, TaskRow, load_run, run_dir, save_run
 from streams.settings import Settings
 
@@ -102,6 +102,3 @@ async def test_overrides_are_applied_to_every_replayed_task_once() -> None:
     ev = eval_settings(base, "r", "simulator/fast-1")
     assert (ev.topic_prefix, ev.app_id, ev.model) == ("p.eval-r.", "app-eval-r", "simulator/fast-1")
     assert eval_settings(base, "r").model == base.model
-    with pytest.raises(ValueError, match="not available yet"):
-        await read_source(base, None, ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"),
-                                                 source="archive"))
