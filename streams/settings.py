@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field("auto", alias="AGENTSTREAM_LOG_FORMAT")
     log_level: str = Field("info", alias="AGENTSTREAM_LOG_LEVEL")
 
+    # Agent swarms: agent/model config files, routing retries, budgets, concurrency (issue 3).
+    agents_file: Path | None = Field(None, alias="AGENTSTREAM_AGENTS_FILE")
+    models_file: Path | None = Field(None, alias="AGENTSTREAM_MODELS_FILE")
+    llm_num_retries: int = Field(2, ge=0, alias="AGENTSTREAM_LLM_NUM_RETRIES")
+    llm_retry_backoff_s: float = Field(0.5, ge=0, alias="AGENTSTREAM_LLM_RETRY_BACKOFF_S")
+    llm_max_in_flight: int = Field(1024, ge=1, alias="AGENTSTREAM_LLM_MAX_IN_FLIGHT")
+    quality_candidates: int = Field(3, ge=1, alias="AGENTSTREAM_QUALITY_CANDIDATES")
+    tenant_daily_budget_usd: float | None = Field(None, ge=0, alias="AGENTSTREAM_TENANT_DAILY_BUDGET_USD")
+    budget_degrade_share: float = Field(0.8, ge=0, le=1, alias="AGENTSTREAM_BUDGET_DEGRADE_SHARE")
+
     @property
     def kafka_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"

@@ -15,7 +15,10 @@ __all__ = [
     "PROMPT_OUTCOMES",
     "RESULTS",
     "TASKS",
+    "TASKS_BY_TENANT",
+    "TENANT_SPEND_TABLE",
     "TopicSpec",
+    "changelog_specs",
     "topic_specs",
 ]
 
@@ -26,6 +29,10 @@ PROMPT_OUTCOMES = "prompt.outcomes"
 PROMPT_DECISIONS = "prompt.decisions"
 CODE_CHANGES = "code.changes"
 DEADLETTERS = "agent.deadletters"
+# Tasks re-keyed by tenant, so one worker holds a tenant's budget ledger (agents/budget.py).
+TASKS_BY_TENANT = "agent.tasks.by-tenant"
+# The Faust table of tenant spend; its changelog topic is created up front like every other topic.
+TENANT_SPEND_TABLE = "tenant-spend"
 
 # Which Avro event type each topic carries (the contract in schemas/).
 ALL_TOPICS: dict[str, str] = {
@@ -36,6 +43,7 @@ ALL_TOPICS: dict[str, str] = {
     PROMPT_DECISIONS: "PromptDecision",
     CODE_CHANGES: "CodeChange",
     DEADLETTERS: "DeadLetter",
+    TASKS_BY_TENANT: "TaskRequested",
 }
 
 
@@ -56,3 +64,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(name), 1 if name in single else settings.partitions)
         for name in ALL_TOPICS
     ]
+
+
+def changelog_specs(settings: Settings) -> list[TopicSpec]:
+    """The Faust tables' changelog topics (named after the app id), compacted, partitioned like their source."""
+    return [TopicSpec(f"{settings.app_id}-{TENANT_SPEND_TABLE}-changelog", settings.partitions, compacted=True)]

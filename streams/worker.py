@@ -6,9 +6,7 @@ import asyncio
 
 import faust
 
-from agents.llm import LLM
-from agents.models import register_models
-from agents.runner import TaskRunner
+from agents.factory import RunnerConfig, build_runner
 from agents.simulator import install_simulator
 from schemas import default_codec
 from streams.admin import ensure_topics
@@ -16,9 +14,19 @@ from streams.app import build_app
 from streams.logs import get_logger
 from streams.settings import Settings
 
-__all__ = ["run_worker"]
+__all__ = ["run_worker", "runner_config"]
 
 log = get_logger(__name__)
+
+
+def runner_config(settings: Settings) -> RunnerConfig:
+    """The agents side's config, taken from the settings (agents/ never reads the environment)."""
+    return RunnerConfig(
+        models_file=settings.models_file, agents_file=settings.agents_file, timeout_s=settings.llm_timeout_s,
+        num_retries=settings.llm_num_retries, retry_backoff_s=settings.llm_retry_backoff_s,
+        tenant_daily_budget_usd=settings.tenant_daily_budget_usd, degrade_share=settings.budget_degrade_share,
+        quality_candidates=settings.quality_candidates, max_in_flight=settings.llm_max_in_flight,
+    )
 
 
 def run_worker(settings: Settings) -> None:
@@ -26,11 +34,10 @@ def run_worker(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings))
     asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs its own loop
     install_simulator(settings.simulator_latency_ms, settings.simulator_jitter_ms)
-    register_models()
-    runner = TaskRunner(LLM(timeout_s=settings.llm_timeout_s), model=settings.model)
+    runner = build_runner(runner_config(settings))
     app = build_app(settings, runner, default_codec())
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
-             model=settings.model, concurrency=settings.worker_concurrency)
+             concurrency=settings.worker_concurrency)
     worker = faust.Worker(app, loglevel=settings.log_level if settings.log_level != "warning" else "warn",
                           quiet=True, redirect_stdouts=False, override_logging=False)
     worker.execute_from_commandline()
