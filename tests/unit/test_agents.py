@@ -63,7 +63,7 @@ async def test_runner_picks_the_agent_by_capability_and_sums_the_result() -> Non
 
 
 async def test_a_failing_model_is_a_failed_result_not_an_exception() -> None:
-    broken = (ModelInfo("openai/model-x", 1e-6, 1e-6, quality=0.5,
+    broken = (ModelInfo("openai/model-x", 1e-6, 1e-6, quality=0.5, context_window=32768,
                         litellm_params={"api_base": "http://127.0.0.1:9/v1", "api_key": "none"}),)
     run = await build_runner(RunnerConfig(num_retries=0), models=broken).run(_task())
     assert run.outputs[0]["status"] == "failed"
