@@ -14,7 +14,8 @@ __all__ = ["PATTERNS", "redact"]
 # name -> pattern; the whole match (or the `secret` group when present) is replaced.
 PATTERNS: dict[str, re.Pattern[str]] = {
     "private_key": re.compile(
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+        r"[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
     ),
     "anthropic_key": re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
     "openai_key": re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),

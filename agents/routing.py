@@ -109,7 +109,8 @@ def order_models(models: Sequence[ModelInfo], optimization: str,
     n_q = norm([m.quality for m in pool] or [0.0])
 
     def score(m: ModelInfo) -> float:
-        return n_q(m.quality) + (1 - n_price(m.input_cost_per_token + m.output_cost_per_token)) + (1 - n_lat(latency(m)))
+        cheapness = 1 - n_price(m.input_cost_per_token + m.output_cost_per_token)
+        return n_q(m.quality) + cheapness + (1 - n_lat(latency(m)))
     front = set(id(m) for m in _pareto(pool, latency))
     return sorted(pool, key=lambda m: (id(m) not in front, -score(m)))
 

@@ -46,7 +46,7 @@ def register_task_processor(
     outputs, results, deadletters = topics[OUTPUTS], topics[RESULTS], topics[DEADLETTERS]
     by_tenant = topics[TASKS_BY_TENANT]
     spend = app.Table(TENANT_SPEND_TABLE, default=float, partitions=settings.partitions,
-                      key_serializer="json", value_serializer="json")
+                      schema=faust.Schema(key_serializer="json", value_serializer="json"))
     runner.ledger.store = TableSpendStore(spend)
 
     async def send_dead(stage: str, origin: Origin, error: BaseException, payload: bytes, key: bytes | None) -> None:

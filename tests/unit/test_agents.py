@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from agents.factory import RunnerConfig, build_runner
 from agents.llm import LLM
 from agents.models import SIMULATOR_MODELS, ModelInfo, register_models
-from agents.factory import RunnerConfig, build_runner
 from agents.simulator import install_simulator
 
 
