@@ -16,6 +16,7 @@ __all__ = [
     "RESULTS",
     "TASKS",
     "TASKS_BY_TENANT",
+    "TASKS_DONE_TABLE",
     "TENANT_SPEND_TABLE",
     "TopicSpec",
     "changelog_specs",
@@ -33,6 +34,8 @@ DEADLETTERS = "agent.deadletters"
 TASKS_BY_TENANT = "agent.tasks.by-tenant"
 # The Faust table of tenant spend; its changelog topic is created up front like every other topic.
 TENANT_SPEND_TABLE = "tenant-spend"
+# The Faust table of answered task ids, so a redelivered task is not run (and charged) twice.
+TASKS_DONE_TABLE = "tasks-done"
 
 # Which Avro event type each topic carries (the contract in schemas/).
 ALL_TOPICS: dict[str, str] = {
@@ -68,4 +71,5 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 def changelog_specs(settings: Settings) -> list[TopicSpec]:
     """The Faust tables' changelog topics (named after the app id), compacted, partitioned like their source."""
-    return [TopicSpec(f"{settings.app_id}-{TENANT_SPEND_TABLE}-changelog", settings.partitions, compacted=True)]
+    return [TopicSpec(f"{settings.app_id}-{table}-changelog", settings.partitions, compacted=True)
+            for table in (TENANT_SPEND_TABLE, TASKS_DONE_TABLE)]

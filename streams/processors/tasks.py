@@ -19,7 +19,7 @@ from schemas import Codec, DecodeError
 from streams.deadletters import Origin, dead_letter
 from streams.logs import get_logger
 from streams.settings import Settings
-from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT, TENANT_SPEND_TABLE
+from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT, TASKS_DONE_TABLE, TENANT_SPEND_TABLE
 
 __all__ = ["TableSpendStore", "register_task_processor"]
 
@@ -48,6 +48,10 @@ def register_task_processor(
     spend = app.Table(TENANT_SPEND_TABLE, default=float, partitions=settings.partitions,
                       schema=faust.Schema(key_serializer="json", value_serializer="json"))
     runner.ledger.store = TableSpendStore(spend)
+    # Tasks already answered: a task redelivered after a crash or rebalance (its offset not yet
+    # committed) is skipped instead of run and charged twice. Same partitioning as `spend`.
+    done = app.Table(TASKS_DONE_TABLE, default=int, partitions=settings.partitions,
+                     schema=faust.Schema(key_serializer="json", value_serializer="json"))
 
     async def send_dead(stage: str, origin: Origin, error: BaseException, payload: bytes, key: bytes | None) -> None:
         log.warning("dead letter", stage=stage, topic=origin.topic, partition=origin.partition,
@@ -77,12 +81,16 @@ def register_task_processor(
         task, origin = await decode(event)
         if task is None:
             return
+        if done.get(task["task_id"]):
+            log.info("task already done: skipped", stage="process", task_id=task["task_id"])
+            return
         try:
             run = await runner.run(task)
             task_key = task["task_id"].encode()
             for output in run.outputs:
                 await outputs.send(key=task_key, value=codec.encode("AgentOutput", output))
             await results.send(key=task_key, value=codec.encode("TaskResult", run.result))
+            done[task["task_id"]] = run.result["created_at"]
         except Exception as exc:  # a bug or a bad record must not stop the stream
             await send_dead("process", origin, exc, event.value, event.key)
             return
