@@ -117,4 +117,7 @@ def run_bench(settings: Settings, events: int, tasks: int) -> None:
     ratio = pipe.rate / raw.rate if raw.rate else 0.0
     click.echo(f"ratio pipeline / raw          : {ratio:>10.3f}  (each task is 1 record in, 2 out)")
     row = f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} | {raw.rate:,.0f} | {pipe.rate:,.0f} | {ratio:.3f} |"
-    click.echo(f"\nfor BENCHMARKS.md:\n{row}")
+    click.echo(f"\nfor BENCHMARKS.md:\n{row}\n")
+    from streams.bench_agents import run_agent_bench  # the agent half (issue 3)
+
+    run_agent_bench(settings, calls=3000, tasks=tasks)
