@@ -87,9 +87,14 @@ def register_task_processor(
         try:
             run = await runner.run(task)
             task_key = task["task_id"].encode()
-            for output in run.outputs:
-                await outputs.send(key=task_key, value=codec.encode("AgentOutput", output))
-            await results.send(key=task_key, value=codec.encode("TaskResult", run.result))
+            # Sent at once and awaited until the broker has them (not attached to the offset commit,
+            # Faust's default): only then may the task be marked done, or a crash in between would
+            # leave it marked done with no result.
+            sent = [await outputs.send(key=task_key, value=codec.encode("AgentOutput", o), force=True)
+                    for o in run.outputs]
+            sent.append(await results.send(key=task_key, value=codec.encode("TaskResult", run.result), force=True))
+            for delivery in sent:
+                await delivery
             done[task["task_id"]] = run.result["created_at"]
         except Exception as exc:  # a bug or a bad record must not stop the stream
             await send_dead("process", origin, exc, event.value, event.key)

@@ -150,3 +150,18 @@ async def test_a_task_budget_and_degrading_to_the_cheapest_model() -> None:
     degraded.ledger.store.add(degraded.ledger.key("acme"), 0.6)
     run = await degraded.run(_task(2, optimization="quality", tenant="acme"))
     assert run.outputs[0]["model"] == "simulator/fast-1" and "degraded" in run.outputs[0]["metadata"]
+
+
+async def test_an_agents_concurrency_limit_and_its_own_price_hold(tmp_path: Path) -> None:
+    install_simulator(latency_ms=60)
+    path = tmp_path / "agents.toml"
+    path.write_text("\n".join(
+        f'[[agents]]\nname = "{cap}er"\ncapabilities = ["{cap}"]\nprompt = "p"\nconcurrency = 2\n'
+        'input_cost_per_token = 0.001\noutput_cost_per_token = 0.002\n'
+        for cap in ("planning", "coding", "review", "judging")))
+    runner = build_runner(RunnerConfig(agents_file=path, max_in_flight=100))
+    runs = await asyncio.gather(*(runner.run(_task(n)) for n in range(6)))
+    assert max(int(r.outputs[0]["metadata"]["in_flight"]) for r in runs) <= 2
+    assert runner.steps.peak_in_flight == 2
+    out = runs[0].outputs[0]
+    assert out["cost_usd"] == pytest.approx(out["tokens_in"] * 0.001 + out["tokens_out"] * 0.002)
