@@ -14,7 +14,7 @@ from typing import Any
 
 import litellm
 
-__all__ = ["SIMULATOR_MODELS", "ConfigError", "ModelInfo", "load_models", "register_models"]
+__all__ = ["SIMULATOR_MODELS", "ConfigError", "ModelInfo", "load_models", "read_entries", "register_models"]
 
 
 class ConfigError(ValueError):
@@ -88,15 +88,21 @@ def _model(path: Path | str, n: int, raw: Any) -> ModelInfo:
     return ModelInfo(name=name, capabilities=frozenset(caps), litellm_params=dict(params), **values)
 
 
-def load_models(path: Path | str) -> tuple[ModelInfo, ...]:
-    """Read a `[[models]]` TOML table; any mistake raises ConfigError naming file, model and field."""
+def read_entries(path: Path | str, key: str) -> list[Any]:
+    """The `[[key]]` array of tables of a TOML file; a missing, unreadable or empty one is a ConfigError."""
     try:
         data = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(path, "file", "*", str(exc)) from exc
-    entries = data.get("models")
+    entries = data.get(key)
     if not isinstance(entries, list) or not entries:
-        raise ConfigError(path, "file", "models", "needs at least one [[models]] entry")
+        raise ConfigError(path, "file", key, f"needs at least one [[{key}]] entry")
+    return entries
+
+
+def load_models(path: Path | str) -> tuple[ModelInfo, ...]:
+    """Read a `[[models]]` TOML table; any mistake raises ConfigError naming file, model and field."""
+    entries = read_entries(path, "models")
     models = tuple(_model(path, n, raw) for n, raw in enumerate(entries))
     names = [m.name for m in models]
     dup = next((n for n in names if names.count(n) > 1), None)

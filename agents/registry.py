@@ -6,13 +6,12 @@ first task that happens to need that agent.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from agents.models import ConfigError, ModelInfo
+from agents.models import ConfigError, ModelInfo, read_entries
 
 __all__ = ["CAPABILITIES", "AgentRegistry", "AgentSpec", "default_agents_file", "load_agents"]
 
@@ -100,13 +99,7 @@ def default_agents_file() -> Path:
 def load_agents(path: Path | str | None = None, models: tuple[ModelInfo, ...] | None = None) -> tuple[AgentSpec, ...]:
     """Read `[[agents]]` from a TOML file (the packaged six when `path` is None); validate every field."""
     path = path or default_agents_file()
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(path, "file", "*", str(exc)) from exc
-    entries = data.get("agents")
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(path, "file", "agents", "needs at least one [[agents]] entry")
+    entries = read_entries(path, "agents")
     names = {m.name for m in models} if models is not None else None
     specs = tuple(_spec(path, n, raw, names) for n, raw in enumerate(entries))
     seen: set[str] = set()
