@@ -9,7 +9,8 @@ changelog-backed Faust table keyed `tenant|day`). The worker routes every task t
 keyed by tenant (streams/processors/tasks.py), so all of a tenant's tasks meet in one partition,
 owned by one worker at a time: one ledger sees all of that tenant's reservations, and the tenant's
 daily spend never exceeds its budget by more than the settle-time difference between estimate and
-real cost (zero when the model honours `max_tokens`, since the estimate prices `max_tokens`).
+real cost (zero when the model honours `max_tokens` and the prompt has at most one token per three
+characters, the estimate's assumptions: agents/swarm.py `_estimate_tokens`).
 Limits: during a rebalance the old owner's in-flight calls settle into its own copy while the new
 owner starts from the changelog, so spend in flight at that moment can be counted late (not lost:
 every settlement is written to the changelog); a worker killed between a call's answer and its
