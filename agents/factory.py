@@ -9,7 +9,7 @@ from agents.budget import BudgetLedger, MemorySpendStore, SpendStore
 from agents.models import SIMULATOR_MODELS, ModelInfo, load_models, register_models
 from agents.registry import AgentRegistry, load_agents
 from agents.routing import ModelRouter
-from agents.runner import TaskRunner
+from agents.runner import MemorySource, TaskRunner
 
 __all__ = ["RunnerConfig", "build_runner"]
 
@@ -27,10 +27,11 @@ class RunnerConfig:
     degrade_share: float = 0.8
     quality_candidates: int = 3
     max_in_flight: int = 1024
+    pinned_model: str | None = None  # set: every step tries this model first (e.g. a replay's override)
 
 
 def build_runner(config: RunnerConfig, store: SpendStore | None = None,
-                 models: tuple[ModelInfo, ...] | None = None) -> TaskRunner:
+                 models: tuple[ModelInfo, ...] | None = None, memory: MemorySource | None = None) -> TaskRunner:
     """Load and validate the config files (a mistake fails here, at start), register prices, wire it up."""
     table = models or (load_models(config.models_file) if config.models_file else SIMULATOR_MODELS)
     specs = load_agents(config.agents_file, table)
@@ -39,4 +40,4 @@ def build_runner(config: RunnerConfig, store: SpendStore | None = None,
                          retry_backoff_s=config.retry_backoff_s)
     ledger = BudgetLedger(store or MemorySpendStore(), config.tenant_daily_budget_usd, config.degrade_share)
     return TaskRunner(AgentRegistry(specs), router, ledger, quality_candidates=config.quality_candidates,
-                      max_in_flight=config.max_in_flight)
+                      max_in_flight=config.max_in_flight, memory=memory, pinned_model=config.pinned_model)

@@ -66,11 +66,13 @@ class LLM:
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
         text = response.choices[0].message.content or ""
+        # litellm prices the response while it logs the call; compute only what it could not price.
+        priced = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
         return Completion(
             text=text,
             model=model,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
-            cost_usd=_cost(model, tokens_in, tokens_out),
+            cost_usd=float(priced) if priced is not None else _cost(model, tokens_in, tokens_out),
             latency_ms=latency_ms,
         )

@@ -16,7 +16,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agents.budget import BudgetLedger, MemorySpendStore, TaskBudget
 from agents.clock import now_ms
@@ -25,7 +25,7 @@ from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
 from agents.swarm import StepCaller, StepContext, StepOutcome
 
-__all__ = ["JUDGE_MARKER", "PATTERNS", "TaskRun", "TaskRunner", "parse_scores"]
+__all__ = ["JUDGE_MARKER", "PATTERNS", "MemorySource", "TaskRun", "TaskRunner", "parse_scores"]
 
 Record = dict[str, Any]
 PATTERNS = ("fast", "balanced", "quality")
@@ -39,6 +39,12 @@ class TaskRun:
 
     outputs: list[Record] = field(default_factory=list)
     result: Record = field(default_factory=dict)
+
+
+class MemorySource(Protocol):
+    """Memory hook (issue 5): memories for a task, each {"id", "text", ...}; never raises."""
+
+    async def recall(self, task: Record) -> list[Record]: ...
 
 
 def parse_scores(text: str, count: int) -> dict[int, float]:
@@ -57,20 +63,28 @@ class TaskRunner:
     """Runs TaskRequested records through the agent registry, the model router and the budgets."""
 
     def __init__(self, registry: AgentRegistry, router: ModelRouter, ledger: BudgetLedger | None = None,
-                 quality_candidates: int = 3, max_in_flight: int = 1024, clock: Callable[[], int] = now_ms) -> None:
+                 quality_candidates: int = 3, max_in_flight: int = 1024, clock: Callable[[], int] = now_ms,
+                 memory: MemorySource | None = None, pinned_model: str | None = None) -> None:
         registry.require("planning", "coding", "review", "judging")
         self.registry, self.router = registry, router
         self.ledger = ledger or BudgetLedger(MemorySpendStore())
         self.quality_candidates = quality_candidates
-        self.steps = StepCaller(router, self.ledger, registry.specs, max_in_flight, clock)
+        self.memory = memory
+        self.steps = StepCaller(router, self.ledger, registry.specs, max_in_flight, clock, pinned_model)
         self._now = clock
 
     async def run(self, task: Record) -> TaskRun:
+        """The task's run, with recalled memories (if a memory source is set) given to every agent."""
+        memories = await self.memory.recall(task) if self.memory is not None else []
+        run = await self._run(task, _memory_messages(memories))
+        return _record_memories(run, memories) if self.memory is not None else run
+
+    async def _run(self, task: Record, context: list[Record]) -> TaskRun:
         task = {**task, "description": redact(task["description"])}
         pattern = task.get("pattern") or "fast"
         if pattern not in PATTERNS:
             pattern = "fast"
-        ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern)
+        ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context)
         capability = task.get("capability") or "coding"
         if pattern == "balanced":
             outcomes, final = await self._balanced(ctx)
@@ -83,7 +97,7 @@ class TaskRunner:
 
     async def _call(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int, user: str,
                     **meta: str) -> StepOutcome:
-        messages = [{"role": "system", "content": spec.prompt}, {"role": "user", "content": user}]
+        messages = [{"role": "system", "content": spec.prompt}, *ctx.context, {"role": "user", "content": user}]
         return await self.steps.step(ctx, spec, capability, step, messages, {"role": capability, **meta})
 
     async def _balanced(self, ctx: StepContext) -> tuple[list[StepOutcome], StepOutcome]:
@@ -136,7 +150,7 @@ class TaskRunner:
             failed = final
         status = "ok" if failed is None else ("budget_exceeded" if failed.status == "budget_exceeded" else "failed")
         error = None if failed is None else failed.record.get("error")
-        meta = {"pattern": ctx.pattern, "optimization": ctx.optimization,
+        meta = {**(ctx.task.get("metadata") or {}), "pattern": ctx.pattern, "optimization": ctx.optimization,
                 "agents": ",".join(r["agent"] for r in records),
                 "tenant_spend_usd": f"{self.ledger.tenant_spent(ctx.tenant):.9f}"}
         if ctx.budget.limit is not None:
@@ -166,3 +180,20 @@ def _elapsed(pattern: str, records: list[Record]) -> float:
     if pattern == "quality" and len(latencies) > 1:
         return max(latencies[:-1]) + latencies[-1]
     return sum(latencies)
+
+
+# --- memory hook (issue 5): memories become one context message; their ids go on the records ---
+
+def _memory_messages(memories: list[Record]) -> list[Record]:
+    if not memories:
+        return []
+    lines = "\n".join(f"- [{m['id']}] {' '.join(str(m['text']).split())[:400]}" for m in memories)
+    return [{"role": "system", "content": f"Relevant memory from earlier work (use it if it helps):\n{lines}"}]
+
+
+def _record_memories(run: TaskRun, memories: list[Record]) -> TaskRun:
+    ids = ",".join(str(m["id"]) for m in memories)
+    for output in run.outputs:
+        output["metadata"] = {**output.get("metadata", {}), "memory_ids": ids}
+    run.result["metadata"] = {**run.result.get("metadata", {}), "memories_used": str(len(memories))}
+    return run

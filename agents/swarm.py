@@ -28,6 +28,7 @@ class StepContext:
     task: Record
     budget: TaskBudget
     pattern: str
+    context: list[Record] = field(default_factory=list)  # extra messages for every step (memories)
 
     @property
     def tenant(self) -> str:
@@ -57,8 +58,9 @@ class StepCaller:
     """Runs agent steps through the router under budgets and concurrency limits."""
 
     def __init__(self, router: ModelRouter, ledger: BudgetLedger, specs: tuple[AgentSpec, ...],
-                 max_in_flight: int, clock: Callable[[], int]) -> None:
+                 max_in_flight: int, clock: Callable[[], int], pinned_model: str | None = None) -> None:
         self.router, self.ledger, self._now = router, ledger, clock
+        self.pinned_model = pinned_model  # every step tries it first (a replay's model override)
         self._global = asyncio.Semaphore(max_in_flight)
         self._per_agent = {s.name: asyncio.Semaphore(s.concurrency) for s in specs}
         self.in_flight = 0
@@ -75,6 +77,9 @@ class StepCaller:
         degraded = self.ledger.should_degrade(ctx.tenant, ctx.budget)
         if degraded:
             chain = order_models(chain, "cost", self.router.latency_of)
+        elif self.pinned_model in self.router.by_name:
+            pinned = self.router.by_name[self.pinned_model]
+            chain = [pinned, *(m for m in chain if m is not pinned)]
         est_in = _estimate_tokens(messages)
         held: dict[str, Reservation] = {}
 

@@ -206,6 +206,9 @@ class Codec:
         return self._read_body(name, writer, reader, data)
 
     def _writer_for(self, data: bytes) -> tuple[str, Any, Any]:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            # A tombstone (null value) or a wrong type must be an ordinary decode failure, not a crash.
+            raise DecodeError("marker", f"no bytes to decode: got {type(data).__name__} (a null/tombstone value?)")
         head = bytes(data[:_HEADER_LEN])
         if head[:2] != MARKER:
             got = head[:2].hex(" ") or "nothing (empty message)"

@@ -6,6 +6,7 @@ import faust
 
 from agents.runner import TaskRunner
 from schemas import Codec
+from streams.processors.code_changes import register_code_change_processor
 from streams.processors.tasks import register_task_processor
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, topic_specs
@@ -38,4 +39,5 @@ def build_app(settings: Settings, runner: TaskRunner, codec: Codec) -> faust.App
         spec = specs[settings.topic(name)]
         topics[name] = app.topic(spec.name, partitions=spec.partitions, key_serializer="raw", value_serializer="raw")
     register_task_processor(app, topics, runner, codec, settings)
+    register_code_change_processor(app, topics, codec)
     return app

@@ -117,6 +117,9 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
     run_id = uuid.uuid4().hex[:6]
     click.echo(f"== starting a worker (log: {settings.data_dir / 'demo-worker.log'})")
     worker = start_worker(settings, "demo-worker.log")
+    from streams.sink_service import start_sinks  # issue 5: memory tiers beside the worker
+
+    sinks = start_sinks(settings, "demo-sinks.log")
     started = time.monotonic()
     try:
         tasks = load_sample_tasks(count, run_id)
@@ -132,9 +135,14 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
         if dead is not None:
             click.echo(f"dead letter: stage={dead['stage']} {dead['topic']}[{dead['partition']}]@{dead['offset']} "
                        f"error={dead['error'][:90]!r}")
+        from streams.demo_memory import show_memory
+
+        show_memory(settings, tasks, results)
     finally:
         stop_worker(worker)
+        stop_worker(sinks)
     click.echo("\nLook further:\n  agentstream tail agent.results --from-beginning --count 5\n"
                "  agentstream tail agent.deadletters --from-beginning --json --count 1\n"
+               "  agentstream memory search \"retry with backoff\"   and   agentstream memory stats\n"
                "  agentstream status        (the stack stays up; `make down` stops it)")
     return 0 if len(results) == len(tasks) else 1

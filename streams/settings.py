@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(10.0, ge=6, alias="AGENTSTREAM_SESSION_TIMEOUT_S")
 
     # The LLM side.
-    model: str = Field("simulator/balanced-1", alias="AGENTSTREAM_MODEL")
+    # Unset: each step's model is routed by the task's optimization (issue 3); set: tried first by every step.
+    model: str | None = Field(None, alias="AGENTSTREAM_MODEL")
     simulator_latency_ms: float = Field(0.0, ge=0, alias="AGENTSTREAM_SIMULATOR_LATENCY_MS")
     simulator_jitter_ms: float = Field(0.0, ge=0, alias="AGENTSTREAM_SIMULATOR_JITTER_MS")
     llm_timeout_s: float = Field(60.0, gt=0, alias="AGENTSTREAM_LLM_TIMEOUT_S")
@@ -74,6 +75,21 @@ class Settings(BaseSettings):
     # Logging: "auto" is readable on a terminal and JSON otherwise.
     log_format: Literal["auto", "json", "console"] = Field("auto", alias="AGENTSTREAM_LOG_FORMAT")
     log_level: str = Field("info", alias="AGENTSTREAM_LOG_LEVEL")
+
+    # Memory tiers and retrieval (issue 5): routing file, L1 limits, sink batching, context for agents.
+    memory_routing: Path | None = Field(None, alias="AGENTSTREAM_MEMORY_ROUTING")
+    memory_ttl_s: int = Field(24 * 3600, ge=1, alias="AGENTSTREAM_MEMORY_TTL_S")
+    memory_max_value_bytes: int = Field(1024, ge=64, alias="AGENTSTREAM_MEMORY_MAX_VALUE_BYTES")
+    memory_cache_ttl_s: int = Field(300, ge=1, alias="AGENTSTREAM_MEMORY_CACHE_TTL_S")
+    memory_context_k: int = Field(3, ge=0, alias="AGENTSTREAM_MEMORY_CONTEXT_K")
+    memory_min_score: float = Field(0.35, alias="AGENTSTREAM_MEMORY_MIN_SCORE")
+    sink_batch_records: int = Field(500, ge=1, alias="AGENTSTREAM_SINK_BATCH_RECORDS")
+    sink_batch_wait_s: float = Field(0.5, gt=0, alias="AGENTSTREAM_SINK_BATCH_WAIT_S")
+    archive_batch_records: int = Field(5000, ge=1, alias="AGENTSTREAM_ARCHIVE_BATCH_RECORDS")
+    archive_batch_bytes: int = Field(8 * 1024 * 1024, ge=1024, alias="AGENTSTREAM_ARCHIVE_BATCH_BYTES")
+    archive_batch_wait_s: float = Field(5.0, gt=0, alias="AGENTSTREAM_ARCHIVE_BATCH_WAIT_S")
+    sink_max_backoff_s: float = Field(10.0, gt=0, alias="AGENTSTREAM_SINK_MAX_BACKOFF_S")
+    weaviate_grpc_port: int = Field(50051, alias="WEAVIATE_GRPC_PORT")
 
     # Agent swarms: agent/model config files, routing retries, budgets, concurrency (issue 3).
     agents_file: Path | None = Field(None, alias="AGENTSTREAM_AGENTS_FILE")

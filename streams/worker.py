@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import faust
+import litellm
 
 from agents.factory import RunnerConfig, build_runner
 from agents.simulator import install_simulator
@@ -26,6 +28,7 @@ def runner_config(settings: Settings) -> RunnerConfig:
         num_retries=settings.llm_num_retries, retry_backoff_s=settings.llm_retry_backoff_s,
         tenant_daily_budget_usd=settings.tenant_daily_budget_usd, degrade_share=settings.budget_degrade_share,
         quality_candidates=settings.quality_candidates, max_in_flight=settings.llm_max_in_flight,
+        pinned_model=settings.model,
     )
 
 
@@ -34,10 +37,22 @@ def run_worker(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings))
     asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs its own loop
     install_simulator(settings.simulator_latency_ms, settings.simulator_jitter_ms)
-    runner = build_runner(runner_config(settings))
+    # litellm loads much of itself lazily on its first calls; pay that once here, not on the first tasks.
+    # The simulator answers it (never a billed model), synchronously, outside any event loop.
+    litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
+    runner = build_runner(runner_config(settings), memory=_memory(settings))
     app = build_app(settings, runner, default_codec())
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
              concurrency=settings.worker_concurrency)
     worker = faust.Worker(app, loglevel=settings.log_level if settings.log_level != "warning" else "warn",
                           quiet=True, redirect_stdouts=False, override_logging=False)
     worker.execute_from_commandline()
+
+
+def _memory(settings: Settings) -> Any:
+    """Memory context for the agents (issue 5); AGENTSTREAM_MEMORY_CONTEXT_K=0 turns it off."""
+    if settings.memory_context_k <= 0:
+        return None
+    from streams.memory import MemoryRecall, build_retriever
+
+    return MemoryRecall(build_retriever(settings), settings.memory_context_k)

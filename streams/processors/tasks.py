@@ -62,10 +62,11 @@ def register_task_processor(
     async def decode(event: faust.EventT) -> tuple[dict[str, Any] | None, Origin]:
         message = event.message
         origin = Origin(message.topic, message.partition, message.offset)
+        raw = event.value or b""  # a tombstone is kept as empty bytes
         try:
-            return codec.decode_as("TaskRequested", event.value), origin
+            return codec.decode_as("TaskRequested", raw), origin
         except DecodeError as exc:
-            await send_dead("decode", origin, exc, event.value, event.key)
+            await send_dead("decode", origin, exc, raw, event.key)
             return None, origin
 
     async def route(event: faust.EventT) -> None:

@@ -16,7 +16,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from streams.stack.process import HOST, Part, StackError, port_open, spawn
+from streams.stack.part import Part
+from streams.stack.process import HOST, StackError, port_open, spawn
 
 __all__ = ["KafkaPart"]
 

@@ -13,19 +13,15 @@ import signal
 import socket
 import subprocess
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, NoReturn
 
 import psutil
 
-from streams.settings import Settings, mask_url
-
 __all__ = [
     "HOST",
-    "Part",
+
     "PartStatus",
     "StackError",
     "free_port",
@@ -48,7 +44,6 @@ HOST = "127.0.0.1"
 # no "subprocess is still running" warning) when we stop them from the same process, e.g. in tests.
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
-
 @dataclass(frozen=True)
 class PartStatus:
     """One part of the stack as the user sees it: its name, address and state."""
@@ -57,22 +52,18 @@ class PartStatus:
     address: str
     state: str  # "running" | "stopped" | "external" | "stale pid cleaned"
 
-
 class StackError(RuntimeError):
     """A stack problem with a message written for the person at the terminal."""
-
 
 def free_port() -> int:
     """A TCP port on loopback that is free right now (for tests: never the default ports)."""
     return free_ports(1)[0]
-
 
 def _ephemeral_low() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768
-
 
 def free_ports(count: int) -> list[int]:
     """`count` distinct free ports, picked below the ephemeral range: a port the kernel hands out
@@ -91,7 +82,6 @@ def free_ports(count: int) -> list[int]:
         chosen.append(port)
     return chosen
 
-
 def port_open(port: int, host: str = HOST, timeout: float = 0.3) -> bool:
     """True when something accepts TCP connections on the port."""
     try:
@@ -99,7 +89,6 @@ def port_open(port: int, host: str = HOST, timeout: float = 0.3) -> bool:
             return True
     except OSError:
         return False
-
 
 def port_in_use(port: int, host: str = HOST) -> bool:
     """True when a server could not bind the port (SO_REUSEADDR, so TIME_WAIT leftovers don't count)."""
@@ -110,7 +99,6 @@ def port_in_use(port: int, host: str = HOST) -> bool:
         except OSError:
             return True
     return False
-
 
 def pid_alive(pid: int) -> bool:
     """True when the process exists and is not a zombie (a zombie of ours is reaped here)."""
@@ -126,14 +114,12 @@ def pid_alive(pid: int) -> bool:
         child.wait()
     return False
 
-
 def write_pid(path: Path, pid: int) -> None:
     """Record the pid with its start time, so a reused pid is not mistaken for our part."""
     try:
         path.write_text(f"{pid}\n{psutil.Process(pid).create_time():.2f}\n")
     except psutil.Error:  # already gone: the readiness loop reports it with the log
         path.write_text(f"{pid}\n")
-
 
 def read_pid(path: Path) -> int | None:
     """The pid recorded in the file if that very process still runs, else None (file left alone)."""
@@ -150,11 +136,9 @@ def read_pid(path: Path) -> int | None:
                 return None  # the pid was reused by some other process
     return pid
 
-
 def remove_pid(path: Path) -> None:
     """Remove a pid file; a missing one is fine."""
     path.unlink(missing_ok=True)
-
 
 def spawn(
     cmd: Sequence[str],
@@ -179,7 +163,6 @@ def spawn(
     _children[proc.pid] = proc
     return proc.pid
 
-
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
     """Poll `check` until it returns True or the timeout passes; exceptions count as "not yet"."""
     deadline = time.monotonic() + timeout
@@ -193,7 +176,6 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.1)
             return False
         time.sleep(interval)
 
-
 def stop_pid(pid: int, *, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
     """Ask the process to stop with `sig`, wait, then SIGKILL it if it is still there."""
     try:
@@ -206,7 +188,6 @@ def stop_pid(pid: int, *, sig: int = signal.SIGTERM, timeout: float = 20.0) -> N
         os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(pid), 5.0, 0.05)
 
-
 def tail(path: Path, lines: int = 25) -> str:
     """The last lines of a log file (for error messages), or a note that there is no log."""
     try:
@@ -215,98 +196,3 @@ def tail(path: Path, lines: int = 25) -> str:
         return f"(no log at {path})"
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
-
-class Part(ABC):
-    """One server of the stack. State lives only in its folder (pid file, log), so any process can
-    ask for status or stop what another process started."""
-
-    name: ClassVar[str]
-    url_env: ClassVar[str]  # the setting that points the project at an external server instead
-    ready_timeout: ClassVar[float] = 30.0
-    stop_signal: ClassVar[int] = signal.SIGTERM
-
-    def __init__(self, settings: Settings, root: Path) -> None:
-        self.settings = settings
-        self.dir = root / self.name
-        self.pid_file = self.dir / f"{self.name}.pid"
-        self.log_file = self.dir / f"{self.name}.log"
-
-    @property
-    @abstractmethod
-    def external(self) -> str | None:
-        """The configured URL when this part runs elsewhere (then we never start it)."""
-
-    @property
-    @abstractmethod
-    def address(self) -> str:
-        """Where the embedded part listens."""
-
-    @abstractmethod
-    def ports(self) -> dict[int, str]:
-        """Each port the part binds, with the environment variable that changes it."""
-
-    @abstractmethod
-    def launch(self) -> int:
-        """Prepare the folder, start the server detached and return the pid to record."""
-
-    @abstractmethod
-    def ready(self) -> bool:
-        """True once the server answers a real request."""
-
-    def _status(self, state: str) -> PartStatus:
-        address = mask_url(self.external) if self.external is not None else self.address
-        return PartStatus(self.name, address, state)
-
-    def status(self) -> PartStatus:
-        """Current state; a pid file whose process is gone is removed here."""
-        if self.external is not None:
-            return self._status("external")
-        if read_pid(self.pid_file) is not None:
-            return self._status("running")
-        if self.pid_file.exists():
-            remove_pid(self.pid_file)
-            return self._status("stale pid cleaned")
-        return self._status("stopped")
-
-    def up(self) -> PartStatus:
-        """Start the part unless it runs already or is external; return once it answers."""
-        current = self.status()
-        if current.state in ("running", "external"):
-            return current
-        for port, env in self.ports().items():
-            if port_in_use(port):
-                raise StackError(
-                    f"port {port} on {HOST} is already in use by another process (not agentstream's "
-                    f"{self.name}). Stop that process, or set {env} to a free port, or set {self.url_env} "
-                    "to use a server that is already running."
-                )
-        self.dir.mkdir(parents=True, exist_ok=True)
-        try:
-            pid = self.launch()
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise StackError(f"{self.name} could not be started: {exc}") from exc
-        write_pid(self.pid_file, pid)
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
-            if not pid_alive(pid):
-                self._fail(pid, "exited while starting")
-            with contextlib.suppress(Exception):
-                if self.ready():
-                    return self._status("running")
-            if time.monotonic() > deadline:
-                self._fail(pid, f"did not answer within {self.ready_timeout:.0f} s")
-            time.sleep(0.1)
-
-    def _fail(self, pid: int, why: str) -> NoReturn:
-        stop_pid(pid, sig=self.stop_signal, timeout=5.0)
-        remove_pid(self.pid_file)
-        raise StackError(f"{self.name} {why}. Last lines of {self.log_file}:\n{tail(self.log_file)}")
-
-    def down(self) -> PartStatus:
-        """Stop the part if we started it (by its pid); external parts are left alone."""
-        pid = None if self.external is not None else read_pid(self.pid_file)
-        if pid is None:
-            return self.status()
-        stop_pid(pid, sig=self.stop_signal)
-        remove_pid(self.pid_file)
-        return self._status("stopped")

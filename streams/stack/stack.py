@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from streams.settings import Settings
 from streams.stack.kafka import KafkaPart
+from streams.stack.part import Part
 from streams.stack.postgres import PostgresPart
-from streams.stack.process import Part, PartStatus, StackError
+from streams.stack.process import PartStatus, StackError
 from streams.stack.redis import RedisPart
 from streams.stack.s3 import S3Part
 

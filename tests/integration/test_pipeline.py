@@ -61,7 +61,7 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(isolated:
     producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_servers)
     await producer.start()
     try:  # all on one partition (same key), poison first, so the good one has to get past them
-        for value in (garbage, unknown_fp):
+        for value in (garbage, unknown_fp, None):  # None: a tombstone
             await producer.send_and_wait(isolated.topic(TASKS), value, key=b"k", partition=0)
     finally:
         await producer.stop()
@@ -75,11 +75,12 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(isolated:
         await watcher.stop()
     assert results[good["task_id"]]["status"] == "ok"
     dead = [r.record for r in await _records(isolated, DEADLETTERS)]
-    assert {d["payload"] for d in dead} == {garbage, unknown_fp}
+    assert sorted(d["payload"] for d in dead) == sorted([garbage, unknown_fp, b""])
     assert all(d["stage"] == "decode" and d["topic"] == isolated.topic(TASKS) and d["partition"] == 0 for d in dead)
     by_payload = {d["payload"]: d for d in dead}
     assert "marker" in by_payload[garbage]["error"]
     assert "fingerprint" in by_payload[unknown_fp]["error"]
+    assert by_payload[b""]["stage"] == "decode"  # a tombstone: dead-lettered, not a crashed processor
     assert by_payload[garbage]["offset"] < by_payload[unknown_fp]["offset"]
 
 

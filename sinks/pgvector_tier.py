@@ -1,0 +1,91 @@
+"""The pgvector store of L2: one table of 384-d vectors with an HNSW index (cosine), in PostgreSQL.
+
+Vectors travel as pgvector's text form (`[0.1,0.2,...]`), so no extra client package is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from sinks.migrations import Migration
+from sinks.pg import PgConnection
+from sinks.vectors import VectorHit, VectorItem
+
+__all__ = ["MIGRATIONS", "PgVectorStore"]
+
+MIGRATIONS = [Migration("memory_vectors", 1, """
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE memory_vectors (
+    id uuid PRIMARY KEY, scope text NOT NULL, event_id text NOT NULL, event_type text NOT NULL,
+    chunk integer NOT NULL, task_id text NOT NULL, tenant text NOT NULL, text text NOT NULL,
+    model text NOT NULL, embedding vector(384) NOT NULL, created_at timestamptz NOT NULL);
+CREATE INDEX memory_vectors_event ON memory_vectors (scope, event_id);
+CREATE INDEX memory_vectors_hnsw ON memory_vectors USING hnsw (embedding vector_cosine_ops);
+""")]
+
+_UPSERT = """
+INSERT INTO memory_vectors (id, scope, event_id, event_type, chunk, task_id, tenant, text, model, embedding, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector, %s)
+ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, model = EXCLUDED.model, embedding = EXCLUDED.embedding
+"""
+
+
+def _literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.6f}" for x in vector.tolist()) + "]"
+
+
+class PgVectorStore:
+    """pgvector backend; `scope` keeps deployments (and test runs) sharing a database apart."""
+
+    name = "pgvector"
+
+    def __init__(self, dsn: str, *, scope: str = "", ef_search: int = 64) -> None:
+        self.scope = scope
+        self.db = PgConnection(dsn, "vectors", MIGRATIONS,
+                               on_connect=lambda c: c.execute(f"SET hnsw.ef_search = {int(ef_search)}"))
+
+    def setup(self) -> None:
+        with self.db.use():
+            pass
+
+    def upsert(self, items: Sequence[VectorItem]) -> None:
+        rows = [(i.id, self.scope, i.event_id, i.event_type, i.chunk, i.task_id, i.tenant, i.text, i.model,
+                 _literal(i.vector), datetime.fromtimestamp(i.created_at / 1000.0, tz=UTC)) for i in items]
+        with self.db.use() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(_UPSERT, rows)
+
+    def search(self, vector: np.ndarray, k: int, filters: dict[str, Any]) -> list[VectorHit]:
+        """Nearest chunks by cosine distance, one hit per event, with optional type/tenant/task filters."""
+        where, params = ["scope = %s"], [self.scope]
+        if filters.get("event_type"):
+            where.append("event_type = %s")
+            params.append(filters["event_type"])
+        if filters.get("tenant"):
+            where.append("tenant = %s")
+            params.append(filters["tenant"])
+        if filters.get("exclude_tasks"):
+            where.append("task_id <> ALL(%s)")
+            params.append(list(filters["exclude_tasks"]))
+        sql = (f"SELECT event_id, event_type, task_id, text, created_at, model, "  # noqa: S608 - fixed fragments
+               f"1 - (embedding <=> %s::vector) AS score FROM memory_vectors WHERE {' AND '.join(where)} "
+               f"ORDER BY embedding <=> %s::vector LIMIT %s")
+        literal = _literal(vector)
+        with self.db.use() as conn:
+            rows = conn.execute(sql, [literal, *params, literal, k * 3]).fetchall()
+        hits: dict[str, VectorHit] = {}
+        for event_id, event_type, task_id, text, created_at, model, score in rows:
+            if event_id not in hits:
+                hits[event_id] = VectorHit(event_id, event_type, task_id, text, float(score),
+                                           int(created_at.timestamp() * 1000), {"model": model})
+        return list(hits.values())[:k]
+
+    def count(self) -> int:
+        with self.db.use() as conn:
+            return conn.execute("SELECT count(*) FROM memory_vectors WHERE scope = %s", (self.scope,)).fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()

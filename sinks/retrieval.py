@@ -1,0 +1,129 @@
+"""Retrieval: find the memories that matter for a query, from the hot tier down, and count where.
+
+`search` looks in L1 (a cache of earlier searches), then L2 (semantic, by vector), then L3
+(structured, full text) to fill what L2 did not find; what it found is cached in L1. The archive
+(L4) answers only explicit lookups by (topic, partition, offset). Every search adds its tier and
+time to shared counters in Redis, so `agentstream memory stats` can show hit rates per tier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sinks.archive import ArchiveTier
+from sinks.base import TierUnavailable
+from sinks.postgres_tier import PostgresTier
+from sinks.redis_tier import RedisTier
+from sinks.vectors import VectorTier
+
+__all__ = ["TIERS", "Memory", "Retriever", "SearchResult", "hit_rates"]
+
+TIERS = ("l1", "l2", "l3", "none")
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One remembered event: its id, type, task, text, relevance score and the tier it came from."""
+
+    id: str
+    type: str
+    task_id: str
+    text: str
+    score: float
+    tier: str
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The memories found, the tier that answered ("l1", "l2", "l3" or "none") and how long it took."""
+
+    memories: list[Memory]
+    tier: str
+    ms: float
+    by_tier: dict[str, int] = field(default_factory=dict)
+
+
+def hit_rates(stats: dict[str, float]) -> dict[str, Any]:
+    """Hit rate and mean time per tier from the counters, and the time L1 hits saved."""
+    searches = stats.get("searches", 0.0)
+    out: dict[str, Any] = {"searches": int(searches)}
+    for tier in TIERS:
+        hits = stats.get(f"{tier}_hits", 0.0)
+        out[tier] = {"hits": int(hits), "rate": hits / searches if searches else 0.0,
+                     "mean_ms": stats.get(f"{tier}_ms", 0.0) / hits if hits else 0.0}
+    misses = sum(stats.get(f"{t}_hits", 0.0) for t in ("l2", "l3", "none"))
+    miss_ms = sum(stats.get(f"{t}_ms", 0.0) for t in ("l2", "l3", "none")) / misses if misses else 0.0
+    out["saved_ms"] = max(0.0, out["l1"]["hits"] * (miss_ms - out["l1"]["mean_ms"]))
+    return out
+
+
+class Retriever:
+    """search(query, k, filters) over the tiers; any tier may be None (not configured)."""
+
+    def __init__(self, l1: RedisTier | None, l2: VectorTier | None, l3: PostgresTier | None,
+                 archive: ArchiveTier | None = None, *, cache_ttl_s: int = 300, min_score: float = 0.35) -> None:
+        self.l1, self.l2, self.l3, self.archive = l1, l2, l3, archive
+        self.cache_ttl_s, self.min_score = cache_ttl_s, min_score
+
+    @staticmethod
+    def cache_key(query: str, k: int, filters: dict[str, Any]) -> str:
+        blob = json.dumps([query, k, filters], sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    def search(self, query: str, k: int = 3, filters: dict[str, Any] | None = None) -> SearchResult:
+        """Filters: event_type, tenant, exclude_tasks (a list of task ids never to return)."""
+        filters = dict(filters or {})
+        started = time.perf_counter()
+        key = self.cache_key(query, k, filters)
+        if self.l1 is not None:
+            cached = self._l1(self.l1.cache_get, key)
+            if cached is not None:
+                memories = [Memory(**{**m, "tier": "l1"}) for m in cached]
+                return self._done(SearchResult(memories, "l1", 0.0, {"l1": len(memories)}), started)
+        memories: list[Memory] = []
+        if self.l2 is not None:
+            for hit in self.l2.search(query, k, filters):
+                if hit.score >= self.min_score:
+                    memories.append(Memory(hit.event_id, hit.event_type, hit.task_id, hit.text, hit.score, "l2"))
+        if len(memories) < k and self.l3 is not None and not filters.get("event_type"):
+            seen = {m.task_id for m in memories}
+            exclude = [*filters.get("exclude_tasks", ()), *seen]
+            for row in self.l3.search(query, k - len(memories), filters.get("tenant"), exclude):
+                memories.append(Memory(row["id"], row["type"], row["task_id"], row["text"], row["score"], "l3"))
+        by_tier = {t: sum(1 for m in memories if m.tier == t) for t in ("l2", "l3")}
+        tier = "l2" if by_tier["l2"] else "l3" if by_tier["l3"] else "none"
+        if self.l1 is not None:
+            self._l1(self.l1.cache_set, key, [asdict(m) for m in memories], self.cache_ttl_s)
+        return self._done(SearchResult(memories, tier, 0.0, by_tier), started)
+
+    def _done(self, result: SearchResult, started: float) -> SearchResult:
+        ms = (time.perf_counter() - started) * 1000.0
+        if self.l1 is not None:
+            self._l1(self.l1.add_stats, {"searches": 1, f"{result.tier}_hits": 1, f"{result.tier}_ms": ms})
+        return SearchResult(result.memories, result.tier, ms, result.by_tier)
+
+    @staticmethod
+    def _l1(call: Any, *args: Any) -> Any:
+        """L1 is a cache: when Redis is down, search goes on without it."""
+        try:
+            return call(*args)
+        except TierUnavailable:
+            return None
+
+    def recall(self, task: dict[str, Any], k: int) -> SearchResult:
+        """The memories for a task: its description as the query, its tenant only, never itself."""
+        filters = {"tenant": task.get("tenant") or "default", "exclude_tasks": [task["task_id"]]}
+        return self.search(task["description"], k, filters)
+
+    def lookup(self, topic: str, partition: int, offset: int) -> dict[str, Any] | None:
+        """An archived record by its Kafka coordinates (L4)."""
+        if self.archive is None:
+            return None
+        return self.archive.lookup(topic, partition, offset)
+
+    def stats(self) -> dict[str, Any]:
+        return hit_rates(self.l1.stats()) if self.l1 is not None else {}

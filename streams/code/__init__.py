@@ -1,0 +1,1 @@
+"""Code-change events: git commits to CodeChange records, the post-commit hook, and module documentation."""

@@ -1,0 +1,1 @@
+"""Replay recorded traffic in an isolated evaluation run, and compare runs (no Faust here)."""

@@ -1,0 +1,165 @@
+"""Code changes on the real stack: git-watch without duplicates, the hook, tasks from commits, stored docs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from aiokafka import AIOKafkaProducer
+from click.testing import CliRunner
+from gitrepo import GitRepo  # tests/gitrepo.py (tests/ is on sys.path via its conftest)
+
+from schemas import default_codec
+from sinks.docs import setup_docs, write_docs
+from streams.admin import ensure_topics
+from streams.cli import cli
+from streams.client import ResultWatcher
+from streams.code.docs_sink import doc_from_result, run_docs_sink
+from streams.replay.range import Bound, read_range
+from streams.settings import Settings
+from streams.topics import CODE_CHANGES, DEADLETTERS
+
+pytestmark = pytest.mark.integration
+
+codec = default_codec()
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def _cli(settings: Settings, *args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), env=settings.as_env(), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def _changes(settings: Settings) -> list:
+    return [r for r in await read_range(settings, codec, settings.topic(CODE_CHANGES), Bound("earliest"),
+                                        Bound("now"))]
+
+
+def _small_repo(path: Path) -> tuple[GitRepo, list[str]]:
+    repo = GitRepo(path)
+    shas = [
+        repo.commit("add the parser", {"calc/parser.py": "def parse(s):\n    return s.split()\n",
+                                        "README.md": "# calc\n"}),
+        repo.commit("package and evaluator", {"calc/__init__.py": "", "calc/evaluate.py": "def run(x):\n    pass\n",
+                                              "logo.png": b"\x89PNG\x00\x01"}),
+        repo.commit("parser handles commas", {"calc/parser.py": "def parse(s):\n    return s.replace(',', ' ')"
+                                                                ".split()\n", "README.md": None}),
+    ]
+    return repo, shas
+
+
+async def test_commits_become_events_tasks_and_current_documentation(isolated: Settings, worker_factory,
+                                                                     tmp_path: Path) -> None:
+    repo, shas = _small_repo(tmp_path / "calc")
+    worker_factory()
+    short = [s[:12] for s in shas]
+    expected = {f"doc-{short[0]}-calc.parser", f"review-{short[0]}", f"doc-{short[1]}-calc",
+                f"doc-{short[1]}-calc.evaluate", f"review-{short[1]}", f"doc-{short[2]}-calc.parser",
+                f"review-{short[2]}"}
+    watcher = ResultWatcher(isolated, codec)
+    await watcher.start()
+    try:
+        out = await asyncio.to_thread(_cli, isolated, "git-watch", str(repo.path))
+        assert "3 commit(s) sent, 0 already" in out
+        out = await asyncio.to_thread(_cli, isolated, "git-watch", str(repo.path))
+        assert "0 commit(s) sent, 3 already" in out
+        results = await watcher.wait(expected, 120)
+    finally:
+        await watcher.stop()
+    assert set(results) == expected
+    events = await _changes(isolated)
+    assert [e.key.decode() for e in events if e.partition == events[0].partition]  # keyed by sha
+    assert sorted(e.record["sha"] for e in events) == sorted(shas)
+    second = next(e.record for e in events if e.record["sha"] == shas[1])
+    assert {f["path"]: (f["change"], f["added"]) for f in second["files"]} == {
+        "calc/__init__.py": ("added", 0), "calc/evaluate.py": ("added", 2), "logo.png": ("added", 0)}
+    third = next(e.record for e in events if e.record["sha"] == shas[2])
+    assert {f["path"]: f["change"] for f in third["files"]} == {"calc/parser.py": "modified", "README.md": "deleted"}
+    assert results[f"doc-{short[2]}-calc.parser"]["metadata"]["sha"] == shas[2]  # the result links back
+    assert results[f"review-{short[2]}"]["model"].startswith("simulator/")
+
+    assert await run_docs_sink(isolated, codec, idle_exit_s=3.0) == 4
+    assert await run_docs_sink(isolated, codec, idle_exit_s=2.0) == 0  # offsets committed
+    doc = doc_from_result(results[f"doc-{short[2]}-calc.parser"], isolated.topic_prefix)
+    with psycopg.connect(isolated.postgres_dsn, autocommit=True) as conn:
+        setup_docs(conn)
+        assert write_docs(conn, [doc]) == 0  # idempotent by task_id
+    shown = await asyncio.to_thread(_cli, isolated, "docs", "show", "calc.parser")
+    assert f"calc/parser.py at {short[2]}" in shown and results[f"doc-{short[2]}-calc.parser"]["output"] in shown
+    out = await asyncio.to_thread(_cli, isolated, "docs", "coverage", str(repo.path), "--list")
+    assert "coverage: 3/3 modules current (100%)" in out
+    repo.commit("evaluate for real", {"calc/evaluate.py": "def run(x):\n    return x\n", "calc/new.py": "X = 1\n"})
+    out = await asyncio.to_thread(_cli, isolated, "docs", "coverage", str(repo.path), "--list")
+    assert "stale    calc.evaluate" in out and "missing  calc.new" in out
+    assert "coverage: 2/4 modules current (50%); 1 stale, 1 undocumented" in out
+
+
+async def test_a_bad_code_change_is_dead_lettered_and_the_next_one_still_runs(isolated: Settings, worker_factory,
+                                                                              tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "r")
+    sha = repo.commit("one module", {"m.py": "A = 1\n"})
+    worker_factory()
+    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_servers)
+    await producer.start()
+    try:
+        for value in (b"not avro", None):  # None: a tombstone
+            await producer.send_and_wait(isolated.topic(CODE_CHANGES), value, key=b"bad", partition=0)
+    finally:
+        await producer.stop()
+    watcher = ResultWatcher(isolated, codec)
+    await watcher.start()
+    try:
+        await asyncio.to_thread(_cli, isolated, "git-watch", str(repo.path), "--commit", "HEAD")
+        results = await watcher.wait([f"doc-{sha[:12]}-m", f"review-{sha[:12]}"], 120)
+    finally:
+        await watcher.stop()
+    assert len(results) == 2
+    dead = [r.record for r in await read_range(isolated, codec, isolated.topic(DEADLETTERS), Bound("earliest"),
+                                               Bound("now"))]
+    assert [(d["stage"], d["payload"]) for d in dead] == [("code-decode", b"not avro"), ("code-decode", b"")]
+
+
+def test_the_post_commit_hook_sends_new_commits_and_never_fails_a_commit(isolated: Settings, tmp_path: Path) -> None:
+    asyncio.run(ensure_topics(isolated))
+    repo = GitRepo(tmp_path / "hooked")
+    repo.commit("first", {"a.py": "A = 1\n"})
+    out = _cli(isolated, "git-hook", "install", str(repo.path))
+    hook = repo.path / ".git" / "hooks" / "post-commit"
+    assert str(hook) in out and os.access(hook, os.X_OK)
+    text = hook.read_text()
+    assert "/agentstream git-watch" in text and "exit 0" in text
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTSTREAM_", "KAFKA_"))}
+    sha = repo.commit("second", {"a.py": "A = 2\n"})  # the hook runs now, in the background
+    deadline = time.monotonic() + 90
+    found: list[str] = []
+    while time.monotonic() < deadline and sha not in found:
+        found = [r.record["sha"] for r in asyncio.run(_changes(isolated))]
+        time.sleep(1)
+    assert found == [sha]  # only the new commit: the hook sends HEAD
+    # With the stack "down" (a closed Kafka port) the commit still succeeds at once.
+    down = isolated.model_copy(update={"kafka_port": 9})
+    CliRunner().invoke(cli, ["git-hook", "install", str(repo.path)], env=down.as_env(), catch_exceptions=False)
+    proc = subprocess.run(["git", "-C", str(repo.path), "commit", "-q", "--allow-empty", "-m", "stack down"],
+                          env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    foreign = repo.path / ".git" / "hooks" / "post-commit"
+    foreign.write_text("#!/bin/sh\necho mine\n")
+    result = CliRunner().invoke(cli, ["git-hook", "install", str(repo.path)], env=isolated.as_env())
+    assert result.exit_code == 1 and "--force" in result.output
+
+
+def test_git_watch_on_the_project_repository_sends_one_event_per_commit(isolated: Settings) -> None:
+    asyncio.run(ensure_topics(isolated))
+    count = int(subprocess.run(["git", "-C", str(PROJECT), "rev-list", "--count", "HEAD"], capture_output=True,
+                               text=True, check=True).stdout)
+    out = _cli(isolated, "git-watch", str(PROJECT))
+    assert f"{count} commit(s) sent, 0 already" in out
+    events = asyncio.run(_changes(isolated))
+    assert len(events) == count == len({e.record["sha"] for e in events})
+    assert f"0 commit(s) sent, {count} already" in _cli(isolated, "git-watch", str(PROJECT))

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sinks.archive import object_name
+from sinks.embeddings import DIMENSIONS, MiniLMEmbedder
+from sinks.retrieval import hit_rates
+from sinks.router import Router, RoutingError
+from sinks.text import chunk_words, event_text
+
+
+def test_the_packaged_routing_policy_and_a_custom_one(tmp_path: Path) -> None:
+    policy = Router.load()
+    assert "vectors" in policy.tiers_for("TaskResult") and policy.tiers_for("PromptOutcome") == ("postgres",)
+    assert policy.tiers_for("Unknown") == ()
+    custom = tmp_path / "routing.yaml"
+    custom.write_text("routes:\n  TaskResult: [redis]\ndefault: [postgres]\n")
+    assert Router.load(custom).tiers_for("AgentOutput") == ("postgres",)
+    assert Router.load(custom).tiers == {"redis", "postgres"}
+    with pytest.raises(RoutingError):
+        Router.from_mapping({"routes": {"TaskResult": ["s3"]}})
+    with pytest.raises(RoutingError):
+        Router.from_mapping(["not", "a", "mapping"])
+
+
+def test_embeddings_are_unit_vectors_and_similar_texts_are_close() -> None:
+    model = MiniLMEmbedder()
+    v = model.embed(["retry the HTTP call with backoff", "retry HTTP requests with exponential backoff",
+                     "the office holiday calendar"])
+    assert v.shape == (3, DIMENSIONS) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert v[0] @ v[1] > 0.6 > v[0] @ v[2]
+    assert model.embed([]).shape == (0, DIMENSIONS)
+
+
+def test_text_chunks_and_object_names() -> None:
+    assert chunk_words("") == [] and chunk_words("a b c") == ["a b c"]
+    chunks = chunk_words(" ".join(str(n) for n in range(400)), size=160, overlap=20)
+    assert len(chunks) == 3 and chunks[1].split()[0] == "140"
+    assert event_text("CodeChange", {"message": "fix", "files": ["a.py"]}) == "fix\nfiles: a.py"
+    assert event_text("PromptOutcome", {}) == ""
+    assert object_name("agent.results", 0, 3, 5, 9) == "agent.results/1970-01-01/3/" + f"{5:020d}-{9:020d}.avro"
+
+
+def test_hit_rates_and_time_saved() -> None:
+    stats = hit_rates({"searches": 4, "l1_hits": 2, "l1_ms": 2.0, "l2_hits": 2, "l2_ms": 20.0})
+    assert stats["l1"]["rate"] == 0.5 and stats["l2"]["mean_ms"] == 10.0
+    assert stats["saved_ms"] == pytest.approx(2 * (10.0 - 1.0))
+    assert hit_rates({})["searches"] == 0
+
+
+def test_concurrent_embeddings_are_joined_and_each_caller_gets_its_own_vectors() -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sinks.embeddings import BatchingEmbedder
+
+    inner = MiniLMEmbedder()
+
+    class FirstCallWaits:
+        """The first model call waits until the other callers have queued (so the test is not a race)."""
+
+        name, dimensions, first = inner.name, inner.dimensions, True
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            deadline = time.monotonic() + 10
+            while self.first and len(batching._pending) < 7 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            self.first = False
+            return inner.embed(texts)
+
+    batching = BatchingEmbedder(FirstCallWaits())
+    texts = [f"task {n}: add a cache to service {n}" for n in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda t: batching.embed([t]), texts))
+    expected = inner.embed(texts)
+    assert all(np.allclose(g[0], e, atol=1e-4) for g, e in zip(got, expected, strict=True))
+    assert batching.calls < len(texts)  # the callers that queued meanwhile shared one model call
+    assert batching.embed([]).shape == (0, DIMENSIONS)
+
+
+def test_an_embedding_failure_reaches_the_caller() -> None:
+    from sinks.embeddings import BatchingEmbedder
+
+    class Broken:
+        name, dimensions = "broken", 3
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            raise RuntimeError("model file damaged")
+
+    with pytest.raises(RuntimeError, match="damaged"):
+        BatchingEmbedder(Broken()).embed(["x"])

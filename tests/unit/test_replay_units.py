@@ -1,0 +1,107 @@
+"""Replay without a stack: bounds, the judge, run files, paired statistics, text and HTML reports."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from agents.judge import LLMJudge, parse_score
+from agents.llm import LLM
+from agents.simulator import install_simulator
+from streams.client import Received
+from streams.replay.compare import compare_runs, output_diff, paired_interval, render_text
+from streams.replay.html import render_html
+from streams.replay.range import Bound, parse_bound
+from streams.replay.run import ReplaySpec, eval_settings, prepare_tasks, read_source
+from streams.replay.store import Run, TaskRow, load_run, run_dir, save_run
+from streams.settings import Settings
+
+
+def test_bounds_parse_offsets_times_and_words() -> None:
+    assert parse_bound("42") == Bound("offset", 42)
+    assert parse_bound("now") == Bound("now") and parse_bound("earliest") == Bound("earliest")
+    assert parse_bound("2026-01-02T03:04:05Z") == Bound("time", 1767323045000)
+    assert parse_bound("2026-01-02T03:04:05") == parse_bound("2026-01-02T03:04:05+00:00")
+    assert str(Bound("time", 1767323045000)) == "2026-01-02T03:04:05+00:00" and str(Bound("offset", 3)) == "3"
+    with pytest.raises(ValueError, match="ISO timestamp"):
+        parse_bound("last tuesday")
+
+
+def test_score_parsing_takes_the_last_percentage() -> None:
+    assert parse_score("a 10% guess\nscore: 87%") == 0.87
+    assert parse_score("score: 250%") == 1.0 and parse_score("no number") == 0.0
+
+
+async def test_the_judge_is_deterministic_and_skips_empty_answers() -> None:
+    install_simulator()
+    judge = LLMJudge(LLM(timeout_s=10))
+    first = await judge.score("write a parser", "1. read the module")
+    again = await judge.score("write a parser", "1. read the module")
+    other = await judge.score("write a parser", "something else entirely")
+    assert first == again and 0 < first.score <= 1 and first.model == "simulator/quality-1"
+    assert other.rationale != first.rationale
+    assert (await judge.score("x", "  ")).score == 0.0
+
+
+def _row(tid: str, score: float, cost: float, out: str = "same", status: str = "ok") -> TaskRow:
+    return TaskRow(tid, f"task {tid}", status, out, "m", score, cost, 10.0 + score)
+
+
+def test_paired_interval_is_reproducible_and_brackets_the_mean() -> None:
+    a = [0.5, 0.6, 0.7, 0.4, 0.55, 0.65]
+    b = [x + 0.1 + (0.01 * i) for i, x in enumerate(a)]
+    one = paired_interval("score", a, b)
+    assert one == paired_interval("score", a, b)  # fixed seed
+    assert one.low <= one.mean_diff <= one.high and one.low > 0 and one.significant
+    flat = paired_interval("score", [0.5, 0.6], [0.6, 0.5])
+    assert flat.mean_diff == 0 and not flat.significant
+    assert paired_interval("cost_usd", [], []).n == 0
+
+
+def test_compare_pairs_ok_tasks_and_reports_differences(tmp_path) -> None:
+    a = Run("A", {}, [_row("t1", 0.5, 2e-6, "x\ny"), _row("t2", 0.6, 2e-6), _row("t3", 0.7, 2e-6, status="failed"),
+                      _row("t4", 0.1, 1e-6)])
+    b = Run("B", {}, [_row("t1", 0.8, 1e-6, "x\nz"), _row("t2", 0.6, 1e-6), _row("t3", 0.9, 1e-6),
+                      _row("t5", 0.9, 1e-6)])
+    c = compare_runs(a, b)
+    assert [p.task_id for p in c.pairs] == ["t1", "t2"] and c.changed == 1
+    assert c.only_a == ["t3", "t4"] and c.only_b == ["t3", "t5"]
+    score = c.intervals[0]
+    assert score.metric == "score" and score.mean_diff == pytest.approx(0.15)
+    assert output_diff(c.pairs[0], "A", "B")[-2:] == ["-y", "+z"] and output_diff(c.pairs[1]) == []
+    text = "\n".join(render_text(c, rows=1, diffs=1))
+    assert "2 tasks paired, 1 with a different output" in text and "... 1 more" in text and "+z" in text
+    html = render_html(c)
+    assert html.startswith("<!doctype html>") and html.count("<svg") == 5 and "&lt;" not in html.split("<body>")[0]
+    assert not re.search(r"(src|href)=", html)  # self-contained: nothing to fetch
+
+
+def test_runs_round_trip_and_names_are_checked(tmp_path) -> None:
+    settings = Settings(AGENTSTREAM_DATA_DIR=tmp_path)
+    run = Run("r1", {"model": "m"}, [_row("t1", 0.5, 1e-6)])
+    save_run(settings, run)
+    assert load_run(settings, "r1") == run
+    with pytest.raises(ValueError, match="bad run name"):
+        run_dir(settings, "../escape")
+    with pytest.raises(FileNotFoundError, match="no replay run named"):
+        load_run(settings, "absent")
+
+
+async def test_overrides_are_applied_to_every_replayed_task_once() -> None:
+    task = {"task_id": "t1", "description": "d", "pattern": "fast", "metadata": {"k": "v"}}
+    records = [Received("agent.tasks", 0, 5, b"t1", "TaskRequested", task, None),
+               Received("agent.tasks", 1, 9, b"t1", "TaskRequested", task, None),  # redelivered copy
+               Received("agent.tasks", 0, 6, b"x", None, None, "bad bytes")]
+    spec = ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"), pattern="quality",
+                      prompts=("coder=v2",))
+    (out,) = prepare_tasks(records, spec)
+    assert out["pattern"] == "quality" and task["pattern"] == "fast"
+    assert out["metadata"] == {"k": "v", "replay_run": "r", "replay_of": "agent.tasks:0:5", "prompt.coder": "v2"}
+    base = Settings(AGENTSTREAM_TOPIC_PREFIX="p.", AGENTSTREAM_APP_ID="app")
+    ev = eval_settings(base, "r", "simulator/fast-1")
+    assert (ev.topic_prefix, ev.app_id, ev.model) == ("p.eval-r.", "app-eval-r", "simulator/fast-1")
+    assert eval_settings(base, "r").model == base.model
+    with pytest.raises(ValueError, match="not available yet"):
+        await read_source(base, None, ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"),
+                                                 source="archive"))
