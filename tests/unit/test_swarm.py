@@ -165,3 +165,9 @@ async def test_an_agents_concurrency_limit_and_its_own_price_hold(tmp_path: Path
     assert runner.steps.peak_in_flight == 2
     out = runs[0].outputs[0]
     assert out["cost_usd"] == pytest.approx(out["tokens_in"] * 0.001 + out["tokens_out"] * 0.002)
+
+
+async def test_a_pinned_model_is_tried_first_whatever_the_objective() -> None:
+    runner = build_runner(RunnerConfig(pinned_model="simulator/quality-1"))
+    run = await runner.run(_task(1, optimization="cost"))
+    assert run.outputs[0]["model"] == "simulator/quality-1"
