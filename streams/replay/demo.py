@@ -35,14 +35,15 @@ async def _record(settings: Settings, codec: Codec, count: int, run_id: str) -> 
 
 def run_replay_demo(settings: Settings, count: int) -> int:
     """Returns the exit code: 0 when both replays answered every task."""
+    # Production pins one model, so the comparison is model against model (routing is issue 3's default).
+    settings = settings.model_copy(update={"model": settings.model or "simulator/balanced-1"})
     click.echo("== starting the local stack")
     for part in LocalStack(settings).up():
         click.echo(f"  {part.name:<9} {part.address:<28} {part.state}")
     asyncio.run(ensure_topics(settings))
     codec, run_id = default_codec(), uuid.uuid4().hex[:6]
     start = datetime.now(UTC).isoformat()
-    model = settings.model or "routed"
-    click.echo(f"== recording {count} demo tasks on {settings.topic('agent.tasks')} (model {model})")
+    click.echo(f"== recording {count} demo tasks on {settings.topic('agent.tasks')} (model {settings.model})")
     worker = start_worker(settings, "demo-worker.log")
     try:
         answered = asyncio.run(_record(settings, codec, count, run_id))
@@ -67,7 +68,7 @@ def run_replay_demo(settings: Settings, count: int) -> int:
     report.write_text(render_html(comparison))
     versus = compare_runs(production, runs[0])
     score = versus.intervals[0]
-    click.echo(f"\nproduction ({settings.model or 'routed'}) vs {runs[0].name}: score B - A {score.mean_diff:+.3f} "
+    click.echo(f"\nproduction ({settings.model}) vs {runs[0].name}: score B - A {score.mean_diff:+.3f} "
                f"[{score.low:+.3f}, {score.high:+.3f}] over {score.n} tasks")
     click.echo(f"\nHTML report: {report}\nAgain by hand:\n  agentstream replay compare {runs[0].name} {runs[1].name}"
                f" --html report.html\n  agentstream replay compare 'production:{start}..{end}' {runs[0].name}")
