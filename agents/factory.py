@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agents.budget import BudgetLedger, MemorySpendStore, SpendStore
 from agents.models import SIMULATOR_MODELS, ModelInfo, load_models, register_models
+from agents.prompt_chooser import PromptChooser
 from agents.registry import AgentRegistry, load_agents
 from agents.routing import ModelRouter
 from agents.runner import MemorySource, TaskRunner
@@ -31,7 +32,8 @@ class RunnerConfig:
 
 
 def build_runner(config: RunnerConfig, store: SpendStore | None = None,
-                 models: tuple[ModelInfo, ...] | None = None, memory: MemorySource | None = None) -> TaskRunner:
+                 models: tuple[ModelInfo, ...] | None = None, memory: MemorySource | None = None,
+                 prompts: PromptChooser | None = None) -> TaskRunner:
     """Load and validate the config files (a mistake fails here, at start), register prices, wire it up."""
     table = models or (load_models(config.models_file) if config.models_file else SIMULATOR_MODELS)
     specs = load_agents(config.agents_file, table)
@@ -40,4 +42,5 @@ def build_runner(config: RunnerConfig, store: SpendStore | None = None,
                          retry_backoff_s=config.retry_backoff_s)
     ledger = BudgetLedger(store or MemorySpendStore(), config.tenant_daily_budget_usd, config.degrade_share)
     return TaskRunner(AgentRegistry(specs), router, ledger, quality_candidates=config.quality_candidates,
-                      max_in_flight=config.max_in_flight, memory=memory, pinned_model=config.pinned_model)
+                      max_in_flight=config.max_in_flight, memory=memory, pinned_model=config.pinned_model,
+                      prompts=prompts)

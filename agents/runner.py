@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from agents.budget import BudgetLedger, MemorySpendStore, TaskBudget
 from agents.clock import now_ms
+from agents.prompt_chooser import PromptChooser
 from agents.redaction import redact
 from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
@@ -64,12 +65,14 @@ class TaskRunner:
 
     def __init__(self, registry: AgentRegistry, router: ModelRouter, ledger: BudgetLedger | None = None,
                  quality_candidates: int = 3, max_in_flight: int = 1024, clock: Callable[[], int] = now_ms,
-                 memory: MemorySource | None = None, pinned_model: str | None = None) -> None:
+                 memory: MemorySource | None = None, pinned_model: str | None = None,
+                 prompts: PromptChooser | None = None) -> None:
         registry.require("planning", "coding", "review", "judging")
         self.registry, self.router = registry, router
         self.ledger = ledger or BudgetLedger(MemorySpendStore())
         self.quality_candidates = quality_candidates
         self.memory = memory
+        self.prompts = prompts  # prompt registry / A/B experiments (issue 4); None: the agents' own prompts
         self.steps = StepCaller(router, self.ledger, registry.specs, max_in_flight, clock, pinned_model)
         self._now = clock
 
@@ -86,6 +89,9 @@ class TaskRunner:
             pattern = "fast"
         ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context)
         capability = task.get("capability") or "coding"
+        chosen = await self.prompts.choose(task) if self.prompts is not None else None
+        if chosen is not None:  # a registry prompt for the task's capability: its steps use it and record it
+            ctx.prompt = (capability, chosen.system, dict(chosen.metadata))
         if pattern == "balanced":
             outcomes, final = await self._balanced(ctx)
         elif pattern == "quality":
@@ -97,8 +103,11 @@ class TaskRunner:
 
     async def _call(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int, user: str,
                     **meta: str) -> StepOutcome:
-        messages = [{"role": "system", "content": spec.prompt}, *ctx.context, {"role": "user", "content": user}]
-        return await self.steps.step(ctx, spec, capability, step, messages, {"role": capability, **meta})
+        system, prompt_meta = spec.prompt, {}
+        if ctx.prompt is not None and ctx.prompt[0] == capability:
+            system, prompt_meta = ctx.prompt[1], ctx.prompt[2]
+        messages = [{"role": "system", "content": system}, *ctx.context, {"role": "user", "content": user}]
+        return await self.steps.step(ctx, spec, capability, step, messages, {"role": capability, **meta, **prompt_meta})
 
     async def _balanced(self, ctx: StepContext) -> tuple[list[StepOutcome], StepOutcome]:
         done: list[StepOutcome] = []

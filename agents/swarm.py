@@ -29,6 +29,7 @@ class StepContext:
     budget: TaskBudget
     pattern: str
     context: list[Record] = field(default_factory=list)  # extra messages for every step (memories)
+    prompt: tuple[str, str, dict[str, str]] | None = None  # (capability, system prompt, metadata) from issue 4
 
     @property
     def tenant(self) -> str:

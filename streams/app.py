@@ -7,6 +7,7 @@ import faust
 from agents.runner import TaskRunner
 from schemas import Codec
 from streams.processors.code_changes import register_code_change_processor
+from streams.processors.scoring import register_prompt_processors
 from streams.processors.tasks import register_task_processor
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, topic_specs
@@ -40,4 +41,6 @@ def build_app(settings: Settings, runner: TaskRunner, codec: Codec) -> faust.App
         topics[name] = app.topic(spec.name, partitions=spec.partitions, key_serializer="raw", value_serializer="raw")
     register_task_processor(app, topics, runner, codec, settings)
     register_code_change_processor(app, topics, codec)
+    if runner.prompts is not None:  # prompt experiments (issue 4)
+        register_prompt_processors(app, topics, runner.prompts, codec, settings)
     return app

@@ -25,7 +25,7 @@ from streams.admin import delete_topics, ensure_topics
 from streams.client import ResultWatcher, make_task, read_topic
 from streams.demo import start_worker, stop_worker
 from streams.settings import Settings
-from streams.topics import OUTPUTS, TASKS, changelog_specs, topic_specs
+from streams.topics import OUTPUTS, TASKS, table_specs, topic_specs
 from streams.worker import runner_config
 
 __all__ = ["LoadFigures", "litellm_call_rate", "run_agent_bench", "worker_load"]
@@ -120,7 +120,7 @@ def worker_load(settings: Settings, workers: int, count: int, latency_ms: float,
     finally:
         for proc in procs:
             stop_worker(proc)
-        asyncio.run(delete_topics(bench, [s.name for s in topic_specs(bench) + changelog_specs(bench)]))
+        asyncio.run(delete_topics(bench, [s.name for s in topic_specs(bench) + table_specs(bench)]))
 
 
 def run_agent_bench(settings: Settings, calls: int, tasks: int, latency_ms: float = 2000.0,

@@ -233,10 +233,11 @@ def bench(settings: Settings, events: int, tasks: int) -> None:
 
 # Commands of the other areas live beside their code; attached here, after `cli` exists.
 from streams.cli_memory import memory, sinks  # noqa: E402
+from streams.cli_prompts import experiment, prompt  # noqa: E402
 from streams.code.cli import docs, git_hook, git_watch  # noqa: E402
 from streams.replay.cli import replay  # noqa: E402
 
-for _command in (sinks, memory, replay, git_watch, git_hook, docs):
+for _command in (sinks, memory, replay, git_watch, git_hook, docs, prompt, experiment):
     cli.add_command(_command)
 
 

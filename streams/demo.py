@@ -138,6 +138,9 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
         from streams.demo_memory import show_memory
 
         show_memory(settings, tasks, results)
+        if settings.prompts_enabled:  # prompt A/B experiment (issue 4)
+            from streams.demo_experiment import run_experiment_demo
+            run_experiment_demo(settings, codec)
     finally:
         stop_worker(worker)
         stop_worker(sinks)

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     tenant_daily_budget_usd: float | None = Field(None, ge=0, alias="AGENTSTREAM_TENANT_DAILY_BUDGET_USD")
     budget_degrade_share: float = Field(0.8, ge=0, le=1, alias="AGENTSTREAM_BUDGET_DEGRADE_SHARE")
 
+    # Prompt registry and A/B experiments (issue 4).
+    prompts_enabled: bool = Field(True, alias="AGENTSTREAM_PROMPTS_ENABLED")
+    prompt_cache_ttl_s: float = Field(1.0, ge=0, alias="AGENTSTREAM_PROMPT_CACHE_TTL_S")
+    judge_enabled: bool = Field(True, alias="AGENTSTREAM_JUDGE_ENABLED")
+
     @property
     def kafka_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"

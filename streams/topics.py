@@ -13,13 +13,17 @@ __all__ = [
     "OUTPUTS",
     "PROMPT_DECISIONS",
     "PROMPT_OUTCOMES",
+    "PROMPT_SCORES_TABLE",
+    "PROMPT_SEEN_TABLE",
     "RESULTS",
+    "TABLES",
     "TASKS",
     "TASKS_BY_TENANT",
     "TASKS_DONE_TABLE",
     "TENANT_SPEND_TABLE",
     "TopicSpec",
-    "changelog_specs",
+    "changelog_topic",
+    "table_specs",
     "topic_specs",
 ]
 
@@ -69,7 +73,20 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def changelog_specs(settings: Settings) -> list[TopicSpec]:
-    """The Faust tables' changelog topics (named after the app id), compacted, partitioned like their source."""
-    return [TopicSpec(f"{settings.app_id}-{table}-changelog", settings.partitions, compacted=True)
-            for table in (TENANT_SPEND_TABLE, TASKS_DONE_TABLE)]
+# Changelog-backed Faust tables (their changelog topics are created up front, compacted, with the
+# partition count of the topic that feeds them). Prompt experiments (issue 4): per-experiment
+# statistics and the outcome ids already counted, both fed by prompt.outcomes.
+PROMPT_SCORES_TABLE = "prompt-scores"
+PROMPT_SEEN_TABLE = "prompt-seen"
+# Agent swarms (issue 3): tenant spend and answered task ids, fed by agent.tasks.by-tenant.
+TABLES: tuple[str, ...] = (PROMPT_SCORES_TABLE, PROMPT_SEEN_TABLE, TENANT_SPEND_TABLE, TASKS_DONE_TABLE)
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """The name Faust gives a table's changelog topic: `<app id>-<table>-changelog`."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
+def table_specs(settings: Settings) -> list[TopicSpec]:
+    """The tables' changelog topics: compacted, one partition per partition of their source topic."""
+    return [TopicSpec(changelog_topic(settings, table), settings.partitions, compacted=True) for table in TABLES]

@@ -9,12 +9,15 @@ import faust
 import litellm
 
 from agents.factory import RunnerConfig, build_runner
+from agents.prompt_chooser import PromptChooser
+from agents.prompt_registry import PromptRegistry
 from agents.simulator import install_simulator
 from schemas import default_codec
 from streams.admin import ensure_topics
 from streams.app import build_app
 from streams.logs import get_logger
 from streams.settings import Settings
+from streams.topics import table_specs, topic_specs
 
 __all__ = ["run_worker", "runner_config"]
 
@@ -32,15 +35,22 @@ def runner_config(settings: Settings) -> RunnerConfig:
     )
 
 
+def _prompts(settings: Settings) -> PromptChooser | None:
+    """The prompt registry view the runner chooses prompts from (issue 4); None when disabled."""
+    if not settings.prompts_enabled:
+        return None
+    return PromptChooser(PromptRegistry(settings.postgres_dsn).migrate(), ttl_s=settings.prompt_cache_ttl_s)
+
+
 def run_worker(settings: Settings) -> None:
     """Create the topics, then consume until stopped. Blocks."""
-    asyncio.run(ensure_topics(settings))
+    asyncio.run(ensure_topics(settings, topic_specs(settings) + table_specs(settings)))
     asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs its own loop
     install_simulator(settings.simulator_latency_ms, settings.simulator_jitter_ms)
     # litellm loads much of itself lazily on its first calls; pay that once here, not on the first tasks.
     # The simulator answers it (never a billed model), synchronously, outside any event loop.
     litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
-    runner = build_runner(runner_config(settings), memory=_memory(settings))
+    runner = build_runner(runner_config(settings), memory=_memory(settings), prompts=_prompts(settings))
     app = build_app(settings, runner, default_codec())
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
              concurrency=settings.worker_concurrency)

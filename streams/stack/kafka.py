@@ -47,8 +47,14 @@ LOG4J_DEP = (
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: a uuid4's 16 bytes in url-safe base64 without padding (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: a uuid4's 16 bytes in url-safe base64 without padding (22 characters).
+
+    Never one that starts with "-": the storage tool would read it as an option (1 start in 64 failed).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def java_command() -> str:
@@ -159,13 +165,12 @@ class KafkaPart(Part):
         return spawn(cmd, self.log_file, cwd=self.dir)
 
     def _format(self, java: str, cp: str, props: Path) -> None:
-        """Format the storage of a new node; one retry, since a JVM can fail once to start on a busy box."""
+        """Format the storage of a new node."""
         cmd = [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", new_cluster_id()]
         cmd += ["-c", str(props), "--standalone"]
-        for _attempt in range(2):
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-            if out.returncode == 0:
-                return
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if out.returncode == 0:
+            return
         tail = f"{out.stdout}{out.stderr}".strip()[-3000:]
         raise StackError(f"formatting Kafka storage failed (exit {out.returncode}): {' '.join(cmd)}\n{tail}")
 

@@ -6,12 +6,12 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from memory_helpers import result, run_id, wrap
 
 from streams.bench_memory import memory_bench
 from streams.cli import cli
 from streams.memory import build_tiers
 from streams.settings import Settings
-from tests.memory_helpers import result, run_id, wrap
 
 pytestmark = pytest.mark.integration
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 import redis
+from memory_helpers import code_change, outcome, output, result, run_id, wrap
 from pydantic import SecretStr
 
 from sinks.archive import ArchiveTier, LocalStore, S3Store
@@ -15,7 +16,6 @@ from sinks.retrieval import Retriever, hit_rates
 from sinks.vectors import VectorTier
 from streams.memory import build_tiers, embedder
 from streams.settings import Settings
-from tests.memory_helpers import code_change, outcome, output, result, run_id, wrap
 
 pytestmark = pytest.mark.integration
 

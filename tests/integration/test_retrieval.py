@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from memory_helpers import result, run_id, wrap
 
 from schemas import default_codec
 from sinks.retrieval import Retriever
@@ -16,7 +17,6 @@ from streams.memory import build_tiers
 from streams.settings import Settings
 from streams.sink_service import start_sinks
 from streams.topics import OUTPUTS
-from tests.memory_helpers import result, run_id, wrap
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
+from memory_helpers import outcome, output, result
 
 from schemas import default_codec
 from streams.admin import ensure_topics
@@ -19,7 +20,6 @@ from streams.memory import build_archive
 from streams.settings import Settings
 from streams.sink_service import serve, start_sinks
 from streams.topics import DEADLETTERS, OUTPUTS, PROMPT_OUTCOMES, RESULTS
-from tests.memory_helpers import outcome, output, result
 
 pytestmark = pytest.mark.integration
 

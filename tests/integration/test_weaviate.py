@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from memory_helpers import result, run_id, wrap
 
 from sinks.vectors import VectorTier
 from sinks.weaviate_tier import WeaviateStore
 from streams.memory import embedder
-from tests.memory_helpers import result, run_id, wrap
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not os.environ.get("WEAVIATE_URL"), reason="WEAVIATE_URL is not set")]

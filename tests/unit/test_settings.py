@@ -71,3 +71,10 @@ def test_topic_specs_have_every_topic_once_with_the_prefix() -> None:
     parts = {s.name: s.partitions for s in specs}
     assert parts[f"run1.{TASKS}"] == 6
     assert parts[f"run1.{DEADLETTERS}"] == parts[f"run1.{PROMPT_DECISIONS}"] == 1
+
+
+def test_kafka_cluster_ids_never_look_like_an_option() -> None:
+    from streams.stack.kafka import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]  # about 31 of 2000 would start with "-" unguarded
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
