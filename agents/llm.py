@@ -9,12 +9,25 @@ from typing import Any
 
 import litellm
 
-__all__ = ["LLM", "Completion"]
+__all__ = ["LLM", "Attempted", "Completion"]
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """A model that did not answer, and why (kind: timeout, rate_limited, server_error, ...)."""
+
+    model: str
+    kind: str
+    error: str
+    latency_ms: float
+
+    def describe(self) -> str:
+        return f"{self.model}: {self.kind}: {self.error[:200]}"
 
 
 @dataclass(frozen=True)
 class Completion:
-    """What one model call produced and what it cost."""
+    """What one model call produced and what it cost; `failures` are the models tried before it."""
 
     text: str
     model: str
@@ -22,6 +35,7 @@ class Completion:
     tokens_out: int
     cost_usd: float
     latency_ms: float
+    failures: tuple[Attempted, ...] = ()
 
 
 def _cost(model: str, tokens_in: int, tokens_out: int) -> float:

@@ -1,41 +1,37 @@
-"""Run one task: call the agent, and describe every step and the outcome as event records.
+"""Run one task with the swarm pattern it asks for, and describe every step and the outcome.
 
-The records returned here are plain dicts shaped like the Avro contract (AgentOutput, TaskResult);
-the caller only encodes and sends them. A model failure is data (a failed step and a failed result),
-not an exception: only bugs escape from `run`.
+- fast: one agent, the one for the task's capability.
+- balanced: planner -> coder -> reviewer, each given the previous steps' outputs.
+- quality: N candidates of the capability's agent in parallel, then a judge scores them and the
+  best is the result; each candidate's AgentOutput carries its score.
+
+The records returned are plain dicts shaped like the Avro contract (AgentOutput, TaskResult); the
+caller only encodes and sends them. A model failure is data (a failed step and result), not an
+exception: only bugs escape from `run`. Text is redacted before it reaches a model or a record.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agents.budget import BudgetLedger, MemorySpendStore, TaskBudget
 from agents.clock import now_ms
-from agents.llm import LLM
 from agents.prompt_chooser import PromptChooser
+from agents.redaction import redact
+from agents.registry import AgentRegistry, AgentSpec
+from agents.routing import ModelRouter
+from agents.swarm import StepCaller, StepContext, StepOutcome
 
-__all__ = ["MemorySource", "TaskRun", "TaskRunner"]
+__all__ = ["JUDGE_MARKER", "PATTERNS", "MemorySource", "TaskRun", "TaskRunner", "parse_scores"]
 
 Record = dict[str, Any]
-
-
-_ROLE_PROMPTS: dict[str, str] = {
-    "planning": "You are the planner. Break the task into small, ordered steps.",
-    "coding": "You are the coder. Propose the smallest correct change, with a test.",
-    "research": "You are the researcher. Find what is known and cite where it comes from.",
-    "review": "You are the reviewer. Point out defects and score the work from 0 to 10.",
-    "testing": "You are the tester. List the cases that would catch this breaking.",
-    "documentation": "You are the documenter. Explain what it does and why, briefly.",
-}
-_AGENT_FOR: dict[str, str] = {
-    "planning": "planner",
-    "coding": "coder",
-    "research": "researcher",
-    "review": "reviewer",
-    "testing": "tester",
-    "documentation": "documenter",
-}
+PATTERNS = ("fast", "balanced", "quality")
+JUDGE_MARKER = "Score each candidate"
+_SCORE = re.compile(r"candidate\s+(\d+)\s*[:=-]\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
 @dataclass
@@ -52,79 +48,147 @@ class MemorySource(Protocol):
     async def recall(self, task: Record) -> list[Record]: ...
 
 
-class TaskRunner:
-    """Runs a TaskRequested record with one agent chosen by its capability (the `fast` pattern)."""
+def parse_scores(text: str, count: int) -> dict[int, float]:
+    """`candidate k: score` lines of a judge's answer (k from 1), for k within range."""
+    return {int(k): float(v) for k, v in _SCORE.findall(text) if 1 <= int(k) <= count}
 
-    def __init__(self, llm: LLM, model: str, clock: Callable[[], int] = now_ms,
-                 memory: MemorySource | None = None, prompts: PromptChooser | None = None) -> None:
-        self.llm = llm
-        self.model = model
-        self._now = clock
+
+def _user(task: Record, prior: list[tuple[str, str]]) -> str:
+    text = task["description"]
+    for agent, output in prior:
+        text += f"\n\n### Output of the {agent}\n{output}"
+    return text
+
+
+class TaskRunner:
+    """Runs TaskRequested records through the agent registry, the model router and the budgets."""
+
+    def __init__(self, registry: AgentRegistry, router: ModelRouter, ledger: BudgetLedger | None = None,
+                 quality_candidates: int = 3, max_in_flight: int = 1024, clock: Callable[[], int] = now_ms,
+                 memory: MemorySource | None = None, pinned_model: str | None = None,
+                 prompts: PromptChooser | None = None) -> None:
+        registry.require("planning", "coding", "review", "judging")
+        self.registry, self.router = registry, router
+        self.ledger = ledger or BudgetLedger(MemorySpendStore())
+        self.quality_candidates = quality_candidates
         self.memory = memory
-        self.prompts = prompts  # prompt registry / A/B experiments (issue 4); None: built-in prompts
+        self.prompts = prompts  # prompt registry / A/B experiments (issue 4); None: the agents' own prompts
+        self.steps = StepCaller(router, self.ledger, registry.specs, max_in_flight, clock, pinned_model)
+        self._now = clock
 
     async def run(self, task: Record) -> TaskRun:
-        """The task's run, with recalled memories (if a memory source is set) given to the agent."""
+        """The task's run, with recalled memories (if a memory source is set) given to every agent."""
         memories = await self.memory.recall(task) if self.memory is not None else []
         run = await self._run(task, _memory_messages(memories))
         return _record_memories(run, memories) if self.memory is not None else run
 
     async def _run(self, task: Record, context: list[Record]) -> TaskRun:
+        task = {**task, "description": redact(task["description"])}
+        pattern = task.get("pattern") or "fast"
+        if pattern not in PATTERNS:
+            pattern = "fast"
+        ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context)
         capability = task.get("capability") or "coding"
-        agent = _AGENT_FOR.get(capability, "coder")
-        system, prompt_meta = _ROLE_PROMPTS.get(capability, _ROLE_PROMPTS["coding"]), {}
         chosen = await self.prompts.choose(task) if self.prompts is not None else None
-        if chosen is not None:  # a registry prompt: record experiment, variant and version on the output
-            system, prompt_meta = chosen.system, chosen.metadata
-        messages = [
-            {"role": "system", "content": system},
-            *context,
-            {"role": "user", "content": task["description"]},
-        ]
-        step: Record = {
-            "output_id": f"{task['task_id']}:1:1",
-            "task_id": task["task_id"],
-            "agent": agent,
-            "step": 1,
-            "model": self.model,
-            "attempt": 1,
-            "metadata": {"pattern": task.get("pattern") or "fast", **prompt_meta},
-        }
-        try:
-            completion = await self.llm.complete(self.model, messages)
-        except Exception as exc:  # any provider failure becomes a failed step, not a crash
-            error = f"{type(exc).__name__}: {exc}"
-            output = {**step, "status": "failed", "output": "", "error": error, "created_at": self._now()}
-            return TaskRun([output], self._result(task, "failed", "", [output], error))
-        output = {
-            **step,
-            "status": "ok",
-            "output": completion.text,
-            "tokens_in": completion.tokens_in,
-            "tokens_out": completion.tokens_out,
-            "cost_usd": completion.cost_usd,
-            "latency_ms": completion.latency_ms,
-            "error": None,
-            "created_at": self._now(),
-        }
-        return TaskRun([output], self._result(task, "ok", completion.text, [output], None))
+        if chosen is not None:  # a registry prompt for the task's capability: its steps use it and record it
+            ctx.prompt = (capability, chosen.system, dict(chosen.metadata))
+        if pattern == "balanced":
+            outcomes, final = await self._balanced(ctx)
+        elif pattern == "quality":
+            outcomes, final = await self._quality(ctx, capability)
+        else:
+            out = await self._call(ctx, self.registry.for_capability(capability), capability, 1, task["description"])
+            outcomes, final = [out], out
+        return TaskRun([o.record for o in outcomes], self._result(ctx, outcomes, final))
 
-    def _result(self, task: Record, status: str, text: str, outputs: list[Record], error: str | None) -> Record:
+    async def _call(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int, user: str,
+                    **meta: str) -> StepOutcome:
+        system, prompt_meta = spec.prompt, {}
+        if ctx.prompt is not None and ctx.prompt[0] == capability:
+            system, prompt_meta = ctx.prompt[1], ctx.prompt[2]
+        messages = [{"role": "system", "content": system}, *ctx.context, {"role": "user", "content": user}]
+        return await self.steps.step(ctx, spec, capability, step, messages, {"role": capability, **meta, **prompt_meta})
+
+    async def _balanced(self, ctx: StepContext) -> tuple[list[StepOutcome], StepOutcome]:
+        done: list[StepOutcome] = []
+        prior: list[tuple[str, str]] = []
+        for step, capability in enumerate(("planning", "coding", "review"), 1):
+            spec = self.registry.for_capability(capability)
+            out = await self._call(ctx, spec, capability, step, _user(ctx.task, prior))
+            done.append(out)
+            if out.text is None:
+                return done, out
+            prior.append((spec.name, out.text))
+        coder, reviewer = done[1], done[2]
+        final = StepOutcome(reviewer.record, f"{coder.text}\n\n### Review\n{reviewer.text}")
+        return done, final
+
+    async def _quality(self, ctx: StepContext, capability: str) -> tuple[list[StepOutcome], StepOutcome]:
+        n = self.quality_candidates
+        spec = self.registry.for_capability(capability)
+        candidates = list(await asyncio.gather(*(
+            self._call(ctx, spec, capability, k,
+                       f"{ctx.task['description']}\n\n(Candidate {k} of {n}: take an approach of your own.)",
+                       candidate=str(k))
+            for k in range(1, n + 1)
+        )))
+        ok = [c for c in candidates if c.text is not None]
+        blocked = next((c for c in candidates if c.status == "budget_exceeded"), None)
+        if blocked is not None or not ok:
+            return candidates, blocked or candidates[0]
+        listing = "\n\n".join(f"### Candidate {c.record['step']}\n{c.text}" for c in ok)
+        judge_prompt = (f"Task: {ctx.task['description']}\n\n{listing}\n\n{JUDGE_MARKER} from 0 to 10, "
+                        f"one line each as 'candidate <number>: <score>'.")
+        judge = await self._call(ctx, self.registry.for_capability("judging"), "judging", n + 1, judge_prompt,
+                                 judged=",".join(str(c.record["step"]) for c in ok))
+        if judge.text is None:
+            return [*candidates, judge], judge
+        scores = parse_scores(judge.text, n)
+        for c in ok:
+            score = scores.get(c.record["step"])
+            c.record["metadata"]["score"] = "" if score is None else f"{score:g}"
+        best = max(ok, key=lambda c: (scores.get(c.record["step"], -1.0), -c.record["step"]))
+        best.record["metadata"]["winner"] = "true"
+        judge.record["metadata"]["scores"] = ",".join(f"{k}:{v:g}" for k, v in sorted(scores.items()))
+        return [*candidates, judge], StepOutcome(best.record, best.text)
+
+    def _result(self, ctx: StepContext, outcomes: list[StepOutcome], final: StepOutcome) -> Record:
+        records = [o.record for o in outcomes]
+        failed = next((o for o in outcomes if o.text is None and o.status == "budget_exceeded"), None)
+        if failed is None and final.text is None:
+            failed = final
+        status = "ok" if failed is None else ("budget_exceeded" if failed.status == "budget_exceeded" else "failed")
+        error = None if failed is None else failed.record.get("error")
+        meta = {**(ctx.task.get("metadata") or {}), "pattern": ctx.pattern, "optimization": ctx.optimization,
+                "agents": ",".join(r["agent"] for r in records),
+                "tenant_spend_usd": f"{self.ledger.tenant_spent(ctx.tenant):.9f}"}
+        if ctx.budget.limit is not None:
+            meta["budget_usd"] = f"{ctx.budget.limit:g}"
+        if "winner" in final.record["metadata"]:
+            meta["winner_step"] = str(final.record["step"])
         return {
-            "task_id": task["task_id"],
+            "task_id": ctx.task["task_id"],
             "status": status,
-            "output": text,
-            "model": outputs[-1]["model"],
-            "cost_usd": sum(o.get("cost_usd", 0.0) for o in outputs),
-            "latency_ms": sum(o.get("latency_ms", 0.0) for o in outputs),
-            "steps": len(outputs),
-            "tokens_in": sum(o.get("tokens_in", 0) for o in outputs),
-            "tokens_out": sum(o.get("tokens_out", 0) for o in outputs),
-            "tenant": task.get("tenant") or "default",
+            "output": final.text or (f"task ended: {error}" if error else ""),
+            "model": final.record.get("model", ""),
+            "cost_usd": sum(r.get("cost_usd", 0.0) for r in records),
+            "latency_ms": _elapsed(ctx.pattern, records),
+            "steps": len(records),
+            "tokens_in": sum(r.get("tokens_in", 0) for r in records),
+            "tokens_out": sum(r.get("tokens_out", 0) for r in records),
+            "tenant": ctx.tenant,
             "error": error,
-            "metadata": {**(task.get("metadata") or {}), "pattern": task.get("pattern") or "fast"},
+            "metadata": meta,
             "created_at": self._now(),
         }
+
+
+def _elapsed(pattern: str, records: list[Record]) -> float:
+    """Model time on the task's critical path: parallel candidates count once (the slowest)."""
+    latencies = [r.get("latency_ms", 0.0) for r in records]
+    if pattern == "quality" and len(latencies) > 1:
+        return max(latencies[:-1]) + latencies[-1]
+    return sum(latencies)
 
 
 # --- memory hook (issue 5): memories become one context message; their ids go on the records ---

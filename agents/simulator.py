@@ -10,15 +10,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import re
 import time
 from typing import Any
 
 import litellm
 from litellm import CustomLLM, ModelResponse
 
+from agents.runner import JUDGE_MARKER
+
 __all__ = ["PROVIDER", "SimulatorLLM", "install_simulator"]
 
 PROVIDER = "simulator"
+# A judge request lists "### Candidate <k>" blocks; the simulator scores each, as a judge model would.
+_CANDIDATE = re.compile(r"^### Candidate (\d+)$", re.MULTILINE)
 
 _OPENERS = (
     "Here is a plan",
@@ -62,7 +67,8 @@ class SimulatorLLM(CustomLLM):
         last = str(messages[-1].get("content") or "") if messages else ""
         topic = " ".join(last.split()[:12])
         steps = rng.sample(_STEPS, k=3)
-        content = (
+        judged = _CANDIDATE.findall(prompt) if JUDGE_MARKER in prompt else []
+        content = "\n".join(f"candidate {k}: {rng.randint(3, 10)}" for k in judged) or (
             f"[{model}] {rng.choice(_OPENERS)} for: {topic}\n"
             + "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
             + f"\nconfidence: {rng.randint(50, 99)}%"

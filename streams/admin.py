@@ -13,14 +13,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.settings import Settings
-from streams.topics import TopicSpec, topic_specs
+from streams.topics import TopicSpec, table_specs, topic_specs
 
 __all__ = ["delete_topics", "ensure_topics"]
 
 
 async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout_s: float = 30.0) -> list[str]:
     """Create the missing topics; return the names created. Idempotent."""
-    wanted = specs if specs is not None else topic_specs(settings)
+    wanted = specs if specs is not None else topic_specs(settings) + table_specs(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id=f"{settings.app_id}-admin")
     await admin.start()
     try:

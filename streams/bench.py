@@ -117,8 +117,13 @@ def run_bench(settings: Settings, events: int, tasks: int) -> None:
     ratio = pipe.rate / raw.rate if raw.rate else 0.0
     click.echo(f"ratio pipeline / raw          : {ratio:>10.3f}  (each task is 1 record in, 2 out)")
     row = f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} | {raw.rate:,.0f} | {pipe.rate:,.0f} | {ratio:.3f} |"
-    click.echo(f"\nfor BENCHMARKS.md:\n{row}")
+    click.echo(f"\nfor BENCHMARKS.md:\n{row}\n")
     from streams.bench_memory import memory_bench  # issue 5: memory tiers
 
     click.echo("\nmemory tiers:")  # sized with --tasks: 3,000 (the default) gives 2,000 records, 200 searches
     memory_bench(settings, records=min(2000, tasks), searches=min(200, max(10, tasks // 4)))
+
+    from streams.bench_agents import run_agent_bench  # issue 3: agent swarms
+
+    click.echo("\nagent swarms:")
+    run_agent_bench(settings, calls=3000, tasks=tasks)

@@ -160,8 +160,10 @@ class ResultWatcher:
                     except DecodeError:
                         continue
                     tid = record["task_id"]
-                    if tid in wanted and tid not in self.results:
-                        self.results[tid] = record
-                        if on_result is not None:
-                            on_result(record)
+                    if tid in self.results:
+                        continue
+                    # Kept even when not wanted now: a later wait() may want it, and it is read only once.
+                    self.results[tid] = record
+                    if tid in wanted and on_result is not None:
+                        on_result(record)
         return {tid: self.results[tid] for tid in wanted if tid in self.results}

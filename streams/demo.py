@@ -18,6 +18,7 @@ import click
 from schemas import Codec, default_codec
 from streams.admin import ensure_topics
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
+from streams.demo_swarm import pattern_summary
 from streams.settings import Settings
 from streams.stack import LocalStack
 from streams.topics import DEADLETTERS, TASKS
@@ -125,6 +126,7 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
         results = asyncio.run(_run(settings, codec, tasks, timeout))
         elapsed = time.monotonic() - started
         _table(tasks, results)
+        pattern_summary(results)
         ok = sum(1 for r in results.values() if r["status"] == "ok")
         cost = sum(r["cost_usd"] for r in results.values())
         click.echo(f"\n{len(results)}/{len(tasks)} tasks have a result ({ok} ok) in {elapsed:.1f}s "

@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(10.0, ge=6, alias="AGENTSTREAM_SESSION_TIMEOUT_S")
 
     # The LLM side.
-    model: str = Field("simulator/balanced-1", alias="AGENTSTREAM_MODEL")
+    # Unset: each step's model is routed by the task's optimization (issue 3); set: tried first by every step.
+    model: str | None = Field(None, alias="AGENTSTREAM_MODEL")
     simulator_latency_ms: float = Field(0.0, ge=0, alias="AGENTSTREAM_SIMULATOR_LATENCY_MS")
     simulator_jitter_ms: float = Field(0.0, ge=0, alias="AGENTSTREAM_SIMULATOR_JITTER_MS")
     llm_timeout_s: float = Field(60.0, gt=0, alias="AGENTSTREAM_LLM_TIMEOUT_S")
@@ -89,6 +90,16 @@ class Settings(BaseSettings):
     archive_batch_wait_s: float = Field(5.0, gt=0, alias="AGENTSTREAM_ARCHIVE_BATCH_WAIT_S")
     sink_max_backoff_s: float = Field(10.0, gt=0, alias="AGENTSTREAM_SINK_MAX_BACKOFF_S")
     weaviate_grpc_port: int = Field(50051, alias="WEAVIATE_GRPC_PORT")
+
+    # Agent swarms: agent/model config files, routing retries, budgets, concurrency (issue 3).
+    agents_file: Path | None = Field(None, alias="AGENTSTREAM_AGENTS_FILE")
+    models_file: Path | None = Field(None, alias="AGENTSTREAM_MODELS_FILE")
+    llm_num_retries: int = Field(2, ge=0, alias="AGENTSTREAM_LLM_NUM_RETRIES")
+    llm_retry_backoff_s: float = Field(0.5, ge=0, alias="AGENTSTREAM_LLM_RETRY_BACKOFF_S")
+    llm_max_in_flight: int = Field(1024, ge=1, alias="AGENTSTREAM_LLM_MAX_IN_FLIGHT")
+    quality_candidates: int = Field(3, ge=1, alias="AGENTSTREAM_QUALITY_CANDIDATES")
+    tenant_daily_budget_usd: float | None = Field(None, ge=0, alias="AGENTSTREAM_TENANT_DAILY_BUDGET_USD")
+    budget_degrade_share: float = Field(0.8, ge=0, le=1, alias="AGENTSTREAM_BUDGET_DEGRADE_SHARE")
 
     # Prompt registry and A/B experiments (issue 4).
     prompts_enabled: bool = Field(True, alias="AGENTSTREAM_PROMPTS_ENABLED")

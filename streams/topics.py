@@ -18,6 +18,9 @@ __all__ = [
     "RESULTS",
     "TABLES",
     "TASKS",
+    "TASKS_BY_TENANT",
+    "TASKS_DONE_TABLE",
+    "TENANT_SPEND_TABLE",
     "TopicSpec",
     "changelog_topic",
     "table_specs",
@@ -31,6 +34,12 @@ PROMPT_OUTCOMES = "prompt.outcomes"
 PROMPT_DECISIONS = "prompt.decisions"
 CODE_CHANGES = "code.changes"
 DEADLETTERS = "agent.deadletters"
+# Tasks re-keyed by tenant, so one worker holds a tenant's budget ledger (agents/budget.py).
+TASKS_BY_TENANT = "agent.tasks.by-tenant"
+# The Faust table of tenant spend; its changelog topic is created up front like every other topic.
+TENANT_SPEND_TABLE = "tenant-spend"
+# The Faust table of answered task ids, so a redelivered task is not run (and charged) twice.
+TASKS_DONE_TABLE = "tasks-done"
 
 # Which Avro event type each topic carries (the contract in schemas/).
 ALL_TOPICS: dict[str, str] = {
@@ -41,6 +50,7 @@ ALL_TOPICS: dict[str, str] = {
     PROMPT_DECISIONS: "PromptDecision",
     CODE_CHANGES: "CodeChange",
     DEADLETTERS: "DeadLetter",
+    TASKS_BY_TENANT: "TaskRequested",
 }
 
 
@@ -68,7 +78,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 # statistics and the outcome ids already counted, both fed by prompt.outcomes.
 PROMPT_SCORES_TABLE = "prompt-scores"
 PROMPT_SEEN_TABLE = "prompt-seen"
-TABLES: tuple[str, ...] = (PROMPT_SCORES_TABLE, PROMPT_SEEN_TABLE)
+# Agent swarms (issue 3): tenant spend and answered task ids, fed by agent.tasks.by-tenant.
+TABLES: tuple[str, ...] = (PROMPT_SCORES_TABLE, PROMPT_SEEN_TABLE, TENANT_SPEND_TABLE, TASKS_DONE_TABLE)
 
 
 def changelog_topic(settings: Settings, table: str) -> str:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import faust
 import litellm
 
-from agents.llm import LLM
-from agents.models import register_models
+from agents.factory import RunnerConfig, build_runner
 from agents.prompt_chooser import PromptChooser
 from agents.prompt_registry import PromptRegistry
-from agents.runner import TaskRunner
 from agents.simulator import install_simulator
 from schemas import default_codec
 from streams.admin import ensure_topics
@@ -20,9 +19,20 @@ from streams.logs import get_logger
 from streams.settings import Settings
 from streams.topics import table_specs, topic_specs
 
-__all__ = ["run_worker"]
+__all__ = ["run_worker", "runner_config"]
 
 log = get_logger(__name__)
+
+
+def runner_config(settings: Settings) -> RunnerConfig:
+    """The agents side's config, taken from the settings (agents/ never reads the environment)."""
+    return RunnerConfig(
+        models_file=settings.models_file, agents_file=settings.agents_file, timeout_s=settings.llm_timeout_s,
+        num_retries=settings.llm_num_retries, retry_backoff_s=settings.llm_retry_backoff_s,
+        tenant_daily_budget_usd=settings.tenant_daily_budget_usd, degrade_share=settings.budget_degrade_share,
+        quality_candidates=settings.quality_candidates, max_in_flight=settings.llm_max_in_flight,
+        pinned_model=settings.model,
+    )
 
 
 def _prompts(settings: Settings) -> PromptChooser | None:
@@ -37,21 +47,19 @@ def run_worker(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings, topic_specs(settings) + table_specs(settings)))
     asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs its own loop
     install_simulator(settings.simulator_latency_ms, settings.simulator_jitter_ms)
-    register_models()
     # litellm loads much of itself lazily on its first calls; pay that once here, not on the first tasks.
     # The simulator answers it (never a billed model), synchronously, outside any event loop.
     litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
-    runner = TaskRunner(LLM(timeout_s=settings.llm_timeout_s), model=settings.model, memory=_memory(settings),
-                        prompts=_prompts(settings))
+    runner = build_runner(runner_config(settings), memory=_memory(settings), prompts=_prompts(settings))
     app = build_app(settings, runner, default_codec())
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
-             model=settings.model, concurrency=settings.worker_concurrency)
+             concurrency=settings.worker_concurrency)
     worker = faust.Worker(app, loglevel=settings.log_level if settings.log_level != "warning" else "warn",
                           quiet=True, redirect_stdouts=False, override_logging=False)
     worker.execute_from_commandline()
 
 
-def _memory(settings: Settings) -> object | None:
+def _memory(settings: Settings) -> Any:
     """Memory context for the agents (issue 5); AGENTSTREAM_MEMORY_CONTEXT_K=0 turns it off."""
     if settings.memory_context_k <= 0:
         return None

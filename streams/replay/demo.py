@@ -35,6 +35,8 @@ async def _record(settings: Settings, codec: Codec, count: int, run_id: str) -> 
 
 def run_replay_demo(settings: Settings, count: int) -> int:
     """Returns the exit code: 0 when both replays answered every task."""
+    # Production pins one model, so the comparison is model against model (routing is issue 3's default).
+    settings = settings.model_copy(update={"model": settings.model or "simulator/balanced-1"})
     click.echo("== starting the local stack")
     for part in LocalStack(settings).up():
         click.echo(f"  {part.name:<9} {part.address:<28} {part.state}")

@@ -82,7 +82,7 @@ async def test_commits_become_events_tasks_and_current_documentation(isolated: S
     third = next(e.record for e in events if e.record["sha"] == shas[2])
     assert {f["path"]: f["change"] for f in third["files"]} == {"calc/parser.py": "modified", "README.md": "deleted"}
     assert results[f"doc-{short[2]}-calc.parser"]["metadata"]["sha"] == shas[2]  # the result links back
-    assert results[f"review-{short[2]}"]["model"] == isolated.model
+    assert results[f"review-{short[2]}"]["model"].startswith("simulator/")
 
     assert await run_docs_sink(isolated, codec, idle_exit_s=3.0) == 4
     assert await run_docs_sink(isolated, codec, idle_exit_s=2.0) == 0  # offsets committed

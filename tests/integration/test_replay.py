@@ -56,7 +56,9 @@ async def _record(settings: Settings) -> Recorded:
 def recorded(stack_settings: Settings) -> Iterator[Recorded]:
     """200 tasks answered by a 'production' worker (model simulator/balanced-1) on topics of this module."""
     run = uuid.uuid4().hex[:8]
-    settings = stack_settings.model_copy(update={"topic_prefix": f"r{run}.", "app_id": f"agentstream-r{run}"})
+    # Production pins its model (AGENTSTREAM_MODEL), so replays compare against one known model.
+    settings = stack_settings.model_copy(update={"topic_prefix": f"r{run}.", "app_id": f"agentstream-r{run}",
+                                                 "model": "simulator/balanced-1"})
     asyncio.run(ensure_topics(settings))
     worker = start_worker(settings, f"worker-r{run}.log")
     try:

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from agents.factory import RunnerConfig, build_runner
 from agents.llm import LLM
-from agents.models import SIMULATOR_MODELS, register_models
-from agents.runner import TaskRunner
+from agents.models import SIMULATOR_MODELS, ModelInfo, register_models
 from agents.simulator import install_simulator
 
 
@@ -51,7 +51,10 @@ async def test_latency_setting_is_honoured() -> None:
 
 
 async def test_runner_picks_the_agent_by_capability_and_sums_the_result() -> None:
-    run = await TaskRunner(LLM(), "simulator/balanced-1", clock=lambda: 42).run(_task(capability="review"))
+    config = RunnerConfig()
+    runner = build_runner(config)
+    runner._now = runner.steps._now = lambda: 42
+    run = await runner.run(_task(capability="review"))
     (out,) = run.outputs
     assert out["agent"] == "reviewer" and out["status"] == "ok" and out["output_id"] == "t-1:1:1"
     assert run.result["status"] == "ok" and run.result["created_at"] == 42
@@ -60,10 +63,12 @@ async def test_runner_picks_the_agent_by_capability_and_sums_the_result() -> Non
 
 
 async def test_a_failing_model_is_a_failed_result_not_an_exception() -> None:
-    run = await TaskRunner(LLM(), "no-such-provider/model-x").run(_task())
+    broken = (ModelInfo("openai/model-x", 1e-6, 1e-6, quality=0.5, context_window=32768,
+                        litellm_params={"api_base": "http://127.0.0.1:9/v1", "api_key": "none"}),)
+    run = await build_runner(RunnerConfig(num_retries=0), models=broken).run(_task())
     assert run.outputs[0]["status"] == "failed"
     assert run.result["status"] == "failed" and run.result["error"]
-    assert run.result["output"] == ""
+    assert "openai/model-x" in run.outputs[0]["metadata"]["failed_models"]
 
 
 async def test_real_providers_are_unreachable_in_tests() -> None:

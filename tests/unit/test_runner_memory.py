@@ -6,22 +6,22 @@ from typing import Any
 
 import pytest
 
-from agents.llm import LLM
+from agents.factory import RunnerConfig, build_runner
 from agents.models import register_models
-from agents.runner import TaskRunner
 from agents.simulator import install_simulator
 
 
-class Recorder(LLM):
-    """The real litellm path, keeping the messages each call was given."""
+def _recording_runner(memory: Any = None) -> tuple[Any, list[list[dict[str, Any]]]]:
+    """A runner on the real litellm path whose router keeps the messages each call was given."""
+    runner = build_runner(RunnerConfig(), memory=memory)
+    calls: list[list[dict[str, Any]]] = []
+    real_call = runner.router.call
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[list[dict[str, Any]]] = []
-
-    async def complete(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Any:
-        self.calls.append(messages)
-        return await super().complete(model, messages, **params)
+    async def call(model: Any, messages: list[dict[str, Any]], max_tokens: int | None = None) -> Any:
+        calls.append(messages)
+        return await real_call(model, messages, max_tokens)
+    runner.router.call = call  # type: ignore[method-assign]
+    return runner, calls
 
 
 class Memories:
@@ -45,12 +45,12 @@ def _task() -> dict[str, Any]:
 
 
 async def test_memories_are_given_as_context_and_their_ids_recorded() -> None:
-    llm = Recorder()
     source = Memories([{"id": "TaskResult:old-1", "text": "Added   backoff\nto the payments client", "score": 0.8},
                        {"id": "TaskResult:old-2", "text": "Retry budget per tenant", "score": 0.5}])
-    run = await TaskRunner(llm, "simulator/fast-1", memory=source).run(_task())
+    runner, calls = _recording_runner(source)
+    run = await runner.run(_task())
     assert source.asked == ["t-9"]
-    (messages,) = llm.calls
+    (messages,) = calls
     assert messages[-1] == {"role": "user", "content": "add retries to the HTTP client"}
     context = messages[1]["content"]
     assert messages[1]["role"] == "system" and "[TaskResult:old-1] Added backoff to the payments client" in context
@@ -59,12 +59,12 @@ async def test_memories_are_given_as_context_and_their_ids_recorded() -> None:
 
 
 async def test_no_memories_means_no_context_message_and_a_zero_count() -> None:
-    llm = Recorder()
-    run = await TaskRunner(llm, "simulator/fast-1", memory=Memories([])).run(_task())
-    assert [m["role"] for m in llm.calls[0]] == ["system", "user"]
+    runner, calls = _recording_runner(Memories([]))
+    run = await runner.run(_task())
+    assert [m["role"] for m in calls[0]] == ["system", "user"]
     assert run.result["metadata"]["memories_used"] == "0" and run.outputs[0]["metadata"]["memory_ids"] == ""
 
 
 async def test_without_a_memory_source_the_records_are_as_before() -> None:
-    run = await TaskRunner(LLM(), "simulator/fast-1").run(_task())
+    run = await build_runner(RunnerConfig()).run(_task())
     assert "memories_used" not in run.result["metadata"] and "memory_ids" not in run.outputs[0]["metadata"]

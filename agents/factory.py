@@ -1,0 +1,46 @@
+"""Build the task runner from explicit config: model table, agent specs, routing and budget knobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agents.budget import BudgetLedger, MemorySpendStore, SpendStore
+from agents.models import SIMULATOR_MODELS, ModelInfo, load_models, register_models
+from agents.prompt_chooser import PromptChooser
+from agents.registry import AgentRegistry, load_agents
+from agents.routing import ModelRouter
+from agents.runner import MemorySource, TaskRunner
+
+__all__ = ["RunnerConfig", "build_runner"]
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Everything the runner needs, passed down from the entry point's Settings."""
+
+    models_file: Path | None = None
+    agents_file: Path | None = None
+    timeout_s: float = 60.0
+    num_retries: int = 2
+    retry_backoff_s: float = 0.5
+    tenant_daily_budget_usd: float | None = None
+    degrade_share: float = 0.8
+    quality_candidates: int = 3
+    max_in_flight: int = 1024
+    pinned_model: str | None = None  # set: every step tries this model first (e.g. a replay's override)
+
+
+def build_runner(config: RunnerConfig, store: SpendStore | None = None,
+                 models: tuple[ModelInfo, ...] | None = None, memory: MemorySource | None = None,
+                 prompts: PromptChooser | None = None) -> TaskRunner:
+    """Load and validate the config files (a mistake fails here, at start), register prices, wire it up."""
+    table = models or (load_models(config.models_file) if config.models_file else SIMULATOR_MODELS)
+    specs = load_agents(config.agents_file, table)
+    register_models(table)
+    router = ModelRouter(table, timeout_s=config.timeout_s, num_retries=config.num_retries,
+                         retry_backoff_s=config.retry_backoff_s)
+    ledger = BudgetLedger(store or MemorySpendStore(), config.tenant_daily_budget_usd, config.degrade_share)
+    return TaskRunner(AgentRegistry(specs), router, ledger, quality_candidates=config.quality_candidates,
+                      max_in_flight=config.max_in_flight, memory=memory, pinned_model=config.pinned_model,
+                      prompts=prompts)

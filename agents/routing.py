@@ -1,0 +1,174 @@
+"""Model choice and the call path: order the capable models by the task's objective, then call them
+through one `litellm.Router` (per-call timeout, litellm's retries with backoff for 429 and 5xx),
+falling back along the chain to the next capable model when one fails.
+
+The Router owns retries and backoff; the chain order is ours because it depends on each task's
+`optimization` and budget, which a Router's static fallback list cannot express. Every failed model
+is recorded with why it failed, so the AgentOutput says which model answered and which did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import litellm
+
+from agents.llm import Attempted, Completion
+from agents.models import ModelInfo
+
+__all__ = ["OPTIMIZATIONS", "Attempted", "ChainFailed", "Completion", "ModelRouter", "order_models"]
+
+OPTIMIZATIONS = ("cost", "quality", "speed", "balanced")
+
+
+class ChainFailed(Exception):
+    """Every model in the chain failed; `failures` says how each one did."""
+
+    def __init__(self, failures: Sequence[Attempted]) -> None:
+        self.failures = tuple(failures)
+        kinds = {f.kind for f in failures}
+        # A chain that ran into its budget ends for lack of money, whatever else failed before.
+        self.kind = "unaffordable" if "unaffordable" in kinds else kinds.pop() if len(kinds) == 1 else "failed"
+        super().__init__("; ".join(f.describe() for f in failures) or "no capable model")
+
+
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, litellm.Timeout | asyncio.TimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, litellm.RateLimitError):
+        return "rate_limited"
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status >= 500:
+        return "server_error"
+    return type(exc).__name__
+
+
+def _pareto(models: list[ModelInfo], latency: Callable[[ModelInfo], float]) -> list[ModelInfo]:
+    """Models no other model beats on all of cost, quality and latency at once."""
+    def price(m: ModelInfo) -> float:
+        return m.input_cost_per_token + m.output_cost_per_token
+
+    def dominated(m: ModelInfo) -> bool:
+        return any(
+            price(o) <= price(m) and o.quality >= m.quality and latency(o) <= latency(m)
+            and (price(o), o.quality, latency(o)) != (price(m), m.quality, latency(m))
+            for o in models
+        )
+    return [m for m in models if not dominated(m)]
+
+
+def order_models(models: Sequence[ModelInfo], optimization: str,
+                 latency: Callable[[ModelInfo], float]) -> list[ModelInfo]:
+    """The fallback chain for an objective: best first, every model once.
+
+    balanced: the Pareto front over (cost, quality, latency) first, each model scored by the sum of
+    its normalised quality, cheapness and speed; the dominated models follow in the same score order.
+    """
+    pool = list(models)
+    if optimization == "cost":
+        return sorted(pool, key=lambda m: (m.input_cost_per_token + m.output_cost_per_token, -m.quality))
+    if optimization == "quality":
+        return sorted(pool, key=lambda m: (-m.quality, m.input_cost_per_token + m.output_cost_per_token))
+    if optimization == "speed":
+        return sorted(pool, key=lambda m: (latency(m), -m.quality))
+
+    def norm(values: list[float]) -> Callable[[float], float]:
+        lo, hi = min(values), max(values)
+        return lambda v: 0.0 if hi == lo else (v - lo) / (hi - lo)
+    n_price = norm([m.input_cost_per_token + m.output_cost_per_token for m in pool] or [0.0])
+    n_lat = norm([latency(m) for m in pool] or [0.0])
+    n_q = norm([m.quality for m in pool] or [0.0])
+
+    def score(m: ModelInfo) -> float:
+        cheapness = 1 - n_price(m.input_cost_per_token + m.output_cost_per_token)
+        return n_q(m.quality) + cheapness + (1 - n_lat(latency(m)))
+    front = set(id(m) for m in _pareto(pool, latency))
+    return sorted(pool, key=lambda m: (id(m) not in front, -score(m)))
+
+
+@dataclass
+class ModelRouter:
+    """The model table plus one litellm Router over it; observed latency feeds `speed` routing."""
+
+    models: tuple[ModelInfo, ...]
+    timeout_s: float = 60.0
+    num_retries: int = 2
+    retry_backoff_s: float = 0.5
+    clock: Callable[[], float] = time.perf_counter
+    _observed: dict[str, float] = field(default_factory=dict)
+    _router: Any = None
+
+    def __post_init__(self) -> None:
+        self.by_name = {m.name: m for m in self.models}
+        model_list = [
+            {"model_name": m.name, "litellm_params": {"model": m.litellm_params.get("model", m.name),
+                                                        **{k: v for k, v in m.litellm_params.items() if k != "model"}}}
+            for m in self.models
+        ]
+        self._router = litellm.Router(
+            model_list=model_list, num_retries=self.num_retries, retry_after=self.retry_backoff_s,
+            timeout=self.timeout_s, disable_cooldowns=True,
+        )
+
+    def latency_of(self, model: ModelInfo) -> float:
+        """Observed latency (ms, moving average); before any call, a prior that grows with quality."""
+        return self._observed.get(model.name, 500.0 + 1000.0 * model.quality)
+
+    def capable(self, capability: str, context_window: int = 0, allowed: Sequence[str] = ()) -> list[ModelInfo]:
+        return [m for m in self.models if m.can(capability) and m.context_window >= context_window
+                and (not allowed or m.name in allowed)]
+
+    def chain(self, capability: str, optimization: str, context_window: int = 0,
+              allowed: Sequence[str] = ()) -> list[ModelInfo]:
+        return order_models(self.capable(capability, context_window, allowed), optimization, self.latency_of)
+
+    def _observe(self, model: str, latency_ms: float) -> None:
+        old = self._observed.get(model)
+        self._observed[model] = latency_ms if old is None else 0.8 * old + 0.2 * latency_ms
+
+    async def call(self, model: ModelInfo, messages: list[dict[str, Any]], max_tokens: int | None = None) -> Completion:
+        """One model through the Router (its retries included); raises what the last try raised."""
+        started = self.clock()
+        params: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
+        response = await self._router.acompletion(model=model.name, messages=messages, timeout=self.timeout_s,
+                                                  **params)
+        latency_ms = (self.clock() - started) * 1000.0
+        self._observe(model.name, latency_ms)
+        usage = getattr(response, "usage", None)
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        return Completion(text=response.choices[0].message.content or "", model=model.name, tokens_in=tokens_in,
+                          tokens_out=tokens_out, cost_usd=model.cost(tokens_in, tokens_out), latency_ms=latency_ms)
+
+    async def complete(self, chain: Sequence[ModelInfo], messages: list[dict[str, Any]],
+                       max_tokens: int | None = None, admit: Callable[[ModelInfo], bool] | None = None,
+                       settle: Callable[[ModelInfo, int, int], float] | None = None) -> Completion:
+        """Try each model of the chain in turn; the first answer wins and carries the failures before it.
+
+        `admit(model)` may refuse a model (a budget that cannot afford it: kind "unaffordable");
+        `settle(model, tokens_in, tokens_out)` is called after every admitted call, answered or not.
+        """
+        failures: list[Attempted] = []
+        for model in chain:
+            if admit is not None and not admit(model):
+                failures.append(Attempted(model.name, "unaffordable", "the budget cannot afford its estimate", 0.0))
+                continue
+            started = self.clock()
+            try:
+                done = await self.call(model, messages, max_tokens)
+            except Exception as exc:  # any provider failure moves on to the next model
+                if settle is not None:
+                    settle(model, 0, 0)
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                failures.append(Attempted(model.name, _kind(exc), f"{type(exc).__name__}: {first_line}",
+                                          (self.clock() - started) * 1000.0))
+                continue
+            if settle is not None:
+                settle(model, done.tokens_in, done.tokens_out)
+            return Completion(done.text, done.model, done.tokens_in, done.tokens_out, done.cost_usd,
+                              done.latency_ms, tuple(failures))
+        raise ChainFailed(failures)

@@ -1,0 +1,144 @@
+"""One agent step: pick the chain of models, reserve budget, call, settle, and describe the step.
+
+Bounded by the agent's own concurrency limit and a global limit on calls in flight per worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.budget import BudgetLedger, Reservation, TaskBudget
+from agents.models import ModelInfo
+from agents.redaction import redact
+from agents.registry import AgentSpec
+from agents.routing import Attempted, ChainFailed, ModelRouter, order_models
+
+__all__ = ["StepCaller", "StepContext", "StepOutcome"]
+
+Record = dict[str, Any]
+
+
+@dataclass
+class StepContext:
+    """What every step of one task shares: the task, its budget and its objective."""
+
+    task: Record
+    budget: TaskBudget
+    pattern: str
+    context: list[Record] = field(default_factory=list)  # extra messages for every step (memories)
+    prompt: tuple[str, str, dict[str, str]] | None = None  # (capability, system prompt, metadata) from issue 4
+
+    @property
+    def tenant(self) -> str:
+        return self.task.get("tenant") or "default"
+
+    @property
+    def optimization(self) -> str:
+        return self.task.get("optimization") or "balanced"
+
+
+@dataclass
+class StepOutcome:
+    """A step's AgentOutput (a contract-shaped dict) and, when it answered, its text."""
+
+    record: Record
+    text: str | None = None
+    status: str = "ok"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    """An upper estimate of prompt tokens: about 3 characters a token, plus framing."""
+    return sum(len(str(m.get("content") or "")) for m in messages) // 3 + 8 * len(messages) + 16
+
+
+class StepCaller:
+    """Runs agent steps through the router under budgets and concurrency limits."""
+
+    def __init__(self, router: ModelRouter, ledger: BudgetLedger, specs: tuple[AgentSpec, ...],
+                 max_in_flight: int, clock: Callable[[], int], pinned_model: str | None = None) -> None:
+        self.router, self.ledger, self._now = router, ledger, clock
+        self.pinned_model = pinned_model  # every step tries it first (a replay's model override)
+        self._global = asyncio.Semaphore(max_in_flight)
+        self._per_agent = {s.name: asyncio.Semaphore(s.concurrency) for s in specs}
+        self.in_flight = 0
+        self.peak_in_flight = 0
+
+    def _price(self, spec: AgentSpec, model: ModelInfo, tokens_in: int, tokens_out: int) -> float:
+        own = spec.price(tokens_in, tokens_out)
+        return model.cost(tokens_in, tokens_out) if own is None else own
+
+    async def step(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int,
+                   messages: list[dict[str, Any]], meta: dict[str, str]) -> StepOutcome:
+        messages = [{**m, "content": redact(str(m.get("content") or ""))} for m in messages]
+        chain = self.router.chain(capability, ctx.optimization, spec.context_window, spec.models)
+        degraded = self.ledger.should_degrade(ctx.tenant, ctx.budget)
+        if degraded:
+            chain = order_models(chain, "cost", self.router.latency_of)
+        elif self.pinned_model in self.router.by_name:
+            pinned = self.router.by_name[self.pinned_model]
+            chain = [pinned, *(m for m in chain if m is not pinned)]
+        est_in = _estimate_tokens(messages)
+        held: dict[str, Reservation] = {}
+
+        def admit(model: ModelInfo) -> bool:
+            reservation = self.ledger.reserve(ctx.tenant, ctx.budget,
+                                              self._price(spec, model, est_in, spec.max_output_tokens))
+            if reservation is not None:
+                held[model.name] = reservation
+            return reservation is not None
+
+        def settle(model: ModelInfo, tokens_in: int, tokens_out: int) -> float:
+            cost = self._price(spec, model, tokens_in, tokens_out) if tokens_in or tokens_out else 0.0
+            reservation = held.pop(model.name, None)
+            if reservation is not None:
+                self.ledger.settle(reservation, cost)
+            return cost
+
+        base: Record = {
+            "output_id": f"{ctx.task['task_id']}:{step}:1", "task_id": ctx.task["task_id"], "agent": spec.name,
+            "step": step, "metadata": {"pattern": ctx.pattern, "optimization": ctx.optimization, **meta},
+        }
+        if degraded:
+            base["metadata"]["degraded"] = "cheapest capable model: budget share reached"
+        async with self._per_agent[spec.name], self._global:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            base["metadata"]["in_flight"] = str(self.in_flight)
+            try:
+                done = await self.router.complete(chain, messages, spec.max_output_tokens, admit=admit, settle=settle)
+            except ChainFailed as exc:
+                return self._failed(base, chain, exc)
+            finally:
+                self.in_flight -= 1
+        text = redact(done.text)
+        base["metadata"].update(_failure_meta(done.failures))
+        record = {**base, "model": done.model, "attempt": len(done.failures) + 1, "status": "ok", "output": text,
+                  "tokens_in": done.tokens_in, "tokens_out": done.tokens_out,
+                  "cost_usd": self._price(spec, self.router.by_name[done.model], done.tokens_in, done.tokens_out),
+                  "latency_ms": done.latency_ms, "error": None, "created_at": self._now()}
+        return StepOutcome(record, text)
+
+    def _failed(self, base: Record, chain: list[ModelInfo], exc: ChainFailed) -> StepOutcome:
+        if not chain:
+            status, error = "failed", "no model in the table is capable of this step"
+        elif exc.kind == "unaffordable":
+            status, error = "budget_exceeded", f"budget exceeded: no capable model is affordable ({exc})"
+        else:
+            status = "timeout" if exc.kind == "timeout" else "failed"
+            error = redact(str(exc))
+        base["metadata"].update(_failure_meta(exc.failures))
+        record = {**base, "model": exc.failures[-1].model if exc.failures else "", "attempt": len(exc.failures) or 1,
+                  "status": status, "output": "", "latency_ms": sum(f.latency_ms for f in exc.failures),
+                  "error": error, "created_at": self._now()}
+        return StepOutcome(record, None, status)
+
+
+def _failure_meta(failures: tuple[Attempted, ...]) -> dict[str, str]:
+    if not failures:
+        return {}
+    return {"failed_models": " | ".join(redact(f.describe()) for f in failures),
+            "fallback": "true" if any(f.kind != "unaffordable" for f in failures) else "false"}

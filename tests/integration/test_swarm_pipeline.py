@@ -1,0 +1,63 @@
+"""Swarm patterns and tenant budgets through a real worker on the real local stack."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from schemas import default_codec
+from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
+from streams.settings import Settings
+from streams.topics import OUTPUTS
+
+pytestmark = pytest.mark.integration
+
+codec = default_codec()
+STEPS = {"fast": 1, "balanced": 3, "quality": 4}
+
+
+async def _run(settings: Settings, tasks: list[dict], timeout: float = 120.0) -> dict[str, dict]:
+    watcher = ResultWatcher(settings, codec)
+    await watcher.start()
+    try:
+        return await watcher.wait(await submit_tasks(settings, codec, tasks), timeout)
+    finally:
+        await watcher.stop()
+
+
+async def test_each_pattern_and_optimization_gets_its_steps_and_costs(isolated: Settings, worker_factory) -> None:
+    worker_factory()
+    combos = list(itertools.product(STEPS, ("cost", "quality", "speed", "balanced")))
+    tasks = [make_task(f"make the importer stream rows ({p}, {o})", pattern=p, optimization=o, tenant=f"t{n % 3}")
+             for n, (p, o) in enumerate(combos)]
+    results = await _run(isolated, tasks)
+    assert set(results) == {t["task_id"] for t in tasks}
+    outputs: dict[str, list[dict]] = {}
+    async for r in read_topic(isolated, codec, isolated.topic(OUTPUTS), from_beginning=True, idle_timeout_s=2.0):
+        outputs.setdefault(r.record["task_id"], []).append(r.record)
+    for task in tasks:
+        result, steps = results[task["task_id"]], outputs[task["task_id"]]
+        assert result["status"] == "ok" and result["steps"] == STEPS[task["pattern"]] == len(steps)
+        assert result["metadata"]["pattern"] == task["pattern"]
+        assert result["cost_usd"] == pytest.approx(sum(s["cost_usd"] for s in steps))
+        assert all(s["status"] == "ok" and s["metadata"]["optimization"] == task["optimization"] for s in steps)
+        if task["optimization"] == "cost":
+            assert {s["model"] for s in steps} == {"simulator/fast-1"}
+        if task["pattern"] == "quality":
+            assert sum(s["metadata"].get("winner") == "true" for s in steps) == 1
+
+
+async def test_tenant_spend_survives_a_killed_worker(isolated: Settings, worker_factory) -> None:
+    worker = worker_factory()
+    first = await _run(isolated, [make_task(f"task {n} before the crash", tenant="acme") for n in range(4)])
+    before = max(float(r["metadata"]["tenant_spend_usd"]) for r in first.values())
+    assert before == pytest.approx(sum(r["cost_usd"] for r in first.values()))
+    await asyncio.sleep(3)  # let the changelog records leave the producer
+    worker.kill()  # SIGKILL: no clean shutdown, no final commit
+    worker.wait()
+    worker_factory()
+    after = await _run(isolated, [make_task("task after the restart", tenant="acme")], timeout=180)
+    (result,) = after.values()
+    assert float(result["metadata"]["tenant_spend_usd"]) == pytest.approx(before + result["cost_usd"])
