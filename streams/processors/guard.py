@@ -1,7 +1,6 @@
 """Dead-lettering for Faust processors: one call turns a failed event into a DeadLetter and logs it.
 
-Processors that take raw bytes and decode inside a guard share this (the task processor can adopt
-it too: its `send_dead` is the same thing).
+Every processor takes raw bytes and decodes inside a guard; all of them dead-letter through this.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ class DeadLetterSender:
     def __init__(self, topic: faust.TopicT, codec: Codec) -> None:
         self.topic, self.codec = topic, codec
 
-    async def __call__(self, stage: str, event: faust.EventT, error: BaseException) -> None:
+    async def __call__(self, stage: str, event: faust.EventT, error: BaseException | str) -> None:
         m = event.message
         origin = Origin(m.topic, m.partition, m.offset)
         log.warning("dead letter", stage=stage, topic=origin.topic, partition=origin.partition,

@@ -24,8 +24,8 @@ from agents.prompt_chooser import PromptChooser
 from agents.prompt_judge import judge_output
 from agents.prompt_registry import Experiment, PromptRegistry, RegistryError
 from schemas import Codec, DecodeError
-from streams.deadletters import Origin, dead_letter
 from streams.logs import get_logger
+from streams.processors.guard import DeadLetterSender
 from streams.settings import Settings
 from streams.topics import (
     DEADLETTERS,
@@ -71,18 +71,12 @@ def register_prompt_processors(app: faust.App, topics: dict[str, faust.TopicT], 
     seen = app.Table(PROMPT_SEEN_TABLE, default=None, partitions=settings.partitions,
                      schema=_JSON)
 
-    async def send_dead(stage: str, event: faust.EventT, error: BaseException | str) -> None:
-        m = event.message
-        origin = Origin(m.topic, m.partition, m.offset)
-        log.warning("dead letter", stage=stage, topic=m.topic, partition=m.partition, offset=m.offset,
-                    error=str(error)[:300])
-        await deadletters.send(key=event.key, value=codec.encode(
-            "DeadLetter", dead_letter(stage, origin, error, event.value, event.key)))
+    send_dead = DeadLetterSender(deadletters, codec)
 
     async def decoded(event: faust.EventT, event_type: str, stage: str) -> dict[str, Any] | None:
         """The record, or None after dead-lettering bytes that do not decode as `event_type`."""
         try:
-            return codec.decode_as(event_type, event.value)
+            return codec.decode_as(event_type, event.value or b"")
         except DecodeError as exc:
             await send_dead(f"{stage}-decode", event, exc)
             return None

@@ -16,8 +16,8 @@ import faust
 
 from agents.runner import TaskRunner
 from schemas import Codec, DecodeError
-from streams.deadletters import Origin, dead_letter
 from streams.logs import get_logger
+from streams.processors.guard import DeadLetterSender
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT, TASKS_DONE_TABLE, TENANT_SPEND_TABLE
 
@@ -53,33 +53,27 @@ def register_task_processor(
     done = app.Table(TASKS_DONE_TABLE, default=int, partitions=settings.partitions,
                      schema=faust.Schema(key_serializer="json", value_serializer="json"))
 
-    async def send_dead(stage: str, origin: Origin, error: BaseException, payload: bytes, key: bytes | None) -> None:
-        log.warning("dead letter", stage=stage, topic=origin.topic, partition=origin.partition,
-                    offset=origin.offset, error=str(error)[:300])
-        record = dead_letter(stage, origin, error, payload, key)
-        await deadletters.send(key=key, value=codec.encode("DeadLetter", record))
+    send_dead = DeadLetterSender(deadletters, codec)
 
-    async def decode(event: faust.EventT) -> tuple[dict[str, Any] | None, Origin]:
-        message = event.message
-        origin = Origin(message.topic, message.partition, message.offset)
-        raw = event.value or b""  # a tombstone is kept as empty bytes
+    async def decode(event: faust.EventT) -> dict[str, Any] | None:
+        """The task, or None after dead-lettering bytes that are not a TaskRequested (tombstones too)."""
         try:
-            return codec.decode_as("TaskRequested", raw), origin
+            return codec.decode_as("TaskRequested", event.value or b"")
         except DecodeError as exc:
-            await send_dead("decode", origin, exc, raw, event.key)
-            return None, origin
+            await send_dead("decode", event, exc)
+            return None
 
     async def route(event: faust.EventT) -> None:
-        task, origin = await decode(event)
+        task = await decode(event)
         if task is None:
             return
         try:
             await by_tenant.send(key=(task.get("tenant") or "default").encode(), value=event.value)
         except Exception as exc:  # a send failure must not stop the stream
-            await send_dead("route", origin, exc, event.value, event.key)
+            await send_dead("route", event, exc)
 
     async def handle(event: faust.EventT) -> None:
-        task, origin = await decode(event)
+        task = await decode(event)
         if task is None:
             return
         if done.get(task["task_id"]):
@@ -98,7 +92,7 @@ def register_task_processor(
                 await delivery
             done[task["task_id"]] = run.result["created_at"]
         except Exception as exc:  # a bug or a bad record must not stop the stream
-            await send_dead("process", origin, exc, event.value, event.key)
+            await send_dead("process", event, exc)
             return
         log.info("task done", stage="process", task_id=task["task_id"], status=run.result["status"],
                  pattern=run.result["metadata"].get("pattern"), steps=run.result["steps"],
