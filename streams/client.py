@@ -20,7 +20,15 @@ from schemas import Codec, DecodeError
 from streams.settings import Settings
 from streams.topics import RESULTS, TASKS
 
-__all__ = ["Received", "ResultWatcher", "make_task", "read_topic", "submit_tasks"]
+__all__ = [
+    "Received",
+    "ResultWatcher",
+    "end_offsets",
+    "existing_end_offsets",
+    "make_task",
+    "read_topic",
+    "submit_tasks",
+]
 
 Record = dict[str, Any]
 
@@ -66,7 +74,7 @@ class Received:
     error: str | None
 
 
-async def _end_offsets(settings: Settings, consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
+async def end_offsets(settings: Settings, consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
     """End offset of each partition; empty when the topic does not exist.
 
     The partition list comes from the admin client: a consumer only learns the partitions of topics
@@ -84,15 +92,21 @@ async def _end_offsets(settings: Settings, consumer: AIOKafkaConsumer, topic: st
     return await consumer.end_offsets(tps) if tps else {}
 
 
+async def existing_end_offsets(settings: Settings, consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
+    """`end_offsets`, with a clear error when the topic does not exist."""
+    ends = await end_offsets(settings, consumer, topic)
+    if not ends:
+        raise ValueError(f"topic {topic!r} does not exist (have you run `agentstream up`?)")
+    return ends
+
+
 async def read_topic(settings: Settings, codec: Codec, topic: str, *, from_beginning: bool = False,
                      count: int | None = None, idle_timeout_s: float | None = None) -> AsyncIterator[Received]:
     """Yield decoded records of a topic (no consumer group: reading commits nothing)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        ends = await _end_offsets(settings, consumer, topic)
-        if not ends:
-            raise ValueError(f"topic {topic!r} does not exist (have you run `agentstream up`?)")
+        ends = await existing_end_offsets(settings, consumer, topic)
         consumer.assign(list(ends))
         for tp, end in ends.items():
             if from_beginning:
@@ -138,7 +152,7 @@ class ResultWatcher:
 
     async def start(self) -> None:
         await self._consumer.start()
-        ends = await _end_offsets(self.settings, self._consumer, self.settings.topic(RESULTS))
+        ends = await end_offsets(self.settings, self._consumer, self.settings.topic(RESULTS))
         self._consumer.assign(list(ends))
         for tp, end in ends.items():
             self._consumer.seek(tp, end)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import Codec
-from streams.client import Received, _end_offsets, _received
+from streams.client import Received, _received, existing_end_offsets
 from streams.settings import Settings
 
 __all__ = ["Bound", "parse_bound", "read_range", "resolve_range"]
@@ -89,9 +89,7 @@ async def read_range(settings: Settings, codec: Codec, topic: str, start: Bound,
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        ends = await _end_offsets(settings, consumer, topic)
-        if not ends:
-            raise ValueError(f"topic {topic!r} does not exist (have you run `agentstream up`?)")
+        ends = await existing_end_offsets(settings, consumer, topic)
         spans = {tp: span for tp, span in (await resolve_range(consumer, ends, start, end)).items()
                  if span[1] > span[0]}
         total = sum(high - low for low, high in spans.values())

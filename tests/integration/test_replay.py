@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from schemas import default_codec
 from streams.admin import ensure_topics
 from streams.cli import cli
-from streams.client import ResultWatcher, _end_offsets, submit_tasks
+from streams.client import ResultWatcher, end_offsets, submit_tasks
 from streams.demo import load_sample_tasks, start_worker, stop_worker
 from streams.replay.range import Bound, parse_bound, read_range
 from streams.replay.store import load_run
@@ -71,7 +71,7 @@ async def _production_ends(settings: Settings) -> dict[str, dict[int, int]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        return {name: {tp.partition: end for tp, end in (await _end_offsets(settings, consumer,
+        return {name: {tp.partition: end for tp, end in (await end_offsets(settings, consumer,
                                                                            settings.topic(name))).items()}
                 for name in ALL_TOPICS}
     finally:
