@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.assignment import split_variant, thompson_variant
-from agents.prompt_registry import Experiment, PromptRegistry, PromptVersion, variant_version
+from agents.prompt_registry import Experiment, PromptRegistry, PromptVersion, RegistryError, variant_version
 from agents.prompt_templates import render
 
 __all__ = ["ChosenPrompt", "PromptChooser"]
@@ -97,7 +97,12 @@ class PromptChooser:
         name = task.get("capability") or "coding"
         meta: dict[str, str] = {"prompt": name}
         exp = snap.running.get(name)
-        if exp is not None:
+        pinned = _pinned_version(task, name)
+        if pinned is not None and (name, pinned) in snap.versions:
+            # An evaluation run (`agentstream replay --prompt NAME=VERSION`) pins a version: no experiment.
+            version = pinned
+            meta["pinned"] = "true"
+        elif exp is not None:
             if exp.mode == "bandit":
                 variant = thompson_variant(snap.posteriors.get(exp.name, {}) or
                                            {v: (0.0, 0.0) for v in exp.variants}, self._rng)
@@ -114,6 +119,18 @@ class PromptChooser:
         variables = {"task": task.get("description", ""), "capability": name,
                      "tenant": task.get("tenant") or "default", "task_id": task["task_id"]}
         return ChosenPrompt(render(template, variables), meta)
+
+
+def _pinned_version(task: dict[str, Any], name: str) -> int | None:
+    """The version a task's metadata pins for prompt `name` (`prompt.NAME` = `v2` or `2`), if any."""
+    pinned = (task.get("metadata") or {}).get(f"prompt.{name}")
+    if pinned is None:
+        return None
+    try:
+        return variant_version(pinned)
+    except RegistryError:
+        log.warning("ignoring prompt pin %r for %s: not a version", pinned, name)
+        return None
 
 
 def _posterior(stats: dict[str, Any], metric: str) -> tuple[float, float]:

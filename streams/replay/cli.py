@@ -57,8 +57,8 @@ class _Bar:
 @click.option("--model", default=None, help="Model for the replayed agents (default: AGENTSTREAM_MODEL).")
 @click.option("--pattern", type=click.Choice(_PATTERNS), default=None, help="Pattern set on every replayed task.")
 @click.option("--prompt", "prompts", multiple=True, metavar="NAME=VERSION",
-              help="Prompt version override. Recorded in each task's metadata and in the run for now; it "
-              "takes effect once the prompt registry exists.")
+              help="Prompt version to use, e.g. review=v2 (NAME is the prompt named after the task's "
+              "capability): the eval worker renders that registry version, outside any experiment.")
 @click.option("--judge-model", default="simulator/quality-1", show_default=True, help="Model the judge calls.")
 @click.option("--name", default=None, help="Name of the evaluation run (its topics: <prefix>eval-NAME.*).")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for results.")

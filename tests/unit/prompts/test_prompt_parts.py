@@ -159,3 +159,18 @@ def test_report_with_three_variants() -> None:
     assert report.current.winner == "v3" and max(report.best, key=report.best.get) == "v3"
     page = render_html(report)
     assert "v2 - v1" in page and "v3 - v1" in page
+
+
+def test_a_replay_pin_chooses_that_version_outside_any_experiment() -> None:
+    snap = _Snapshot()
+    for v in (_version("review", 1, "R1 {{ task }}", True), _version("review", 2, "R2 {{ task }}")):
+        snap.versions[(v.name, v.version)] = v
+    snap.primary["review"] = 1
+    snap.running["review"] = EXP
+    chooser = PromptChooser(registry=None, rng=random.Random(0))  # type: ignore[arg-type]
+    task = {"task_id": "t1", "description": "d", "capability": "review", "metadata": {"prompt.review": "v2"}}
+    pinned = chooser.choose_from(snap, task)
+    assert pinned.system == "R2 d" and pinned.metadata["pinned"] == "true" and "experiment" not in pinned.metadata
+    for bad in ("v9", "latest"):  # an unknown or unreadable pin falls back to the normal choice
+        chosen = chooser.choose_from(snap, {**task, "metadata": {"prompt.review": bad}})
+        assert "pinned" not in chosen.metadata and chosen.metadata["experiment"] == "exp"
