@@ -17,7 +17,6 @@ from streams.admin import ensure_topics
 from streams.app import build_app
 from streams.logs import get_logger
 from streams.settings import Settings
-from streams.topics import table_specs, topic_specs
 
 __all__ = ["run_worker", "runner_config"]
 
@@ -44,7 +43,7 @@ def _prompts(settings: Settings) -> PromptChooser | None:
 
 def run_worker(settings: Settings) -> None:
     """Create the topics, then consume until stopped. Blocks."""
-    asyncio.run(ensure_topics(settings, topic_specs(settings) + table_specs(settings)))
+    asyncio.run(ensure_topics(settings))  # every topic and table changelog, up front
     asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs its own loop
     install_simulator(settings.simulator_latency_ms, settings.simulator_jitter_ms)
     # litellm loads much of itself lazily on its first calls; pay that once here, not on the first tasks.
