@@ -166,6 +166,7 @@ class TaskRunner:
             meta["budget_usd"] = f"{ctx.budget.limit:g}"
         if "winner" in final.record["metadata"]:
             meta["winner_step"] = str(final.record["step"])
+        meta.update(_prompt_used(records))
         return {
             "task_id": ctx.task["task_id"],
             "status": status,
@@ -181,6 +182,15 @@ class TaskRunner:
             "metadata": meta,
             "created_at": self._now(),
         }
+
+
+_PROMPT_FIELDS = ("prompt", "prompt_version", "pinned", "experiment", "variant")
+
+
+def _prompt_used(records: list[Record]) -> dict[str, str]:
+    """The registry prompt some step ran with, so a result (and a replay of it) says which version answered."""
+    used = next((r["metadata"] for r in records if "prompt_version" in r.get("metadata", {})), {})
+    return {k: used[k] for k in _PROMPT_FIELDS if k in used}
 
 
 def _elapsed(pattern: str, records: list[Record]) -> float:

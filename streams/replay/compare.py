@@ -10,12 +10,13 @@ from __future__ import annotations
 import difflib
 import random
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 
 from streams.replay.store import Run, TaskRow
 
 __all__ = ["METRICS", "Comparison", "Interval", "Pair", "compare_runs", "output_diff", "paired_interval",
-           "render_text"]
+           "prompt_summary", "render_text"]
 
 METRICS = ("score", "cost_usd", "latency_ms")
 
@@ -93,6 +94,17 @@ def compare_runs(a: Run, b: Run) -> Comparison:
                       intervals=intervals)
 
 
+def prompt_summary(c: Comparison) -> str:
+    """Which registry prompt versions answered the paired tasks in each run ("" when none did)."""
+    def counted(rows: list[TaskRow]) -> str:
+        found = Counter(r.prompt for r in rows if r.prompt)
+        return ", ".join(f"{p} x{n}" for p, n in sorted(found.items())) or "built-in prompts"
+
+    if not any(p.a.prompt or p.b.prompt for p in c.pairs):
+        return ""
+    return f"prompt versions: A {counted([p.a for p in c.pairs])}; B {counted([p.b for p in c.pairs])}"
+
+
 def output_diff(pair: Pair, name_a: str = "A", name_b: str = "B") -> list[str]:
     """A unified diff of the two outputs (empty when they are the same)."""
     return list(difflib.unified_diff(pair.a.output.splitlines(), pair.b.output.splitlines(),
@@ -107,7 +119,8 @@ def render_text(c: Comparison, *, rows: int = 20, diffs: int = 2) -> list[str]:
     """The comparison as lines for a terminal."""
     lines = [f"A = {c.name_a}", f"B = {c.name_b}",
              f"{len(c.pairs)} tasks paired, {c.changed} with a different output; "
-             f"{len(c.only_a)} only (or not ok) in A, {len(c.only_b)} only (or not ok) in B", "",
+             f"{len(c.only_a)} only (or not ok) in A, {len(c.only_b)} only (or not ok) in B",
+             *([prompts] if (prompts := prompt_summary(c)) else []), "",
              f"{'task':<28} {'score A':>7} {'score B':>7} {'cost A':>11} {'cost B':>11} "
              f"{'lat A ms':>9} {'lat B ms':>9}  output"]
     for p in c.pairs[:rows]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from streams.replay.compare import Comparison, Interval, output_diff
+from streams.replay.compare import Comparison, Interval, output_diff, prompt_summary
 
 __all__ = ["render_html"]
 
@@ -79,7 +79,7 @@ def render_html(c: Comparison) -> str:
     tasks = "".join(
         f"<tr><td>{escape(p.task_id)}</td><td>{p.a.score:.2f}</td><td>{p.b.score:.2f}</td>"
         f"<td>{p.a.cost_usd:.8f}</td><td>{p.b.cost_usd:.8f}</td><td>{p.a.latency_ms:.1f}</td>"
-        f"<td>{p.b.latency_ms:.1f}</td><td>"
+        f"<td>{p.b.latency_ms:.1f}</td><td>{escape(p.a.prompt or '-')} / {escape(p.b.prompt or '-')}</td><td>"
         + ("same" if p.same_output else
            f"<details><summary>differs</summary>{_diff_html(output_diff(p, c.name_a, c.name_b))}</details>")
         + "</td></tr>" for p in c.pairs)
@@ -87,11 +87,12 @@ def render_html(c: Comparison) -> str:
             f"{escape(c.name_b)}</title><style>{_CSS}</style></head><body>"
             f"<h1>Replay comparison</h1><p>A = <b>{escape(c.name_a)}</b><br>B = <b>{escape(c.name_b)}</b></p>"
             f"<p>{len(c.pairs)} tasks paired, {c.changed} with a different output; {len(c.only_a)} only (or not ok)"
-            f" in A, {len(c.only_b)} only (or not ok) in B.</p>"
+            f" in A, {len(c.only_b)} only (or not ok) in B.</p><p>{escape(prompt_summary(c))}</p>"
             f"<h2>Aggregate differences (B - A)</h2><table><tr><th>metric</th><th>n</th><th>mean A</th>"
             f"<th>mean B</th><th>B - A</th><th>95% bootstrap interval</th><th></th></tr>{aggregates}</table>"
             f"<p>Bold: the interval excludes 0. Paired by task_id; bootstrap with a fixed seed.</p>"
             f"<h2>Scores</h2>{_scatter(c)}{_histogram(c)}"
             f"<h2>Per task</h2><table><tr><th>task</th><th>score A</th><th>score B</th><th>cost A</th>"
-            f"<th>cost B</th><th>latency A ms</th><th>latency B ms</th><th>output</th></tr>{tasks}</table>"
+            f"<th>cost B</th><th>latency A ms</th><th>latency B ms</th><th>prompt A / B</th><th>output</th></tr>"
+            f"{tasks}</table>"
             f"</body></html>\n")

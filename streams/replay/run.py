@@ -43,7 +43,7 @@ class ReplaySpec:
     source: str = "kafka"
     model: str | None = None
     pattern: str | None = None
-    prompts: tuple[str, ...] = ()  # NAME=VERSION, recorded only until the prompt registry exists
+    prompts: tuple[str, ...] = ()  # NAME=VERSION: pinned in each replayed task's metadata (prompt.NAME)
     judge_model: str = DEFAULT_JUDGE_MODEL
     timeout_s: float = 300.0
 
@@ -93,8 +93,14 @@ async def _judge_rows(judge: Judge, tasks: list[Record], results: dict[str, Reco
         verdict = await judge.score(task["description"], result["output"])
         rows.append(TaskRow(task["task_id"], task["description"], result["status"], result["output"],
                             result["model"], verdict.score, result["cost_usd"], result["latency_ms"],
-                            verdict.model, verdict.cost_usd))
+                            verdict.model, verdict.cost_usd, _prompt_label(result)))
     return rows
+
+
+def _prompt_label(result: Record) -> str:
+    """`NAME=VERSION` of the registry prompt recorded on a result, "" when the agents' own prompts ran."""
+    meta = result.get("metadata") or {}
+    return f"{meta['prompt']}={meta['prompt_version']}" if meta.get("prompt_version") else ""
 
 
 async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,

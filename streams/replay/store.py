@@ -1,7 +1,8 @@
 """Replay runs on disk: `<data_dir>/runs/<name>/run.json` (what was run) and `results.jsonl` (one row a task).
 
 A row holds what the comparison needs: task_id, description, status, output, model, judge score,
-cost and latency. Plain files keep runs out of every production table and easy to diff or archive.
+cost, latency, and the prompt version that answered. Plain files keep runs out of every production
+table and easy to diff or archive.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class TaskRow:
     latency_ms: float
     judge_model: str = ""
     judge_cost_usd: float = 0.0
+    prompt: str = ""  # NAME=VERSION of the registry prompt that answered ("" for an agent's built-in prompt)
 
 
 @dataclass

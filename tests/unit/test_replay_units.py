@@ -10,7 +10,7 @@ from agents.judge import LLMJudge, parse_score
 from agents.llm import LLM
 from agents.simulator import install_simulator
 from streams.client import Received
-from streams.replay.compare import compare_runs, output_diff, paired_interval, render_text
+from streams.replay.compare import compare_runs, output_diff, paired_interval, prompt_summary, render_text
 from streams.replay.html import render_html
 from streams.replay.range import Bound, parse_bound
 from streams.replay.run import ReplaySpec, eval_settings, prepare_tasks
@@ -75,6 +75,19 @@ def test_compare_pairs_ok_tasks_and_reports_differences(tmp_path) -> None:
     html = render_html(c)
     assert html.startswith("<!doctype html>") and html.count("<svg") == 5 and "&lt;" not in html.split("<body>")[0]
     assert not re.search(r"(src|href)=", html)  # self-contained: nothing to fetch
+
+
+def test_the_reports_say_which_prompt_versions_answered() -> None:
+    a = Run("A", {}, [_row("t1", 0.5, 1e-6, "x"), _row("t2", 0.5, 1e-6)])
+    b = Run("B", {}, [TaskRow("t1", "d", "ok", "y", "m", 0.7, 2e-6, 1.0, prompt="coding=2"), _row("t2", 0.5, 1e-6)])
+    a.rows[0] = TaskRow("t1", "d", "ok", "x", "m", 0.5, 1e-6, 1.0, prompt="coding=1")
+    c = compare_runs(a, b)
+    assert prompt_summary(c) == "prompt versions: A coding=1 x1; B coding=2 x1"
+    assert prompt_summary(c) in render_text(c) and "coding=1 / coding=2" in render_html(c)
+    plain = Run("C", {}, [_row("t1", 0.5, 1e-6), _row("t2", 0.5, 1e-6)])
+    assert prompt_summary(compare_runs(plain, b)) == "prompt versions: A built-in prompts; B coding=2 x1"
+    assert prompt_summary(compare_runs(plain, plain)) == "" and "prompt versions" not in render_text(
+        compare_runs(plain, plain))
 
 
 def test_runs_round_trip_and_names_are_checked(tmp_path) -> None:

@@ -35,10 +35,12 @@ async def test_runner_records_the_chosen_variant_on_its_output() -> None:
     meta = run.outputs[0]["metadata"]
     chosen = {"pattern": "fast", "prompt": "review", "prompt_version": "2", "experiment": "e", "variant": "v2"}
     assert chosen.items() <= meta.items()
+    assert {k: v for k, v in chosen.items() if k != "pattern"}.items() <= run.result["metadata"].items()
     assert chooser.seen == [task]
     default_codec().encode("AgentOutput", run.outputs[0])  # still fits the contract
     plain = await build_runner(RunnerConfig()).run(task)
     assert "variant" not in plain.outputs[0]["metadata"] and plain.outputs[0]["metadata"]["pattern"] == "fast"
+    assert "prompt_version" not in plain.result["metadata"]
     assert plain.outputs[0]["output"] != run.outputs[0]["output"]  # the system prompt reached the model
 
 
