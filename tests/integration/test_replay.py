@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer
 from click.testing import CliRunner
+from psycopg import sql
+from pydantic import SecretStr
 
+from agents.prompt_registry import Experiment, PromptRegistry
 from schemas import default_codec
 from streams.admin import ensure_topics
 from streams.cli import cli
 from streams.client import ResultWatcher, end_offsets, submit_tasks
 from streams.demo import load_sample_tasks, start_worker, stop_worker
 from streams.replay.range import Bound, parse_bound, read_range
+from streams.replay.run import eval_settings
 from streams.replay.store import load_run
 from streams.settings import Settings
-from streams.topics import ALL_TOPICS, TASKS
+from streams.topics import ALL_TOPICS, OUTPUTS, RESULTS, TASKS
 
 pytestmark = pytest.mark.integration
 
@@ -52,14 +58,43 @@ async def _record(settings: Settings) -> Recorded:
     return Recorded(settings, ids, midpoint)
 
 
+# Two versions of the `coding` prompt (named after the capability); v2 is much longer, so it costs more.
+PROMPT_V1 = "You are the coder. Do this task well: {{ task }}"
+PROMPT_V2 = ("You are a senior engineer on the {{ tenant }} team. Before you write code, restate the task in one "
+             "sentence, list the modules you will touch and the tests that will prove the change, and name the "
+             "risks (data loss, concurrency, performance, security). Then make the smallest change that passes "
+             "the tests, explain every step and what you checked, and end with what a reviewer should look at "
+             "first. Keep the public interface stable unless the task asks otherwise. Task ({{ capability }}, "
+             "{{ task_id }}): {{ task }}")
+
+
+def _own_database(settings: Settings, name: str) -> SecretStr:
+    """A fresh database in the session's PostgreSQL: this module's 'production' tables, prompt registry included.
+
+    The registry has no scope of its own, so prompts named after real capabilities stay out of other tests.
+    """
+    with psycopg.connect(settings.postgres_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return SecretStr(f"{settings.postgres_dsn.rsplit('/', 1)[0]}/{name}")
+
+
 @pytest.fixture(scope="module")
-def recorded(stack_settings: Settings) -> Iterator[Recorded]:
-    """200 tasks answered by a 'production' worker (model simulator/balanced-1) on topics of this module."""
+def recorded(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+    """200 tasks answered by a 'production' worker (model simulator/balanced-1) on topics of this module.
+
+    Production's registry holds two versions of the `coding` prompt, v1 primary: coding tasks ran with v1.
+    """
     run = uuid.uuid4().hex[:8]
     # Production pins its model (AGENTSTREAM_MODEL), so replays compare against one known model.
     settings = stack_settings.model_copy(update={"topic_prefix": f"r{run}.", "app_id": f"agentstream-r{run}",
-                                                 "model": "simulator/balanced-1"})
+                                                 "model": "simulator/balanced-1",
+                                                 "database_url": _own_database(stack_settings, f"r{run}")})
     asyncio.run(ensure_topics(settings))
+    folder = tmp_path_factory.mktemp("prompts")
+    for version, text in ((1, PROMPT_V1), (2, PROMPT_V2)):
+        (folder / f"v{version}.j2").write_text(text)
+        assert f"coding v{version} added" in _cli(settings, "prompt", "add", "coding", "--file",
+                                                  str(folder / f"v{version}.j2"), "--author", "test")
     worker = start_worker(settings, f"worker-r{run}.log")
     try:
         yield asyncio.run(_record(settings))
@@ -76,6 +111,20 @@ async def _production_ends(settings: Settings) -> dict[str, dict[int, int]]:
                 for name in ALL_TOPICS}
     finally:
         await consumer.stop()
+
+
+def _tables(settings: Settings) -> dict[str, tuple[int, str]]:
+    """Every table of the settings' database with its row count and a digest of its rows."""
+    with psycopg.connect(settings.postgres_dsn, autocommit=True) as conn:
+        names = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        return {name: conn.execute(sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY "
+                                           "t::text), '')) FROM {} t").format(sql.Identifier(name))).fetchone()
+                for name in names}
+
+
+async def _records(settings: Settings, topic: str) -> list[dict]:
+    return [r.record for r in await read_range(settings, codec, settings.topic(topic), Bound("earliest"),
+                                               Bound("now")) if r.record is not None]
 
 
 def _cli(settings: Settings, *args: str) -> str:
@@ -137,6 +186,71 @@ def test_200_tasks_replayed_with_another_model_compare_and_leave_production_alon
     assert html.count("<svg") >= 5 and "<details>" in html and "http://" not in html and "https://" not in html
     assert asyncio.run(_production_ends(s)) == before
     print(f"replay of 200 tasks + compare: {time.monotonic() - started:.1f}s")
+
+
+_ROW = re.compile(r"^(demo-\S+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+(same|differs)$")
+
+
+def test_200_tasks_replayed_with_another_prompt_version_compare_and_leave_production_alone(recorded: Recorded,
+                                                                                          tmp_path) -> None:
+    """`--prompt coding=2` on production's traffic (v1 primary), while an experiment on `coding` runs."""
+    s = recorded.settings
+    tasks = asyncio.run(_records(s, TASKS))
+    coding = {t["task_id"] for t in tasks if t["capability"] == "coding"}
+    assert len(tasks) == 200 and 0 < len(coding) < 200
+    registry = PromptRegistry(s.postgres_dsn)
+    # A live experiment on the same prompt: a replay that fed it would change the arms' statistics.
+    live = registry.start_experiment(Experiment(f"live-{uuid.uuid4().hex[:6]}", "coding", ["v1", "v2"])).name
+    try:
+        topics, tables = asyncio.run(_production_ends(s)), _tables(s)
+        started = time.monotonic()
+        out = _cli(s, "replay", "--from", "earliest", "--to", "now", "--prompt", "coding=2", "--name", "coding-v2")
+        assert "run coding-v2: 200 tasks" in out and "0 without a result" in out
+        rows = {r.task_id: r.prompt for r in load_run(s, "coding-v2").rows}
+        assert rows == {tid: "coding=2" if tid in coding else "" for tid in recorded.task_ids}
+
+        # What each side recorded: production ran coding with v1 (the primary), the replay with v2, pinned.
+        replayed = eval_settings(s, "coding-v2")
+        for topic in (OUTPUTS, RESULTS):
+            for records, version, pinned in ((asyncio.run(_records(s, topic)), "1", None),
+                                             (asyncio.run(_records(replayed, topic)), "2", "true")):
+                used = [r for r in records if r["metadata"].get("prompt") == "coding"]
+                assert {r["task_id"] for r in used} == coding, topic
+                assert {(r["metadata"]["prompt_version"], r["metadata"].get("pinned")) for r in used} == \
+                       {(version, pinned)}, topic
+                assert not [r for r in records if "experiment" in r["metadata"]]
+        for output in asyncio.run(_records(replayed, OUTPUTS)):
+            if output["task_id"] in coding and output["metadata"]["role"] == "coding":
+                assert output["metadata"]["prompt_version"] == "2", output  # every coding step, every pattern
+
+        report = tmp_path / "prompt.html"
+        out = _cli(s, "replay", "compare", "production:earliest..now", "coding-v2", "--html", str(report),
+                   "--rows", "200")
+        assert f"200 tasks paired, {len(coding)} with a different output" in out
+        assert f"prompt versions: A coding=1 x{len(coding)}; B coding=2 x{len(coding)}" in out
+        per_task = {m[1]: m.groups()[1:] for m in map(_ROW.match, out.splitlines()) if m}
+        assert set(per_task) == set(recorded.task_ids)
+        for tid, (score_a, score_b, cost_a, cost_b, output) in per_task.items():
+            if tid in coding:  # the longer prompt costs more on every task that used it
+                assert output == "differs" and float(cost_b) > float(cost_a), (tid, per_task[tid])
+            else:  # other prompts and the model are unchanged: the same answers, the same scores
+                assert (output, score_a, cost_a) == ("same", score_b, cost_b), (tid, per_task[tid])
+        assert sum(per_task[t][0] != per_task[t][1] for t in coding) >= len(coding) // 2  # the judge sees it too
+        aggregates = {line.split()[0]: line for line in out.splitlines() if line.split()[:2] in
+                      (["score", "200"], ["cost_usd", "200"], ["latency_ms", "200"])}
+        assert set(aggregates) == {"score", "cost_usd", "latency_ms"}
+        assert all(re.search(r"\[[-+][\d.]+, [-+][\d.]+\]", line) for line in aggregates.values())
+        assert aggregates["cost_usd"].endswith("*") and aggregates["cost_usd"].split()[4].startswith("+")
+        html = report.read_text()
+        assert html.count("coding=1 / coding=2") == len(coding) and html.count("<details>") == len(coding)
+
+        assert asyncio.run(_production_ends(s)) == topics
+        assert _tables(s) == tables  # the registry, experiment statistics, memory: not a row changed
+        assert registry.get("coding").version == 1 and registry.arm_stats(live) == {}
+        print(f"prompt replay of 200 tasks + compare: {time.monotonic() - started:.1f}s")
+    finally:
+        registry.stop_experiment(live)
+        registry.close()
 
 
 def test_bad_arguments_are_clear_errors(recorded: Recorded) -> None:
