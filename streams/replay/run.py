@@ -49,11 +49,16 @@ class ReplaySpec:
 
 
 def eval_settings(settings: Settings, name: str, model: str | None = None) -> Settings:
-    """The settings of an evaluation run: own topic prefix, own consumer group, the model override."""
+    """The settings of an evaluation run: own topic prefix, own consumer group, the model override.
+
+    The prompt judge is off: the registry (experiment statistics, decisions, primaries) is production's and
+    has no topic prefix, so outputs of a replay must never become prompt outcomes.
+    """
     return settings.model_copy(update={
         "topic_prefix": f"{settings.topic_prefix}eval-{name}.",
         "app_id": f"{settings.app_id}-eval-{name}",
         "model": model or settings.model,
+        "judge_enabled": False,
     })
 
 

@@ -114,4 +114,5 @@ async def test_overrides_are_applied_to_every_replayed_task_once() -> None:
     base = Settings(AGENTSTREAM_TOPIC_PREFIX="p.", AGENTSTREAM_APP_ID="app")
     ev = eval_settings(base, "r", "simulator/fast-1")
     assert (ev.topic_prefix, ev.app_id, ev.model) == ("p.eval-r.", "app-eval-r", "simulator/fast-1")
+    assert base.judge_enabled and not ev.judge_enabled  # a replay never feeds production's experiments
     assert eval_settings(base, "r").model == base.model
