@@ -24,7 +24,7 @@ install: $(STAMP) ## Create .venv and install agentstream and its dev tools into
 demo: install ## Start the local stack, run sample tasks through a worker, print a summary (stack stays up)
 	$(BIN)/agentstream demo
 
-demo-replay: install ## Record demo traffic, replay it with two models in isolated runs, compare them (HTML too)
+demo-replay: install ## Record demo traffic, replay it with two prompt versions in isolated runs, compare them (HTML too)
 	$(BIN)/agentstream replay demo
 
 test: install ## The whole test suite with line coverage (starts its own stack on free ports)

@@ -154,7 +154,7 @@ def compare(settings: Settings, run_a: str, run_b: str, html_path: Path | None, 
 @click.option("--tasks", "count", type=int, default=20, show_default=True, help="How many demo tasks to record.")
 @click.pass_obj
 def demo(settings: Settings, count: int) -> None:
-    """Record the demo's traffic, replay it with two models, and compare the runs (stack stays up)."""
+    """Record the demo's traffic, replay it with prompt versions 1 and 2, and compare the runs (stack stays up)."""
     from streams.replay.demo import run_replay_demo
 
     sys.exit(run_replay_demo(settings, count))

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -267,10 +268,15 @@ def test_bad_arguments_are_clear_errors(recorded: Recorded) -> None:
 
 
 @pytest.mark.slow
-def test_the_replay_demo_compares_two_models(isolated: Settings) -> None:
+def test_the_replay_demo_compares_two_prompt_versions(isolated: Settings) -> None:
+    from streams.replay.demo import DEMO_PROMPT
+
     out = _cli(isolated, "replay", "demo", "--tasks", "6")
     assert "6 tasks paired, 6 with a different output" in out and "HTML report:" in out
-    assert "production (simulator/balanced-1) vs demo-fast-1-" in out
+    assert f"prompt versions: A {DEMO_PROMPT}=1 x6; B {DEMO_PROMPT}=2 x6" in out
+    assert re.search(r"production \(v1\) vs demo-v1-\w+: 6/6 tasks with the same output", out), out
+    report = Path(re.search(r"HTML report: (\S+)", out)[1]).read_text()
+    assert report.count(f"{DEMO_PROMPT}=1 / {DEMO_PROMPT}=2") == 6
 
 
 def test_kafka_and_the_archive_give_the_same_range(recorded: Recorded) -> None:
