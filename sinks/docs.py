@@ -1,20 +1,30 @@
-"""Module documentation in PostgreSQL: one document per (module, commit), written idempotently by task_id.
+"""Module documentation: one document per (module, commit) in PostgreSQL (L3), also searchable in L2.
 
-`scope` is the topic prefix of the writer, so evaluation runs and tests never mix their documents with
-production's. Searchable vectors (L2) come with the memory tiers; this table is the L3 record.
+L3 (`module_docs`) is the record, written idempotently by task_id. Each document is also embedded into
+the L2 vector tier as the memory event type `ModuleDoc` (event id `ModuleDoc:<task_id>`; its text leads
+with the module, path and version), so a semantic search finds it; `search_docs` maps the hits back to
+their L3 rows. `scope` is the topic prefix of the writer, in both tiers, so evaluation runs and tests
+never mix their documents with production's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
 
+from sinks.base import MemoryRecord, Tier
 from sinks.migrations import Migration, apply_migrations
+from sinks.vectors import VectorTier
 
-__all__ = ["MIGRATIONS", "ModuleDoc", "documented_shas", "latest_doc", "setup_docs", "write_docs"]
+__all__ = ["DOC_EVENT", "MIGRATIONS", "ModuleDoc", "all_docs", "doc_memory", "documented_shas", "index_docs",
+           "latest_doc", "search_docs", "setup_docs", "write_docs"]
+
+DOC_EVENT = "ModuleDoc"
+_COLUMNS = ("task_id, scope, repository, module, path, sha, (extract(epoch FROM committed_at) * 1000)::bigint, "
+            "content, model")
 
 MIGRATIONS = [
     Migration("docs", 1, """
@@ -71,8 +81,7 @@ def write_docs(conn: psycopg.Connection, docs: Iterable[ModuleDoc]) -> int:
 def latest_doc(conn: psycopg.Connection, scope: str, module: str, repository: str | None = None) -> ModuleDoc | None:
     """The newest document of `module` (by commit time), optionally of one repository."""
     row = conn.execute(
-        "SELECT task_id, scope, repository, module, path, sha, "
-        "(extract(epoch FROM committed_at) * 1000)::bigint, content, model FROM module_docs "
+        f"SELECT {_COLUMNS} FROM module_docs "  # noqa: S608 - a fixed column list
         "WHERE scope = %s AND module = %s AND (%s::text IS NULL OR repository = %s) "
         "ORDER BY committed_at DESC, created_at DESC LIMIT 1", (scope, module, repository, repository)).fetchone()
     return ModuleDoc(*row) if row else None
@@ -85,3 +94,36 @@ def documented_shas(conn: psycopg.Connection, scope: str, repository: str) -> di
                                     (scope, repository)):
         found.setdefault(module, set()).add(sha)
     return found
+
+
+def all_docs(conn: psycopg.Connection, scope: str) -> list[ModuleDoc]:
+    """Every stored document of a scope, oldest commit first (to index them again)."""
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM module_docs WHERE scope = %s "  # noqa: S608 - fixed columns
+                        "ORDER BY committed_at, task_id", (scope,)).fetchall()
+    return [ModuleDoc(*row) for row in rows]
+
+
+def doc_memory(doc: ModuleDoc) -> MemoryRecord:
+    """A document as the memory record the vector tier embeds; its source is the L3 table, not a topic."""
+    record = {"task_id": doc.task_id, "module": doc.module, "path": doc.path, "sha": doc.sha,
+              "repository": doc.repository, "content": doc.content, "created_at": doc.committed_at_ms}
+    return MemoryRecord(DOC_EVENT, record, "module_docs", 0, 0, doc.committed_at_ms)
+
+
+def index_docs(vectors: Tier, docs: Sequence[ModuleDoc]) -> int:
+    """Embed and upsert documents into L2; the same document always gets the same vector ids. Returns how many."""
+    if docs:
+        vectors.write([doc_memory(d) for d in docs])
+    return len(docs)
+
+
+def search_docs(conn: psycopg.Connection, vectors: VectorTier, scope: str, query: str,
+                k: int = 5) -> list[tuple[ModuleDoc, float]]:
+    """The documents closest in meaning to `query` (L2), as their L3 rows with the cosine similarity."""
+    hits = vectors.search(query, k, {"event_type": DOC_EVENT})
+    if not hits:
+        return []
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM module_docs WHERE scope = %s "  # noqa: S608 - fixed columns
+                        "AND task_id = ANY(%s)", (scope, [h.task_id for h in hits])).fetchall()
+    found = {row[0]: ModuleDoc(*row) for row in rows}
+    return [(found[h.task_id], h.score) for h in hits if h.task_id in found]

@@ -16,6 +16,8 @@ def event_text(event_type: str, record: dict[str, Any]) -> str:
         return f"{record.get('message', '')}\nfiles: {files}".strip()
     if event_type == "TaskRequested":
         return str(record.get("description") or "")
+    if event_type == "ModuleDoc":  # the module's name and version lead, so a search for the module finds it
+        return f"{record['module']} ({record['path']} at {record['sha'][:12]})\n{record['content']}"
     return ""
 
 

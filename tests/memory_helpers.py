@@ -1,11 +1,16 @@
-"""Records shaped like the topics' events, for the memory tier tests."""
+"""Records shaped like the topics' events, for the memory tier tests, and a producer that sends them."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
+from schemas import default_codec
 from sinks.base import MemoryRecord
+from streams.settings import Settings
 
 NOW = 1_764_000_000_000
 
@@ -41,3 +46,20 @@ def run_id() -> str:
 def code_change(sha: str, message: str) -> dict[str, Any]:
     return {"sha": sha, "repository": "shop", "author": "dev", "committed_at": NOW, "message": message,
             "files": ["cart/checkout.py"], "patch": "", "patch_truncated": False, "created_at": NOW}
+
+
+async def produce(settings: Settings, items: Sequence[tuple[str, str, dict[str, Any]]],
+                  raw: Sequence[tuple[str, bytes]] = ()) -> None:
+    """Send (topic, event type, record) items keyed by task_id, then raw (topic, bytes) records keyed `poison`."""
+    codec = default_codec()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for topic, event_type, record in items:
+            await producer.send(settings.topic(topic), codec.encode(event_type, record),
+                                key=record["task_id"].encode())
+        for topic, value in raw:
+            await producer.send(settings.topic(topic), value, key=b"poison")
+        await producer.flush()
+    finally:
+        await producer.stop()

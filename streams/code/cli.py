@@ -1,14 +1,19 @@
-"""`agentstream git-watch`, `git-hook install`, and `docs show|coverage|sink`."""
+"""`agentstream git-watch`, `git-hook install`, and `docs show|search|coverage|sink|index`."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from sinks.vectors import VectorTier
 
 __all__ = ["docs", "git_hook", "git_watch"]
 
@@ -95,6 +100,62 @@ def show(settings: Settings, module: str, repository: Path | None) -> None:
     click.echo(f"# {doc.module}  ({doc.path} at {doc.sha[:12]}, {doc.model})\n\n{doc.content}")
 
 
+def _vectors(settings: Settings) -> VectorTier:
+    """The L2 tier the documents are indexed in (pgvector, or Weaviate when WEAVIATE_URL is set)."""
+    from streams.memory import build_tiers
+
+    return build_tiers(settings, {"vectors"})["vectors"]  # type: ignore[return-value]
+
+
+@docs.command()
+@click.argument("query")
+@click.option("-k", "k", type=int, default=5, show_default=True, help="How many documents.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per document.")
+@click.pass_obj
+def search(settings: Settings, query: str, k: int, as_json: bool) -> None:
+    """Find the module documents closest in meaning to QUERY (L2 vectors), each with its module and version.
+
+    The same documents are memories of type ModuleDoc: `agentstream memory search QUERY --type ModuleDoc`.
+    """
+    from sinks.base import TierUnavailable
+    from sinks.docs import search_docs
+
+    vectors = _vectors(settings)
+    try:
+        with _connect(settings) as conn:
+            found = search_docs(conn, vectors, settings.topic_prefix, query, k)
+    except TierUnavailable as exc:
+        raise click.ClickException(f"{exc} (is the stack up?)") from exc
+    finally:
+        vectors.close()
+    for n, (doc, score) in enumerate(found, 1):
+        if as_json:
+            click.echo(json.dumps({"module": doc.module, "path": doc.path, "sha": doc.sha, "repository": doc.repository,
+                                   "committed_at": doc.committed_at_ms, "task_id": doc.task_id, "score": score,
+                                   "content": doc.content}))
+        else:
+            text = " ".join(doc.content.split())
+            click.echo(f"{n}. {score:.3f} {doc.module}  ({doc.path} at {doc.sha[:12]}, {doc.repository})\n"
+                       f"   {text[:160]}")
+    if not found and not as_json:
+        click.echo("no documentation found (is `agentstream docs sink` running?)")
+
+
+@docs.command()
+@click.pass_obj
+def index(settings: Settings) -> None:
+    """Embed every stored document into the L2 vector tier again (after a backend change, or for old rows)."""
+    from sinks.docs import all_docs, index_docs
+
+    vectors = _vectors(settings)
+    try:
+        with _connect(settings) as conn:
+            done = index_docs(vectors, all_docs(conn, settings.topic_prefix))
+    finally:
+        vectors.close()
+    click.echo(f"{done} document(s) indexed in {vectors.store.name}")
+
+
 @docs.command()
 @click.argument("path", type=_DIR, default=".")
 @click.option("--list", "listing", is_flag=True, help="One line per module: current, stale or missing.")
@@ -120,7 +181,7 @@ def coverage(settings: Settings, path: Path, listing: bool) -> None:
 @click.option("--idle-exit", type=float, default=None, help="Stop after this many seconds with no new result.")
 @click.pass_obj
 def sink(settings: Settings, idle_exit: float | None) -> None:
-    """Store documentation results (agent.results) in PostgreSQL, until Ctrl-C (or --idle-exit)."""
+    """Store documentation results (agent.results) in PostgreSQL and index them in L2, until Ctrl-C (or --idle-exit)."""
     from schemas import default_codec
     from streams.code.docs_sink import run_docs_sink
 

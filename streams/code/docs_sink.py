@@ -1,8 +1,9 @@
 """The documentation sink: an aiokafka batch consumer of agent.results that keeps documentation results.
 
 It reads in its own consumer group (`<app_id>-docs`), takes the ok results of documentation tasks
-(metadata kind=documentation, from the code-change processor), writes them in one batch per poll, and
-commits the offsets after the write. A crash re-reads the last batch; the table skips what it has.
+(metadata kind=documentation, from the code-change processor), writes them in one batch per poll to
+PostgreSQL (L3) and then to the L2 vector tier (pgvector, or Weaviate when configured), and commits
+the offsets after both writes. A crash re-reads the last batch; both tiers skip or replace what they have.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import psycopg
 from aiokafka import AIOKafkaConsumer
 
 from schemas import Codec, DecodeError
-from sinks.docs import ModuleDoc, setup_docs, write_docs
+from sinks.docs import ModuleDoc, index_docs, setup_docs, write_docs
+from streams.memory import build_tiers
 from streams.settings import Settings
 from streams.topics import RESULTS
 
@@ -32,14 +34,16 @@ def doc_from_result(result: dict[str, Any], scope: str) -> ModuleDoc | None:
 
 
 async def run_docs_sink(settings: Settings, codec: Codec, *, idle_exit_s: float | None = None) -> int:
-    """Consume until stopped (or until `idle_exit_s` pass with no record); return documents written."""
+    """Consume until stopped (or until `idle_exit_s` pass with no record); return documents written to L3."""
     conn = await asyncio.to_thread(psycopg.connect, settings.postgres_dsn, autocommit=True)
+    vectors = build_tiers(settings, {"vectors"})["vectors"]
     consumer = AIOKafkaConsumer(settings.topic(RESULTS), bootstrap_servers=settings.kafka_servers,
                                 group_id=f"{settings.app_id}-docs", enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     written = 0
     try:
         await asyncio.to_thread(setup_docs, conn)
+        await asyncio.to_thread(vectors.setup)
         await consumer.start()
         last = time.monotonic()
         while idle_exit_s is None or time.monotonic() - last < idle_exit_s:
@@ -57,8 +61,10 @@ async def run_docs_sink(settings: Settings, codec: Codec, *, idle_exit_s: float 
                     if doc is not None:
                         docs.append(doc)
             written += await asyncio.to_thread(write_docs, conn, docs)
+            await asyncio.to_thread(index_docs, vectors, docs)  # all of them: a re-read batch replaces its vectors
             await consumer.commit()
     finally:
         await consumer.stop()
         await asyncio.to_thread(conn.close)
+        await asyncio.to_thread(vectors.close)
     return written

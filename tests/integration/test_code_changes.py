@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -13,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
 from gitrepo import GitRepo  # tests/gitrepo.py (tests/ is on sys.path via its conftest)
+from memory_helpers import NOW, produce, result
 
 from schemas import default_codec
 from sinks.docs import setup_docs, write_docs
@@ -22,7 +24,7 @@ from streams.client import ResultWatcher
 from streams.code.docs_sink import doc_from_result, run_docs_sink
 from streams.replay.range import Bound, read_range
 from streams.settings import Settings
-from streams.topics import CODE_CHANGES, DEADLETTERS
+from streams.topics import CODE_CHANGES, DEADLETTERS, RESULTS
 
 pytestmark = pytest.mark.integration
 
@@ -90,6 +92,9 @@ async def test_commits_become_events_tasks_and_current_documentation(isolated: S
     with psycopg.connect(isolated.postgres_dsn, autocommit=True) as conn:
         setup_docs(conn)
         assert write_docs(conn, [doc]) == 0  # idempotent by task_id
+    found = [json.loads(line) for line in (await asyncio.to_thread(
+        _cli, isolated, "docs", "search", "the calc parser", "--json")).splitlines()]
+    assert len(found) == 4 and found[0]["module"] == "calc.parser" and found[0]["sha"] in (shas[0], shas[2])
     shown = await asyncio.to_thread(_cli, isolated, "docs", "show", "calc.parser")
     assert f"calc/parser.py at {short[2]}" in shown and results[f"doc-{short[2]}-calc.parser"]["output"] in shown
     out = await asyncio.to_thread(_cli, isolated, "docs", "coverage", str(repo.path), "--list")
@@ -98,6 +103,58 @@ async def test_commits_become_events_tasks_and_current_documentation(isolated: S
     out = await asyncio.to_thread(_cli, isolated, "docs", "coverage", str(repo.path), "--list")
     assert "stale    calc.evaluate" in out and "missing  calc.new" in out
     assert "coverage: 2/4 modules current (50%); 1 stale, 1 undocumented" in out
+
+
+# What a documenter agent writes about three modules (net.retry at two versions), as TaskResults.
+_DOCS = [
+    ("shop.cart", "shop/cart.py", "1" * 40, "The shopping cart: add and remove items, apply coupon codes, and compute "
+                                            "the order total with tax and shipping."),
+    ("net.retry", "net/retry.py", "2" * 40, "Retries failed HTTP requests up to three times with exponential backoff "
+                                            "and random jitter between attempts."),
+    ("net.retry", "net/retry.py", "3" * 40, "Retries failed HTTP requests with exponential backoff and jitter, and now "
+                                            "honours the Retry-After header of 429 and 503 responses."),
+    ("report.pdf", "report/pdf.py", "4" * 40, "Renders the monthly sales report as a PDF file with charts and a table "
+                                              "of contents."),
+]
+
+
+def _doc_result(module: str, path: str, sha: str, text: str, n: int) -> dict:
+    record = result(f"doc-{sha[:12]}-{module}", text)
+    record["metadata"] = {"kind": "documentation", "module": module, "path": path, "sha": sha,
+                          "repository": "/src/shop", "committed_at": str(NOW + n * 60_000)}
+    return record
+
+
+async def test_stored_documentation_is_found_by_meaning_with_its_module_and_version(isolated: Settings) -> None:
+    await ensure_topics(isolated)
+    items = [(RESULTS, "TaskResult", _doc_result(*doc, n)) for n, doc in enumerate(_DOCS)]
+    items.append((RESULTS, "TaskResult", result("review-x", "Looks fine; retries could use a cap.")))  # not a doc
+    await produce(isolated, items)
+    assert await run_docs_sink(isolated, codec, idle_exit_s=2.0) == 4
+
+    # No shared keywords: the vectors (L2) find the module by what its documentation means.
+    found = [json.loads(line) for line in (await asyncio.to_thread(
+        _cli, isolated, "docs", "search", "what happens when a network call fails?", "-k", "3", "--json")).splitlines()]
+    assert [(f["module"], f["sha"]) for f in found[:2]] in ([("net.retry", "3" * 40), ("net.retry", "2" * 40)],
+                                                            [("net.retry", "2" * 40), ("net.retry", "3" * 40)])
+    assert found[0]["path"] == "net/retry.py" and found[0]["repository"] == "/src/shop" and found[0]["score"] > 0.3
+    out = await asyncio.to_thread(_cli, isolated, "docs", "search", "discount vouchers when paying", "-k", "1")
+    assert "shop.cart  (shop/cart.py at 111111111111, /src/shop)" in out
+    # The same documents are memories of their own type, which `memory search` can restrict to.
+    memories = [json.loads(line) for line in (await asyncio.to_thread(
+        _cli, isolated, "memory", "search", "PDF charts", "--type", "ModuleDoc", "--json")).splitlines()]
+    assert memories[0]["id"] == f"ModuleDoc:doc-{'4' * 12}-report.pdf" and memories[0]["tier"] == "l2"
+    assert {m["type"] for m in memories} == {"ModuleDoc"}
+    assert memories[0]["text"].startswith(f"report.pdf (report/pdf.py at {'4' * 12}) Renders the monthly")
+
+    def doc_vectors() -> int:
+        with psycopg.connect(isolated.postgres_dsn) as conn:
+            return conn.execute("SELECT count(*) FROM memory_vectors WHERE scope = %s AND event_type = 'ModuleDoc'",
+                                (isolated.topic_prefix,)).fetchone()[0]
+
+    assert doc_vectors() == 4
+    assert "4 document(s) indexed in pgvector" in await asyncio.to_thread(_cli, isolated, "docs", "index")
+    assert doc_vectors() == 4  # indexing again replaces, never adds
 
 
 async def test_a_bad_code_change_is_dead_lettered_and_the_next_one_still_runs(isolated: Settings, worker_factory,

@@ -10,8 +10,7 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
-from memory_helpers import outcome, output, result
+from memory_helpers import outcome, output, produce, result
 
 from schemas import default_codec
 from streams.admin import ensure_topics
@@ -24,20 +23,6 @@ from streams.topics import DEADLETTERS, OUTPUTS, PROMPT_OUTCOMES, RESULTS
 pytestmark = pytest.mark.integration
 
 codec = default_codec()
-
-
-async def _produce(settings: Settings, items: list[tuple[str, str, dict]], raw: list[tuple[str, bytes]] = ()) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        for topic, event_type, record in items:
-            await producer.send(settings.topic(topic), codec.encode(event_type, record),
-                                key=record["task_id"].encode())
-        for topic, value in raw:
-            await producer.send(settings.topic(topic), value, key=b"poison")
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 def _events(prefix: str, n: int) -> list[tuple[str, str, dict]]:
@@ -92,13 +77,13 @@ async def test_every_record_lands_once_after_redelivery_and_sigkill(isolated: Se
     n = 60
     items = _events("k", n)
     poison = b"\x00 not an event"
-    await _produce(settings, items, [(OUTPUTS, poison)])
+    await produce(settings, items, [(OUTPUTS, poison)])
     proc = start_sinks(settings, f"sinks-{settings.app_id}-1.log")
     try:
         assert await asyncio.to_thread(_wait_for, lambda: _counts(settings)["tasks"] >= 10, 120)
         os.kill(proc.pid, signal.SIGKILL)  # mid-run: some batches written, not all committed
         proc.wait()
-        await _produce(settings, items)  # and the producer sends everything again (new offsets, same ids)
+        await produce(settings, items)  # and the producer sends everything again (new offsets, same ids)
         proc = start_sinks(settings, f"sinks-{settings.app_id}-2.log")
         total = 2 * len(items) + 1
         expected = {"tasks": n, "steps": n, "outcomes": 1, "vectors": n, "archived": total, "archived_distinct": total}
@@ -128,10 +113,10 @@ async def test_postgres_down_pauses_the_sink_and_it_catches_up(isolated: Setting
     job = asyncio.create_task(serve(settings, stop, with_prefetch=False))
     try:
         first, second = _events("a", 30), _events("b", 30)
-        await _produce(settings, first)
+        await produce(settings, first)
         assert await asyncio.to_thread(_wait_for, lambda: _counts(settings)["tasks"] == 30, 120)
         part.down()
-        await _produce(settings, second)
+        await produce(settings, second)
         await asyncio.sleep(4)  # the sink meets the outage, pauses and retries
         part.up()
         done = await asyncio.to_thread(
