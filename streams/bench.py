@@ -105,25 +105,30 @@ def pipeline_rate(settings: Settings, count: int) -> Measurement:
         asyncio.run(delete_topics(bench, [s.name for s in topic_specs(bench)]))
 
 
-def run_bench(settings: Settings, events: int, tasks: int) -> None:
+def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_000, agent_tasks: int = 8_000,
+              sections: set[str] | None = None, two_workers: bool = True) -> None:
+    """The raw baseline, then the chosen sections (pipeline, memory, agents; default all)."""
+    sections = {"pipeline", "memory", "agents"} if sections is None else sections
     value_size = len(default_codec().encode("TaskRequested", make_task("benchmark task 0: add a cache")))
     click.echo(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
                f"broker {settings.kafka_servers}; {settings.partitions} partitions")
     raw = asyncio.run(raw_forward_rate(settings, events, value_size))
     click.echo(f"raw aiokafka consume->produce : {raw.rate:>10,.0f} events/s  ({raw.count:,} x {value_size} B)")
-    pipe = pipeline_rate(settings, tasks)
-    click.echo(f"pipeline end to end           : {pipe.rate:>10,.0f} tasks/s   ({pipe.count:,}/{tasks:,} tasks, "
-               f"1 worker, concurrency {settings.worker_concurrency}, instant simulator)")
-    ratio = pipe.rate / raw.rate if raw.rate else 0.0
-    click.echo(f"ratio pipeline / raw          : {ratio:>10.3f}  (each task is 1 record in, 2 out)")
-    row = f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} | {raw.rate:,.0f} | {pipe.rate:,.0f} | {ratio:.3f} |"
-    click.echo(f"\nfor BENCHMARKS.md:\n{row}\n")
-    from streams.bench_memory import memory_bench  # issue 5: memory tiers
+    if "pipeline" in sections:
+        pipe = pipeline_rate(settings, tasks)
+        click.echo(f"pipeline end to end           : {pipe.rate:>10,.0f} tasks/s   ({pipe.count:,}/{tasks:,} tasks, "
+                   f"1 worker, concurrency {settings.worker_concurrency}, instant simulator)")
+        ratio = pipe.rate / raw.rate if raw.rate else 0.0
+        click.echo(f"ratio pipeline / raw          : {ratio:>10.3f}  (each task is 1 record in, 2 out)")
+        row = f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} | {raw.rate:,.0f} | {pipe.rate:,.0f} | {ratio:.3f} |"
+        click.echo(f"\nfor BENCHMARKS.md:\n{row}\n")
+    if "memory" in sections:
+        from streams.bench_memory import memory_bench  # issue 5: memory tiers
 
-    click.echo("\nmemory tiers:")  # sized with --tasks: 3,000 (the default) gives 2,000 records, 200 searches
-    memory_bench(settings, records=min(2000, tasks), searches=min(200, max(10, tasks // 4)))
+        click.echo("\nmemory tiers:")  # sized with --tasks: 3,000 (the default) gives 2,000 records, 200 searches
+        memory_bench(settings, records=min(2000, tasks), searches=min(200, max(10, tasks // 4)))
+    if "agents" in sections:
+        from streams.bench_agents import run_agent_bench  # issue 3: agent swarms
 
-    from streams.bench_agents import run_agent_bench  # issue 3: agent swarms
-
-    click.echo("\nagent swarms:")
-    run_agent_bench(settings, calls=3000, tasks=tasks)
+        click.echo("\nagent swarms:")
+        run_agent_bench(settings, calls=agent_calls, tasks=agent_tasks, two_workers=two_workers)

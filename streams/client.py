@@ -28,6 +28,7 @@ __all__ = [
     "make_task",
     "read_topic",
     "submit_tasks",
+    "task_key",
 ]
 
 Record = dict[str, Any]
@@ -41,9 +42,15 @@ def make_task(description: str, **fields: Any) -> Record:
     return task
 
 
+def task_key(task: Record) -> bytes:
+    """The key to produce a task with: its tenant, so the worker runs it in its tenant's partition
+    without a second hop (any other key works too, through agent.tasks.by-tenant)."""
+    return (task.get("tenant") or "default").encode()
+
+
 async def submit_tasks(settings: Settings, codec: Codec, tasks: Iterable[Record],
                        on_sent: Callable[[Record], None] | None = None) -> list[str]:
-    """Produce tasks to agent.tasks keyed by task_id; return their ids once the broker has them all."""
+    """Produce tasks to agent.tasks keyed by tenant; return their ids once the broker has them all."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)
     await producer.start()
     ids: list[str] = []
@@ -51,7 +58,7 @@ async def submit_tasks(settings: Settings, codec: Codec, tasks: Iterable[Record]
         pending = []
         for task in tasks:
             value = codec.encode("TaskRequested", task)
-            pending.append(await producer.send(settings.topic(TASKS), value=value, key=task["task_id"].encode()))
+            pending.append(await producer.send(settings.topic(TASKS), value=value, key=task_key(task)))
             ids.append(task["task_id"])
             if on_sent is not None:
                 on_sent(task)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import faust
@@ -18,7 +19,7 @@ from streams.app import build_app
 from streams.logs import get_logger
 from streams.settings import Settings
 
-__all__ = ["run_worker", "runner_config"]
+__all__ = ["run_worker", "runner_config", "settle_heap"]
 
 log = get_logger(__name__)
 
@@ -32,6 +33,16 @@ def runner_config(settings: Settings) -> RunnerConfig:
         quality_candidates=settings.quality_candidates, max_in_flight=settings.llm_max_in_flight,
         pinned_model=settings.model,
     )
+
+
+def settle_heap() -> None:
+    """Tune the garbage collector for a process that keeps ~400k long-lived objects (litellm's tables
+    above all) and allocates heavily per call: move what is loaded at start out of the collector's
+    view (its full collections took ~190 ms each) and collect the young generation less often.
+    Measured in `agentstream bench`, (a) with and without. Called once the process has warmed up."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _prompts(settings: Settings) -> PromptChooser | None:
@@ -51,6 +62,7 @@ def run_worker(settings: Settings) -> None:
     litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
     runner = build_runner(runner_config(settings), memory=_memory(settings), prompts=_prompts(settings))
     app = build_app(settings, runner, default_codec())
+    settle_heap()
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
              concurrency=settings.worker_concurrency)
     worker = faust.Worker(app, loglevel=settings.log_level if settings.log_level != "warning" else "warn",

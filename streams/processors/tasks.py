@@ -1,11 +1,13 @@
-"""The task processors: agent.tasks -> (re-keyed by tenant) -> a swarm run -> agent.outputs + agent.results.
+"""The task processors: agent.tasks -> a swarm run (in the tenant's partition) -> agent.outputs + agent.results.
 
-Two stages. `task-router` decodes each task and forwards its bytes to agent.tasks.by-tenant keyed by
-tenant, so every task of a tenant lands in one partition and so in one worker: that worker's budget
-ledger then sees every reservation of the tenant (agents/budget.py states the guarantee). `swarm`
-runs the task and settles its spend into the `tenant-spend` table (changelog-backed, so a restarted
-worker recovers it). Records arrive as raw bytes and are decoded inside a guard: a record that cannot
-be decoded or processed becomes a dead letter and the stream goes on.
+Budgets need every task of a tenant in one partition, so in one worker: that worker's budget
+ledger then sees every reservation of the tenant (agents/budget.py states the guarantee). A task
+keyed by its tenant already is there (Kafka's default partitioner, the same partition count), and
+`task-router` runs it at once. Any other task is forwarded to agent.tasks.by-tenant keyed by tenant
+and run by `swarm` from there: one more hop, the same guarantee. Both settle spend into the
+`tenant-spend` table (changelog-backed, so a restarted worker recovers it). Records arrive as raw
+bytes and are decoded inside a guard: a record that cannot be decoded or processed becomes a dead
+letter and the stream goes on.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 
 from agents.runner import TaskRunner
 from schemas import Codec, DecodeError
@@ -21,7 +24,7 @@ from streams.processors.guard import DeadLetterSender
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT, TASKS_DONE_TABLE, TENANT_SPEND_TABLE
 
-__all__ = ["TableSpendStore", "register_task_processor"]
+__all__ = ["TableSpendStore", "register_task_processor", "tenant_partition"]
 
 log = get_logger(__name__)
 
@@ -37,6 +40,11 @@ class TableSpendStore:
 
     def add(self, key: str, amount: float) -> None:
         self.table[key] = self.get(key) + amount
+
+
+def tenant_partition(tenant_key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives a tenant key: the tenant's partition."""
+    return (murmur2(tenant_key) & 0x7FFFFFFF) % partitions
 
 
 def register_task_processor(
@@ -67,15 +75,16 @@ def register_task_processor(
         task = await decode(event)
         if task is None:
             return
+        tenant_key = (task.get("tenant") or "default").encode()
+        if event.key == tenant_key and event.message.partition == tenant_partition(tenant_key, settings.partitions):
+            await handle(event, task)  # already in its tenant's partition: no second hop
+            return
         try:
-            await by_tenant.send(key=(task.get("tenant") or "default").encode(), value=event.value)
+            await by_tenant.send(key=tenant_key, value=event.value)
         except Exception as exc:  # a send failure must not stop the stream
             await send_dead("route", event, exc)
 
-    async def handle(event: faust.EventT) -> None:
-        task = await decode(event)
-        if task is None:
-            return
+    async def handle(event: faust.EventT, task: dict[str, Any]) -> None:
         if done.get(task["task_id"]):
             log.info("task already done: skipped", stage="process", task_id=task["task_id"])
             return
@@ -98,7 +107,7 @@ def register_task_processor(
                  pattern=run.result["metadata"].get("pattern"), steps=run.result["steps"],
                  latency_ms=round(run.result["latency_ms"], 1))
 
-    @app.agent(topics[TASKS], name="task-router", concurrency=1)
+    @app.agent(topics[TASKS], name="task-router", concurrency=settings.worker_concurrency)
     async def task_router(stream: faust.StreamT) -> None:
         async for event in stream.events():
             await route(event)
@@ -106,6 +115,8 @@ def register_task_processor(
     @app.agent(by_tenant, name="swarm", concurrency=settings.worker_concurrency)
     async def swarm(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await handle(event)
+            task = await decode(event)
+            if task is not None:
+                await handle(event, task)
 
     return swarm

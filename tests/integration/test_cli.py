@@ -61,6 +61,16 @@ def test_demo_prints_a_result_for_every_task_and_the_dead_letter(isolated: Setti
 
 
 def test_bench_prints_both_figures_and_their_ratio(isolated: Settings) -> None:
-    out = _run(isolated, "bench", "--events", "2000", "--tasks", "40")
+    out = _run(isolated, "bench", "--events", "2000", "--tasks", "40", "--only", "pipeline")
     assert "raw aiokafka consume->produce" in out and "(2,000 x" in out
     assert "(40/40 tasks" in out and "ratio pipeline / raw" in out
+    assert "memory tiers" not in out and "agent swarms" not in out
+
+
+@pytest.mark.slow
+def test_bench_agent_figures_run_end_to_end(isolated: Settings) -> None:
+    """The code path of `make bench`'s agent figures (a)-(c) at a tiny size; figures are not checked."""
+    out = _run(isolated, "bench", "--events", "500", "--only", "agents", "--agent-calls", "50",
+               "--agent-tasks", "40", "--no-two-workers")
+    assert "(a) litellm call path in process" in out and "with default gc" in out
+    assert "(40/40; peak" in out and "(c) pipeline overhead at" in out and "(d)" not in out

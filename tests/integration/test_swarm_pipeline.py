@@ -6,11 +6,13 @@ import asyncio
 import itertools
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from schemas import default_codec
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
+from streams.processors.tasks import tenant_partition
 from streams.settings import Settings
-from streams.topics import OUTPUTS
+from streams.topics import OUTPUTS, TASKS, TASKS_BY_TENANT
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +63,37 @@ async def test_tenant_spend_survives_a_killed_worker(isolated: Settings, worker_
     after = await _run(isolated, [make_task("task after the restart", tenant="acme")], timeout=180)
     (result,) = after.values()
     assert float(result["metadata"]["tenant_spend_usd"]) == pytest.approx(before + result["cost_usd"])
+
+
+async def test_tasks_keyed_by_tenant_run_at_once_and_the_rest_via_by_tenant_into_one_ledger(
+        isolated: Settings, worker_factory) -> None:
+    """Keyed by tenant (as `submit` does) a task runs in the first stage; keyed otherwise, or keyed by
+    tenant but in another partition than the default partitioner's, it is forwarded. Two workers:
+    both paths of one tenant still meet in one worker's ledger (co-partitioned topics)."""
+    worker_factory(), worker_factory()
+    direct = [make_task(f"direct task {n}", tenant="acme") for n in range(6)]
+    forwarded = [make_task(f"forwarded task {n}", tenant="acme") for n in range(6)]
+    own = tenant_partition(b"acme", isolated.partitions)
+    watcher = ResultWatcher(isolated, codec)
+    await watcher.start()
+    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_servers)
+    await producer.start()
+    try:
+        for n, task in enumerate(forwarded):  # half keyed by task id, half by tenant in a wrong partition
+            key, partition = ((task["task_id"].encode(), None) if n % 2 else
+                              (b"acme", (own + 1) % isolated.partitions))
+            await producer.send_and_wait(isolated.topic(TASKS), codec.encode("TaskRequested", task),
+                                         key=key, partition=partition)
+        await submit_tasks(isolated, codec, direct)
+        results = await watcher.wait([t["task_id"] for t in direct + forwarded], 120)
+    finally:
+        await producer.stop()
+        await watcher.stop()
+    rekeyed = [r async for r in read_topic(isolated, codec, isolated.topic(TASKS_BY_TENANT), from_beginning=True,
+                                           idle_timeout_s=2.0)]
+    assert sorted(r.record["task_id"] for r in rekeyed) == sorted(t["task_id"] for t in forwarded)
+    assert {r.key for r in rekeyed} == {b"acme"} and {r.partition for r in rekeyed} == {own}
+    last = await _run(isolated, [make_task("the last task", tenant="acme")])
+    spent = sum(r["cost_usd"] for r in [*results.values(), *last.values()])
+    assert len(results) == 12 and all(r["status"] == "ok" for r in results.values())
+    assert float(next(iter(last.values()))["metadata"]["tenant_spend_usd"]) == pytest.approx(spent)
