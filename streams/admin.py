@@ -27,10 +27,7 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
         existing = set(await admin.list_topics())
         missing = [s for s in wanted if s.name not in existing]
         if missing:
-            new = [
-                NewTopic(s.name, s.partitions, 1, topic_configs={"cleanup.policy": "compact"} if s.compacted else {})
-                for s in missing
-            ]
+            new = [NewTopic(s.name, s.partitions, 1, topic_configs=_configs(s)) for s in missing]
             try:
                 await admin.create_topics(new)
             except TopicAlreadyExistsError:  # another process won the race: fine
@@ -39,6 +36,14 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
         return [s.name for s in missing]
     finally:
         await admin.close()
+
+
+def _configs(spec: TopicSpec) -> dict[str, str]:
+    if not spec.compacted:
+        return {}
+    if spec.retention_ms is None:
+        return {"cleanup.policy": "compact"}
+    return {"cleanup.policy": "compact,delete", "retention.ms": str(spec.retention_ms)}
 
 
 async def _wait_led(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> None:

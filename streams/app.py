@@ -33,6 +33,7 @@ def build_app(settings: Settings, runner: TaskRunner, codec: Codec) -> faust.App
         broker_heartbeat_interval=settings.session_timeout_s / 4,
         key_serializer="raw",
         value_serializer="raw",
+        table_cleanup_interval=min(30.0, settings.task_dedupe_window_s),  # expired tasks-done windows
     )
     specs = {spec.name: spec for spec in topic_specs(settings)}
     topics = {}

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     llm_retry_backoff_s: float = Field(0.5, ge=0, alias="AGENTSTREAM_LLM_RETRY_BACKOFF_S")
     llm_max_in_flight: int = Field(1024, ge=1, alias="AGENTSTREAM_LLM_MAX_IN_FLIGHT")
     quality_candidates: int = Field(3, ge=1, alias="AGENTSTREAM_QUALITY_CANDIDATES")
+    # How long an answered task id is remembered, to skip it when redelivered (after a crash, before
+    # its offset was committed): far longer than a commit interval, short enough to bound the table.
+    task_dedupe_window_s: float = Field(3600.0, gt=0, alias="AGENTSTREAM_TASK_DEDUPE_WINDOW_S")
     tenant_daily_budget_usd: float | None = Field(None, ge=0, alias="AGENTSTREAM_TENANT_DAILY_BUDGET_USD")
     budget_degrade_share: float = Field(0.8, ge=0, le=1, alias="AGENTSTREAM_BUDGET_DEGRADE_SHARE")
 

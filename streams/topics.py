@@ -61,6 +61,7 @@ class TopicSpec:
     name: str
     partitions: int
     compacted: bool = False
+    retention_ms: int | None = None  # with compacted: compact,delete (a windowed table's changelog)
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -88,5 +89,13 @@ def changelog_topic(settings: Settings, table: str) -> str:
 
 
 def table_specs(settings: Settings) -> list[TopicSpec]:
-    """The tables' changelog topics: compacted, one partition per partition of their source topic."""
-    return [TopicSpec(changelog_topic(settings, table), settings.partitions, compacted=True) for table in TABLES]
+    """The tables' changelog topics: compacted, one partition per partition of their source topic;
+    the windowed `tasks-done` also deletes what is older than its windows can hold."""
+    kept = {TASKS_DONE_TABLE: int(dedupe_expiry_s(settings) * 1000)}
+    return [TopicSpec(changelog_topic(settings, table), settings.partitions, compacted=True,
+                      retention_ms=kept.get(table)) for table in TABLES]
+
+
+def dedupe_expiry_s(settings: Settings) -> float:
+    """How long a `tasks-done` window lives: the current one and the one before it stay readable."""
+    return 2 * settings.task_dedupe_window_s

@@ -22,7 +22,16 @@ from schemas import Codec, DecodeError
 from streams.logs import get_logger
 from streams.processors.guard import DeadLetterSender
 from streams.settings import Settings
-from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT, TASKS_DONE_TABLE, TENANT_SPEND_TABLE
+from streams.topics import (
+    DEADLETTERS,
+    OUTPUTS,
+    RESULTS,
+    TASKS,
+    TASKS_BY_TENANT,
+    TASKS_DONE_TABLE,
+    TENANT_SPEND_TABLE,
+    dedupe_expiry_s,
+)
 
 __all__ = ["TableSpendStore", "register_task_processor", "tenant_partition"]
 
@@ -57,9 +66,12 @@ def register_task_processor(
                       schema=faust.Schema(key_serializer="json", value_serializer="json"))
     runner.ledger.store = TableSpendStore(spend)
     # Tasks already answered: a task redelivered after a crash or rebalance (its offset not yet
-    # committed) is skipped instead of run and charged twice. Same partitioning as `spend`.
+    # committed) is skipped instead of run and charged twice. Same partitioning as `spend`. Windowed,
+    # so it stays bounded: an id is remembered for at least one window (the current or the last one).
+    window = settings.task_dedupe_window_s
     done = app.Table(TASKS_DONE_TABLE, default=int, partitions=settings.partitions,
-                     schema=faust.Schema(key_serializer="json", value_serializer="json"))
+                     schema=faust.Schema(key_serializer="json", value_serializer="json"),
+                     ).tumbling(window, expires=dedupe_expiry_s(settings)).relative_to_now()
 
     send_dead = DeadLetterSender(deadletters, codec)
 
@@ -85,7 +97,7 @@ def register_task_processor(
             await send_dead("route", event, exc)
 
     async def handle(event: faust.EventT, task: dict[str, Any]) -> None:
-        if done.get(task["task_id"]):
+        if done[task["task_id"]].now() or done[task["task_id"]].delta(window):
             log.info("task already done: skipped", stage="process", task_id=task["task_id"])
             return
         try:

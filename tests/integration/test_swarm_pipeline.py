@@ -7,12 +7,14 @@ import itertools
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from schemas import default_codec
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
 from streams.processors.tasks import tenant_partition
 from streams.settings import Settings
-from streams.topics import OUTPUTS, TASKS, TASKS_BY_TENANT
+from streams.topics import OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT, TASKS_DONE_TABLE, changelog_topic
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +99,26 @@ async def test_tasks_keyed_by_tenant_run_at_once_and_the_rest_via_by_tenant_into
     spent = sum(r["cost_usd"] for r in [*results.values(), *last.values()])
     assert len(results) == 12 and all(r["status"] == "ok" for r in results.values())
     assert float(next(iter(last.values()))["metadata"]["tenant_spend_usd"]) == pytest.approx(spent)
+
+
+async def test_a_task_sent_again_is_skipped_within_the_dedupe_window_and_run_after_it(
+        isolated: Settings, worker_factory) -> None:
+    worker_factory(task_dedupe_window_s=2.0)
+    task = make_task("a task sent twice", tenant="acme")
+    assert set(await _run(isolated, [task])) == {task["task_id"]}
+    assert await _run(isolated, [task], timeout=5.0) == {}  # remembered: not run (nor charged) again
+    await asyncio.sleep(4.5)  # past the current and the previous 2 s window
+    assert set(await _run(isolated, [task])) == {task["task_id"]}
+    results = [r async for r in read_topic(isolated, codec, isolated.topic(RESULTS), from_beginning=True,
+                                           idle_timeout_s=2.0)]
+    assert [r.record["task_id"] for r in results] == [task["task_id"]] * 2
+    admin = AIOKafkaAdminClient(bootstrap_servers=isolated.kafka_servers)
+    await admin.start()
+    try:  # bounded on the broker too: the changelog deletes what the windows no longer hold
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC,
+                                                                 changelog_topic(isolated, TASKS_DONE_TABLE))])
+    finally:
+        await admin.close()
+    configs = {name: value for name, value, *_ in described[0].resources[0][4]}
+    assert configs["cleanup.policy"] == "compact,delete"  # created by the fixture, with its (default) window
+    assert configs["retention.ms"] == str(int(2 * isolated.task_dedupe_window_s * 1000))
