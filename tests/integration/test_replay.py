@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 import uuid
@@ -24,6 +25,7 @@ from streams.admin import ensure_topics
 from streams.cli import cli
 from streams.client import ResultWatcher, end_offsets, submit_tasks
 from streams.demo import load_sample_tasks, start_worker, stop_worker
+from streams.processors.tasks import tenant_partition
 from streams.replay.range import Bound, parse_bound, read_range
 from streams.replay.run import eval_settings
 from streams.replay.store import load_run
@@ -42,11 +44,24 @@ class Recorded:
     midpoint: str  # ISO time between the first and the second hundred tasks
 
 
+def _tenant_per_partition(partitions: int) -> list[str]:
+    """Tenant names whose tasks land in each partition in turn (tasks are keyed by tenant)."""
+    found: dict[int, str] = {}
+    for n in itertools.count():
+        found.setdefault(tenant_partition(f"team-{n}".encode(), partitions), f"team-{n}")
+        if len(found) == partitions:
+            return [found[p] for p in range(partitions)]
+    raise AssertionError("unreachable")
+
+
 async def _record(settings: Settings) -> Recorded:
     watcher = ResultWatcher(settings, codec)
     await watcher.start()
     try:
         tasks = load_sample_tasks(200, uuid.uuid4().hex[:6])
+        tenants = _tenant_per_partition(settings.partitions)  # every partition gets 200 / partitions tasks
+        for n, task in enumerate(tasks):
+            task["tenant"] = tenants[n % len(tenants)]
         ids = await submit_tasks(settings, codec, tasks[:100])
         await asyncio.sleep(0.3)
         midpoint = datetime.now(UTC).isoformat()
