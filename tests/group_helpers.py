@@ -11,13 +11,16 @@ from aiokafka.errors import KafkaError
 from streams.settings import Settings
 
 
-async def wait_for_stable_group(settings: Settings, members: int, timeout_s: float = 90.0) -> None:
-    """Until the group `settings.app_id` is Stable with `members` members (else AssertionError)."""
+async def wait_for_stable_group(settings: Settings, members: int, timeout_s: float = 120.0,
+                                settle_s: float = 8.0) -> None:
+    """Until the group `settings.app_id` has been Stable with `members` members for `settle_s` (Faust
+    workers that start together often rebalance a second time just after the first)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
     await admin.start()
     try:
         deadline = time.monotonic() + timeout_s
         state: object = None
+        stable_since: float | None = None
         while time.monotonic() < deadline:
             try:
                 group = (await admin.describe_consumer_groups([settings.app_id]))[0].to_object()["groups"][0]
@@ -25,8 +28,12 @@ async def wait_for_stable_group(settings: Settings, members: int, timeout_s: flo
                 state = exc
             else:
                 state = (group["state"], len(group["members"]))
-                if state == ("Stable", members):
-                    return
+            if state != ("Stable", members):
+                stable_since = None
+            elif stable_since is None:
+                stable_since = time.monotonic()
+            elif time.monotonic() - stable_since >= settle_s:
+                return
             await asyncio.sleep(0.5)
         raise AssertionError(f"group {settings.app_id} not Stable with {members} members: {state}")
     finally:
