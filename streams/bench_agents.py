@@ -3,9 +3,9 @@ flight at 2 s model latency, the latency the pipeline adds on top of the model's
 
 (a) is measured in this process through the very call path the worker uses (TaskRunner ->
 StepCaller -> ModelRouter -> litellm.Router -> the simulator provider), with the simulator answering
-at once, many calls at a time: the ceiling for one worker's event loop. It is measured twice: with
-Python's default garbage collector settings, then with the worker's own (`settle_heap`); the second
-is the fair reference for the worker, which runs with them. (b)-(d) run real workers with the same
+at once, many calls at a time: the ceiling for one worker's event loop. It is measured twice: as
+litellm runs (Python's default garbage collector settings), then as (a') with the worker's own
+(`settle_heap`), the stricter reference, since the worker runs with them. (b)-(d) run real workers with the same
 runner as (a): memory recall and the prompt registry off (their costs are measured in their own
 sections), tasks keyed by tenant as `submit` does.
 """
@@ -140,13 +140,14 @@ def worker_load(settings: Settings, workers: int, count: int, latency_ms: float,
 
 def run_agent_bench(settings: Settings, calls: int, tasks: int, latency_ms: float = 2000.0,
                     concurrency: int = 1200, two_workers: bool = True) -> None:
-    default_a, rate_a = asyncio.run(litellm_call_rate(settings, calls))
+    rate_a, settled_a = asyncio.run(litellm_call_rate(settings, calls))
     click.echo(f"(a) litellm call path in process    : {rate_a:>8,.0f} calls/s  ({calls:,} fast tasks, instant "
-               f"simulator, runner -> litellm.Router; {default_a:,.0f}/s with default gc settings)")
+               f"simulator, runner -> litellm.Router, litellm as it runs; (a') {settled_a:,.0f}/s with the "
+               f"worker's gc settings)")
     one = worker_load(settings, 1, tasks, latency_ms, concurrency)
     click.echo(f"(b) 1 worker, fast, {latency_ms / 1000:g} s model latency : {one.rate:>8,.1f} tasks/s  "
                f"({one.results:,}/{one.tasks:,}; peak {one.peak_in_flight} calls in flight; "
-               f"{one.rate / rate_a:.0%} of (a), {one.rate / default_a:.0%} of (a) with default gc)")
+               f"{one.rate / rate_a:.0%} of (a), {one.rate / settled_a:.0%} of (a'))")
     paced_rate = max(1.0, one.rate * 0.5)
     warm_up_s = 3.0
     paced = worker_load(settings, 1, max(20, int(paced_rate * (warm_up_s + 10))), latency_ms, concurrency,

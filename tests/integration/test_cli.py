@@ -72,5 +72,5 @@ def test_bench_agent_figures_run_end_to_end(isolated: Settings) -> None:
     """The code path of `make bench`'s agent figures (a)-(c) at a tiny size; figures are not checked."""
     out = _run(isolated, "bench", "--events", "500", "--only", "agents", "--agent-calls", "50",
                "--agent-tasks", "40", "--no-two-workers")
-    assert "(a) litellm call path in process" in out and "with default gc" in out
+    assert "(a) litellm call path in process" in out and "(a') " in out
     assert "(40/40; peak" in out and "(c) pipeline overhead at" in out and "(d)" not in out
