@@ -13,6 +13,7 @@ from group_helpers import wait_for_stable_group
 
 from schemas import default_codec
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
+from streams.demo_experiment import submit_and_wait
 from streams.processors.tasks import tenant_partition
 from streams.settings import Settings
 from streams.topics import OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT, TASKS_DONE_TABLE, changelog_topic
@@ -24,12 +25,7 @@ STEPS = {"fast": 1, "balanced": 3, "quality": 4}
 
 
 async def _run(settings: Settings, tasks: list[dict], timeout: float = 120.0) -> dict[str, dict]:
-    watcher = ResultWatcher(settings, codec)
-    await watcher.start()
-    try:
-        return await watcher.wait(await submit_tasks(settings, codec, tasks), timeout)
-    finally:
-        await watcher.stop()
+    return await submit_and_wait(settings, codec, tasks, timeout)
 
 
 async def test_each_pattern_and_optimization_gets_its_steps_and_costs(isolated: Settings, worker_factory) -> None:
