@@ -25,7 +25,7 @@ def build_app(settings: Settings, runner: TaskRunner, codec: Codec) -> faust.App
         store="memory://",
         datadir=str(datadir),
         web_enabled=False,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         topic_partitions=settings.partitions,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "mask_url"]
@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Embedded stack ports (loopback only).
     kafka_port: int = Field(19092, alias="AGENTSTREAM_KAFKA_PORT")
     kafka_controller_port: int = Field(19093, alias="AGENTSTREAM_KAFKA_CONTROLLER_PORT")
+    # Nodes of the embedded cluster (each a broker and a controller). Node i (0-based) listens on
+    # kafka_port + 2i and kafka_controller_port + 2i: with the defaults 19092/19093, 19094/19095, ...
+    kafka_brokers: int = Field(1, ge=1, le=9, alias="AGENTSTREAM_KAFKA_BROKERS")
     kafka_version: str = Field("4.1.1", alias="AGENTSTREAM_KAFKA_VERSION")
     kafka_heap: str = Field("512m", alias="AGENTSTREAM_KAFKA_HEAP")
     postgres_port: int = Field(15432, alias="AGENTSTREAM_POSTGRES_PORT")
@@ -61,6 +64,9 @@ class Settings(BaseSettings):
     app_id: str = Field("agentstream", alias="AGENTSTREAM_APP_ID")
     topic_prefix: str = Field("", alias="AGENTSTREAM_TOPIC_PREFIX")
     partitions: int = Field(4, ge=1, alias="AGENTSTREAM_PARTITIONS")
+    # Replicas of every project topic and table changelog. Unset: min(3, AGENTSTREAM_KAFKA_BROKERS),
+    # so a three-node embedded cluster gets replication 3 (its min.insync.replicas is 2).
+    replication_factor: int = Field(1, ge=1, alias="AGENTSTREAM_REPLICATION_FACTOR")
     worker_concurrency: int = Field(16, ge=1, alias="AGENTSTREAM_WORKER_CONCURRENCY")
     # How soon a dead worker's partitions move to the others (the broker's minimum is 6 s).
     session_timeout_s: float = Field(10.0, ge=6, alias="AGENTSTREAM_SESSION_TIMEOUT_S")
@@ -109,9 +115,38 @@ class Settings(BaseSettings):
     prompt_cache_ttl_s: float = Field(1.0, ge=0, alias="AGENTSTREAM_PROMPT_CACHE_TTL_S")
     judge_enabled: bool = Field(True, alias="AGENTSTREAM_JUDGE_ENABLED")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _replication_follows_brokers(cls, data: Any) -> Any:
+        """Unset replication factor: min(3, brokers), so topics on a 3-node cluster survive a node."""
+        if not isinstance(data, dict) or {"replication_factor", "AGENTSTREAM_REPLICATION_FACTOR"} & data.keys():
+            return data
+        brokers = data.get("AGENTSTREAM_KAFKA_BROKERS", data.get("kafka_brokers", 1))
+        try:
+            replicas = min(3, int(brokers))
+        except (TypeError, ValueError):
+            return data  # the field validation reports the bad value
+        return {**data, "AGENTSTREAM_REPLICATION_FACTOR": replicas} if replicas > 1 else data
+
+    @model_validator(mode="after")
+    def _node_ports_distinct(self) -> Settings:
+        ports = [port for node in self.kafka_nodes for port in node]
+        if self.kafka_bootstrap_servers is None and len(set(ports)) != len(ports):
+            raise ValueError(f"AGENTSTREAM_KAFKA_PORT and AGENTSTREAM_KAFKA_CONTROLLER_PORT give overlapping "
+                             f"node ports {ports} (node i uses both + 2i): move one of them")
+        return self
+
+    @property
+    def kafka_nodes(self) -> list[tuple[int, int]]:
+        """(client port, controller port) of each embedded Kafka node: node i uses both ports + 2i."""
+        return [(self.kafka_port + 2 * i, self.kafka_controller_port + 2 * i) for i in range(self.kafka_brokers)]
+
     @property
     def kafka_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        """The bootstrap list: KAFKA_BOOTSTRAP_SERVERS, else every embedded node (any one up is enough)."""
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        return ",".join(f"127.0.0.1:{client}" for client, _ in self.kafka_nodes)
 
     @property
     def postgres_dsn(self) -> str:

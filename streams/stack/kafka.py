@@ -1,7 +1,11 @@
-"""Apache Kafka in KRaft mode, one combined broker+controller node, run on the JDK from Maven jars.
+"""Apache Kafka in KRaft mode, combined broker+controller nodes, run on the JDK from Maven jars.
 
 Maven resolves the official jars into ~/.m2 once; the classpath is cached in the data folder and
 reused while every jar on it exists. Storage is formatted once (meta.properties marks it).
+
+One node (the default) has a dynamic quorum of itself. N nodes (AGENTSTREAM_KAFKA_BROKERS) are one
+cluster with a static quorum of all N controllers, every node formatted with the same cluster id;
+node i listens on kafka_port + 2i and kafka_controller_port + 2i (Settings.kafka_nodes).
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from streams.settings import Settings
 from streams.stack.part import Part
 from streams.stack.process import HOST, StackError, port_open, spawn
 
-__all__ = ["KafkaPart"]
+__all__ = ["KafkaPart", "replication_props"]
 
 LOG4J_VERSION = "2.24.3"
 INSTALL_HINT = (
@@ -74,12 +80,36 @@ def java_command() -> str:
     return java
 
 
+def replication_props(brokers: int) -> dict[str, str]:
+    """Replication of the broker's defaults and internal topics: min(3, nodes) replicas; with 3, a
+    write with acks=all needs 2 in sync, so one node may be down and nothing acknowledged is lost."""
+    replicas = min(3, brokers)
+    min_isr = "2" if replicas >= 3 else "1"
+    return {
+        "default.replication.factor": str(replicas),
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": str(replicas),
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": min_isr,
+        "share.coordinator.state.topic.replication.factor": str(replicas),
+        "share.coordinator.state.topic.min.isr": min_isr,
+    }
+
+
 class KafkaPart(Part):
-    """The Kafka broker of the local stack (client port `kafka_port`, controller `kafka_controller_port`)."""
+    """One Kafka node of the local stack: `kafka` alone, or `kafka-<node>` of a cluster of N."""
 
     name = "kafka"
     url_env = "KAFKA_BOOTSTRAP_SERVERS"
-    ready_timeout = 90.0
+    ready_timeout = 120.0
+
+    def __init__(self, settings: Settings, root: Path, node: int = 1) -> None:
+        self.node = node  # the KRaft node.id, 1-based
+        self.cluster = settings.kafka_brokers > 1
+        self.name = f"kafka-{node}" if self.cluster else "kafka"  # type: ignore[misc]
+        self.client_port, self.controller_port = settings.kafka_nodes[node - 1]
+        super().__init__(settings, root)
+        self.cluster_id_file = root / "kafka-cluster-id"
 
     @property
     def external(self) -> str | None:
@@ -87,12 +117,13 @@ class KafkaPart(Part):
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.settings.kafka_port}"
+        return f"{HOST}:{self.client_port}"
 
     def ports(self) -> dict[int, str]:
+        shift = f" (node {self.node} uses it + {2 * (self.node - 1)})" if self.node > 1 else ""
         return {
-            self.settings.kafka_port: "AGENTSTREAM_KAFKA_PORT",
-            self.settings.kafka_controller_port: "AGENTSTREAM_KAFKA_CONTROLLER_PORT",
+            self.client_port: f"AGENTSTREAM_KAFKA_PORT{shift}",
+            self.controller_port: f"AGENTSTREAM_KAFKA_CONTROLLER_PORT{shift}",
         }
 
     def classpath(self) -> str:
@@ -125,22 +156,23 @@ class KafkaPart(Part):
 
     def write_properties(self) -> Path:
         """server.properties for one loopback node; rewritten each start so port changes apply."""
-        port, ctl = self.settings.kafka_port, self.settings.kafka_controller_port
+        port, ctl = self.client_port, self.controller_port
+        if self.cluster:  # a static quorum of every node's controller
+            voters = ",".join(f"{i + 1}@{HOST}:{c}" for i, (_, c) in enumerate(self.settings.kafka_nodes))
+            quorum = {"controller.quorum.voters": voters}
+        else:
+            quorum = {"controller.quorum.bootstrap.servers": f"{HOST}:{ctl}"}
         lines = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"{HOST}:{ctl}",
+            "node.id": str(self.node),
+            **quorum,
             "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{ctl}",
             "advertised.listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{ctl}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(self.dir / "data"),
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            **replication_props(self.settings.kafka_brokers),
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "num.network.threads": "2",
@@ -164,10 +196,26 @@ class KafkaPart(Part):
         cmd += [f"-Dkafka.logs.dir={self.dir}", "-cp", cp, "kafka.Kafka", str(props)]
         return spawn(cmd, self.log_file, cwd=self.dir)
 
+    def _cluster_id(self) -> str:
+        """A new id for a lone node; the cluster's shared id (made by the first node to need it) for N."""
+        if not self.cluster:
+            return new_cluster_id()
+        try:
+            with self.cluster_id_file.open("x") as out:  # exclusive create: nodes start in parallel
+                out.write(new_cluster_id())
+        except FileExistsError:
+            pass
+        for _ in range(50):  # the creator may not have written it yet
+            cluster_id = self.cluster_id_file.read_text().strip()
+            if cluster_id:
+                return cluster_id
+            time.sleep(0.01)
+        raise StackError(f"{self.cluster_id_file} is empty: remove it and the kafka-* folders to start afresh")
+
     def _format(self, java: str, cp: str, props: Path) -> None:
-        """Format the storage of a new node."""
-        cmd = [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", new_cluster_id()]
-        cmd += ["-c", str(props), "--standalone"]
+        """Format the storage of a new node (a lone node is its own quorum: --standalone)."""
+        cmd = [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", self._cluster_id()]
+        cmd += ["-c", str(props)] + ([] if self.cluster else ["--standalone"])
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if out.returncode == 0:
             return
@@ -175,18 +223,18 @@ class KafkaPart(Part):
         raise StackError(f"formatting Kafka storage failed (exit {out.returncode}): {' '.join(cmd)}\n{tail}")
 
     def ready(self) -> bool:
-        """Port open and a metadata request lists a broker (so the broker is unfenced, not just bound)."""
-        if not port_open(self.settings.kafka_port):
+        """Port open and its metadata lists this node (so the broker is unfenced, not just bound)."""
+        if not port_open(self.client_port):
             return False
         with ThreadPoolExecutor(1) as pool:  # own thread: up() may be called inside a running loop
-            return pool.submit(asyncio.run, self._metadata_has_broker()).result(timeout=15)
+            return pool.submit(asyncio.run, self._metadata_has_node()).result(timeout=15)
 
-    async def _metadata_has_broker(self) -> bool:
+    async def _metadata_has_node(self) -> bool:
         from aiokafka import AIOKafkaClient
 
         client = AIOKafkaClient(bootstrap_servers=self.address, request_timeout_ms=5000)
         try:
             await client.bootstrap()
-            return bool(client.cluster.brokers())
+            return self.node in {broker.nodeId for broker in client.cluster.brokers()}
         finally:
             await client.close()

@@ -113,11 +113,14 @@ class Part(ABC):
         remove_pid(self.pid_file)
         raise StackError(f"{self.name} {why}. Last lines of {self.log_file}:\n{tail(self.log_file)}")
 
-    def down(self) -> PartStatus:
-        """Stop the part if we started it (by its pid); external parts are left alone."""
+    def down(self, sig: int | None = None) -> PartStatus:
+        """Stop the part if we started it (by its pid); external parts are left alone.
+
+        `sig` replaces the part's clean stop signal (SIGKILL: a crash, for the chaos suite).
+        """
         pid = None if self.external is not None else read_pid(self.pid_file)
         if pid is None:
             return self.status()
-        stop_pid(pid, sig=self.stop_signal)
+        stop_pid(pid, sig=sig or self.stop_signal)
         remove_pid(self.pid_file)
         return self._status("stopped")

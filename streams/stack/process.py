@@ -25,6 +25,7 @@ __all__ = [
     "PartStatus",
     "StackError",
     "free_port",
+    "free_port_range",
     "free_ports",
     "pid_alive",
     "port_in_use",
@@ -81,6 +82,17 @@ def free_ports(count: int) -> list[int]:
                 continue
         chosen.append(port)
     return chosen
+
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive ports that are all free right now (a Kafka cluster's nodes)."""
+    low = min(_ephemeral_low(), 65536)
+    top = low - count if low > 21000 + count else 65535 - count
+    for _ in range(1000):
+        first = random.randint(20000 if top > 20000 else 1024, top)
+        if not any(port_in_use(port) for port in range(first, first + count)):
+            return first
+    raise StackError(f"no {count} consecutive free ports found on {HOST}")
+
 
 def port_open(port: int, host: str = HOST, timeout: float = 0.3) -> bool:
     """True when something accepts TCP connections on the port."""

@@ -27,9 +27,14 @@ class LocalStack:
 
     def __init__(self, settings: Settings, *, with_s3: bool = False) -> None:
         root = settings.data_dir.expanduser().resolve()  # parts outlive us: never a relative path
+        # A cluster started with more nodes (`up --brokers 3`) is still reported and stopped by a plain stack.
+        running = [n for n in range(2, 10) if (root / f"kafka-{n}" / f"kafka-{n}.pid").exists()]
+        if running and max(running) > settings.kafka_brokers:
+            settings = settings.model_copy(update={"kafka_brokers": max(running)})
         self.settings = settings
+        self.kafka: list[KafkaPart] = [KafkaPart(settings, root, node) for node in range(1, settings.kafka_brokers + 1)]
         self.parts: list[Part] = [
-            KafkaPart(settings, root),
+            *self.kafka,
             PostgresPart(settings, root),
             RedisPart(settings, root),
         ]
@@ -77,6 +82,10 @@ class LocalStack:
     def down(self) -> list[PartStatus]:
         """Stop each part we started, by its pid; external servers are never touched."""
         return self._each("down", self.parts)
+
+    def kafka_node(self, node: int) -> KafkaPart:
+        """Kafka node `node` (1-based): `.down(signal.SIGKILL)` crashes it, `.up()` starts it again."""
+        return self.kafka[node - 1]
 
     def status(self) -> list[PartStatus]:
         """One line per part: running, stopped, external or "stale pid cleaned"."""

@@ -78,3 +78,36 @@ def test_kafka_cluster_ids_never_look_like_an_option() -> None:
 
     ids = [new_cluster_id() for _ in range(2000)]  # about 31 of 2000 would start with "-" unguarded
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_kafka_nodes_follow_the_port_rule_and_all_are_bootstrap_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("KAFKA_BOOTSTRAP_SERVERS", "AGENTSTREAM_REPLICATION_FACTOR", "AGENTSTREAM_KAFKA_BROKERS"):
+        monkeypatch.delenv(var, raising=False)
+    s = Settings(AGENTSTREAM_KAFKA_PORT=30000, AGENTSTREAM_KAFKA_CONTROLLER_PORT=30001, AGENTSTREAM_KAFKA_BROKERS=3)
+    assert s.kafka_nodes == [(30000, 30001), (30002, 30003), (30004, 30005)]
+    assert s.kafka_servers == "127.0.0.1:30000,127.0.0.1:30002,127.0.0.1:30004"
+    assert s.replication_factor == 3  # unset: min(3, brokers)
+    assert Settings(AGENTSTREAM_KAFKA_BROKERS=2).replication_factor == 2
+    assert Settings().replication_factor == 1
+    monkeypatch.setenv("AGENTSTREAM_KAFKA_BROKERS", "5")
+    assert Settings().replication_factor == 3
+    monkeypatch.setenv("AGENTSTREAM_REPLICATION_FACTOR", "2")  # set: it wins
+    assert Settings().replication_factor == 2
+
+
+def test_overlapping_node_ports_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="overlapping"):
+        Settings(AGENTSTREAM_KAFKA_PORT=30000, AGENTSTREAM_KAFKA_CONTROLLER_PORT=30002, AGENTSTREAM_KAFKA_BROKERS=2)
+    external = Settings(KAFKA_BOOTSTRAP_SERVERS="b:9092", AGENTSTREAM_KAFKA_CONTROLLER_PORT=19094,
+                        AGENTSTREAM_KAFKA_BROKERS=2)
+    assert external.kafka_servers == "b:9092"  # no embedded node: the ports do not matter
+
+
+def test_broker_replication_settings_by_node_count() -> None:
+    from streams.stack.kafka import replication_props
+
+    three = replication_props(3)
+    assert three["default.replication.factor"] == three["offsets.topic.replication.factor"] == "3"
+    assert three["min.insync.replicas"] == three["transaction.state.log.min.isr"] == "2"
+    one = replication_props(1)
+    assert one["min.insync.replicas"] == one["offsets.topic.replication.factor"] == "1"
