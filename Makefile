@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-replay test test-slow bench up down status lint clean
+.PHONY: help install demo demo-replay test test-slow chaos bench up down status lint clean
 
 help: ## Show the targets and what they do
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
@@ -28,10 +28,13 @@ demo-replay: install ## Record demo traffic, replay it with two prompt versions 
 	$(BIN)/agentstream replay demo
 
 test: install ## The whole test suite with line coverage (starts its own stack on free ports)
-	$(PYTEST) -m "not slow and not bench" --cov --cov-report=term --cov-fail-under=80
+	$(PYTEST) -m "not slow and not bench and not chaos" --cov --cov-report=term --cov-fail-under=80
 
-test-slow: install ## The slow chaos suites
+test-slow: install ## The slow end-to-end runs (bench and replay demos at a small size)
 	$(PYTEST) -m slow
+
+chaos: install ## Fault injection under load on a 3-broker stack; prints a table per run (docs/reliability.md)
+	$(PYTEST) -m chaos -s tests/chaos
 
 bench: install ## Raw aiokafka baseline vs the pipeline, on the local stack, with their ratio
 	$(BIN)/agentstream up

@@ -1,0 +1,97 @@
+"""Chaos runs from outside, as a user would: workers and servers are killed, stopped, added and removed
+while tasks are produced; afterwards every task must have been answered, none run twice except after a
+crash, nothing charged twice, every sink tier must hold each unique event once, and errors stay rare.
+
+Each run prints a summary table (markdown, for docs/reliability.md) before it asserts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from chaos_kit import Audit, Faults, Fleet, Load, audit, run_faults, wait_answered, wait_sinks
+
+from schemas import default_codec
+from streams.admin import ensure_topics
+from streams.demo import stop_worker
+from streams.settings import Settings
+from streams.sink_service import start_sinks
+from streams.stack import LocalStack
+
+pytestmark = pytest.mark.chaos
+
+codec = default_codec()
+
+
+def _report(report: Audit) -> None:
+    table = report.table()
+    print(f"\n{table}\n", flush=True)
+    path = os.environ.get("AGENTSTREAM_CHAOS_REPORT")
+    if path:
+        with Path(path).open("a") as out:
+            out.write(f"{table}\n\n")
+
+
+async def _run(stack: LocalStack, name: str, settings: Settings, *, tasks: int, over_s: float, schedule: list[str],
+               every_s: float, first_after_s: float, pattern: str | None = None) -> Audit:
+    """Three workers and the sinks; the load and the faults at once; then wait, audit and print."""
+    await ensure_topics(settings)
+    fleet = Fleet(settings)
+    sinks = start_sinks(settings, f"chaos-{settings.app_id}-sinks.log")
+    try:
+        for _ in range(3):
+            fleet.add()
+        load = Load(settings, codec, settings.app_id)
+        await load.produce(1, 0.0, pattern)  # one task first: the workers are up once it is answered
+        await wait_answered(settings, codec, set(load.sent), 180)
+        faults = Faults(fleet, stack, settings)
+        print(f"\n{name}: {tasks} tasks over {over_s:.0f}s, a fault every {every_s:.0f}s", flush=True)
+        await asyncio.gather(load.produce(tasks, over_s, pattern),
+                             run_faults(faults, schedule, every_s, first_after_s))
+        loaded = time.monotonic()
+        while len(fleet.live) < 3:  # the fleet is back to three before the wait
+            fleet.add()
+        await wait_answered(settings, codec, set(load.sent), 240)
+        drain_s = time.monotonic() - loaded
+        await asyncio.sleep(5)  # a double that is still on its way
+        sinks_state = await wait_sinks(settings, codec, 150)
+        return await audit(name, settings, codec, load, faults.log, sinks_state, drain_s)
+    finally:
+        await asyncio.to_thread(fleet.stop_all)
+        stop_worker(sinks, 30.0)
+
+
+def _settings(stack: LocalStack, **update: object) -> Settings:
+    run = uuid.uuid4().hex[:6]
+    return stack.settings.model_copy(update={"topic_prefix": f"c{run}.", "app_id": f"chaos-{run}", **update})
+
+
+MIXED = ["sigkill-worker", "add-worker", "kill-leader-broker", "sigterm-worker", "remove-worker", "stop-stores",
+         "sigkill-worker", "sigterm-worker", "kill-leader-broker", "add-worker", "remove-worker", "stop-stores"]
+
+
+async def test_every_task_answered_once_through_scaling_crashes_and_failover(chaos_stack: LocalStack) -> None:
+    """2,000 tasks at 200-500 ms per model call over 80 s; one fault every 4 s, each kind twice."""
+    settings = _settings(chaos_stack, simulator_latency_ms=350.0, simulator_jitter_ms=150.0)
+    report = await _run(chaos_stack, "2,000 tasks, 200-500 ms calls, mixed faults", settings, tasks=2000,
+                        over_s=80.0, schedule=MIXED, every_s=4.0, first_after_s=4.0)
+    _report(report)
+    assert not report.failures(), report.failures()
+
+
+SLOW = ["sigkill-worker", "sigterm-worker", "kill-leader-broker", "sigkill-worker"]
+
+
+async def test_ten_second_calls_with_hundreds_in_flight_at_each_kill(chaos_stack: LocalStack) -> None:
+    """10 s model calls, 250 tasks in flight per worker at most; each fault meets hundreds in flight."""
+    settings = _settings(chaos_stack, simulator_latency_ms=10_000.0, simulator_jitter_ms=0.0,
+                         worker_concurrency=250)
+    report = await _run(chaos_stack, "1,500 tasks, 10 s calls, hundreds in flight", settings, tasks=1500,
+                        over_s=45.0, schedule=SLOW, every_s=10.0, first_after_s=14.0, pattern="fast")
+    _report(report)
+    assert not report.failures(), report.failures()
