@@ -65,7 +65,8 @@ class Fleet:
         return f"worker pid {self.live[-1].pid} started ({len(self.live)} live)"
 
     def _victim(self) -> subprocess.Popen[bytes]:
-        victim = random.choice(self.live)
+        """The oldest live worker: the one surely past start-up, holding partitions."""
+        victim = self.live[0]
         self.live.remove(victim)
         self.dead.append(victim)
         return victim
@@ -104,10 +105,12 @@ class Faults:
         self.fleet, self.stack, self.settings = fleet, stack, settings
         self.log: list[FaultRecord] = []
         self.t0 = now_ms()
+        self.restarts: list[asyncio.Task[str]] = []  # brokers coming back while the next faults run
 
     async def run(self, name: str) -> None:
         at = now_ms()
-        detail = await asyncio.to_thread(getattr(self, name.replace("-", "_")))
+        fault = getattr(self, name.replace("-", "_"))
+        detail = await fault() if asyncio.iscoroutinefunction(fault) else await asyncio.to_thread(fault)
         self.log.append(FaultRecord(at, name, detail))
         print(f"  [{(at - self.t0) / 1000:6.1f}s] {name}: {detail}", flush=True)
 
@@ -123,15 +126,28 @@ class Faults:
     def remove_worker(self) -> str:
         return self.fleet.sigterm()
 
-    def kill_leader_broker(self, down_s: float = 8.0) -> str:
-        node = asyncio.run(_busiest_leader(self.settings, self.settings.topic(TASKS)))
+    async def kill_leader_broker(self, down_s: float = 8.0) -> str:
+        """SIGKILL the node leading most partitions of agent.tasks; it is started again `down_s` later,
+        in the background (a JVM start and log recovery take long on a busy machine)."""
+        await self.recovered()  # one node down at a time: two would leave no quorum and no min ISR
+        node = await _busiest_leader(self.settings, self.settings.topic(TASKS))
         part = self.stack.kafka_node(node)
-        part.down(signal.SIGKILL)
-        time.sleep(down_s)
-        began = time.monotonic()
-        part.up()
-        return f"kafka-{node} (leader of most {TASKS} partitions) SIGKILLed, {down_s:.0f}s down, " \
-               f"back in {time.monotonic() - began:.1f}s"
+        await asyncio.to_thread(part.down, signal.SIGKILL)
+
+        async def restart() -> str:
+            await asyncio.sleep(down_s)
+            began = time.monotonic()
+            await asyncio.to_thread(part.up)
+            done = f"kafka-{node} back after {down_s:.0f}s down + {time.monotonic() - began:.1f}s to start"
+            print(f"  [{(now_ms() - self.t0) / 1000:6.1f}s] {done}", flush=True)
+            return done
+
+        self.restarts.append(asyncio.create_task(restart()))
+        return f"kafka-{node} (leader of most {TASKS} partitions) SIGKILLed"
+
+    async def recovered(self) -> None:
+        """Every broker killed is running again."""
+        await asyncio.gather(*self.restarts)
 
     def stop_stores(self, down_s: float = 6.0) -> str:
         """PostgreSQL (fast shutdown) and Redis (SHUTDOWN SAVE: L1 keeps its keys, as a persisted cache would)."""
@@ -283,13 +299,18 @@ async def answered_ids(settings: Settings, codec: Codec) -> set[str]:
     return ids
 
 
-async def wait_answered(settings: Settings, codec: Codec, ids: set[str], timeout_s: float) -> float:
-    """Poll agent.results until every id has a result or the time is up; return the seconds waited."""
-    began = time.monotonic()
-    while time.monotonic() - began < timeout_s:
+async def wait_answered(settings: Settings, codec: Codec, ids: set[str], timeout_s: float,
+                        stalled_s: float = 60.0) -> float:
+    """Poll agent.results until every id has a result, the time is up, or nothing new came for
+    `stalled_s` (a task whose offset was committed without a result never comes); return the seconds waited."""
+    began = progress = time.monotonic()
+    missing_before = len(ids) + 1
+    while time.monotonic() - began < timeout_s and time.monotonic() - progress < stalled_s:
         missing = ids - await answered_ids(settings, codec)
         if not missing:
             break
+        if len(missing) < missing_before:
+            missing_before, progress = len(missing), time.monotonic()
         print(f"  waiting: {len(missing)} of {len(ids)} tasks without a result", flush=True)
         await asyncio.sleep(5)
     return time.monotonic() - began
