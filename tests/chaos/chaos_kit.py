@@ -58,14 +58,27 @@ class Fleet:
         self.live: list[subprocess.Popen[bytes]] = []
         self.dead: list[subprocess.Popen[bytes]] = []
         self.started = 0
+        self.exited_alone: list[int] = []
 
     def add(self) -> str:
         self.started += 1
         self.live.append(start_worker(self.settings, f"chaos-{self.settings.app_id}-w{self.started}.log"))
         return f"worker pid {self.live[-1].pid} started ({len(self.live)} live)"
 
+    def reap(self) -> list[str]:
+        """Workers that exited by themselves (a crash of their own) leave the fleet; one line each."""
+        gone = [proc for proc in self.live if proc.poll() is not None]
+        for proc in gone:
+            self.live.remove(proc)
+            self.dead.append(proc)
+            self.exited_alone.append(proc.pid)
+        return [f"worker pid {proc.pid} had exited by itself (rc {proc.returncode})" for proc in gone]
+
     def _victim(self) -> subprocess.Popen[bytes]:
         """The oldest live worker: the one surely past start-up, holding partitions."""
+        self.reap()
+        if not self.live:
+            self.add()
         victim = self.live[0]
         self.live.remove(victim)
         self.dead.append(victim)
@@ -81,8 +94,9 @@ class Fleet:
         victim = self._victim()
         began = time.monotonic()
         stop_worker(victim, timeout_s)
-        how = "stopped" if victim.returncode == -signal.SIGTERM or victim.returncode == 0 else "killed after timeout"
-        return f"worker pid {victim.pid} SIGTERM, {how} in {time.monotonic() - began:.1f}s (rc {victim.returncode})"
+        took = time.monotonic() - began
+        how = "killed after timeout" if victim.returncode == -signal.SIGKILL else "stopped"
+        return f"worker pid {victim.pid} SIGTERM, {how} in {took:.1f}s (rc {victim.returncode})"
 
     def stop_all(self) -> None:
         for proc in self.live:
@@ -109,6 +123,8 @@ class Faults:
 
     async def run(self, name: str) -> None:
         at = now_ms()
+        for line in self.fleet.reap():
+            print(f"  [{(at - self.t0) / 1000:6.1f}s] {line}", flush=True)
         fault = getattr(self, name.replace("-", "_"))
         detail = await fault() if asyncio.iscoroutinefunction(fault) else await asyncio.to_thread(fault)
         self.log.append(FaultRecord(at, name, detail))
@@ -300,7 +316,7 @@ async def answered_ids(settings: Settings, codec: Codec) -> set[str]:
 
 
 async def wait_answered(settings: Settings, codec: Codec, ids: set[str], timeout_s: float,
-                        stalled_s: float = 60.0) -> float:
+                        stalled_s: float = 45.0) -> float:
     """Poll agent.results until every id has a result, the time is up, or nothing new came for
     `stalled_s` (a task whose offset was committed without a result never comes); return the seconds waited."""
     began = progress = time.monotonic()
@@ -312,7 +328,7 @@ async def wait_answered(settings: Settings, codec: Codec, ids: set[str], timeout
         if len(missing) < missing_before:
             missing_before, progress = len(missing), time.monotonic()
         print(f"  waiting: {len(missing)} of {len(ids)} tasks without a result", flush=True)
-        await asyncio.sleep(5)
+        await asyncio.sleep(2)
     return time.monotonic() - began
 
 
@@ -362,18 +378,25 @@ async def expected_sinks(settings: Settings, codec: Codec) -> dict[str, int]:
             "archive records": records, "archive distinct": records}
 
 
-async def wait_sinks(settings: Settings, codec: Codec, timeout_s: float) -> tuple[dict[str, int], dict[str, int]]:
-    """Poll until every tier holds what the topics say (or the time is up); return (expected, found)."""
-    began = time.monotonic()
+async def wait_sinks(settings: Settings, codec: Codec, timeout_s: float,
+                     stalled_s: float = 45.0) -> tuple[dict[str, int], dict[str, int]]:
+    """Poll until every tier holds what the topics say, the time is up, or no count moved for `stalled_s`;
+    return (expected, found)."""
+    began = progress = time.monotonic()
     expected, found = await expected_sinks(settings, codec), {}
-    while time.monotonic() - began < timeout_s:
+    while time.monotonic() - began < timeout_s and time.monotonic() - progress < stalled_s:
         try:
-            found = await asyncio.to_thread(sink_counts, settings)
+            now = await asyncio.to_thread(sink_counts, settings)
         except Exception as exc:  # a store that is still starting
             print(f"  sink counts not readable yet: {exc!r}", flush=True)
+            now = {}
+        if now != found:
+            progress, found = time.monotonic(), now
+            short = {tier: f"{found.get(tier)}/{want}" for tier, want in expected.items() if found.get(tier) != want}
+            print(f"  sinks: {short or 'all as expected'}", flush=True)
         if found == expected:
             break
-        await asyncio.sleep(5)
+        await asyncio.sleep(3)
         expected = await expected_sinks(settings, codec)
     return expected, found
 
@@ -414,6 +437,10 @@ class Audit:
     faults: list[FaultRecord]
     in_flight: list[int]
     drain_s: float
+    on_topic: int = 0  # sent tasks found on agent.tasks (the broker kept them)
+    lost_behind_commit: int = 0  # unanswered tasks whose agent.tasks offset the group committed past
+    exited_alone: int = 0
+    doubles_by_fault: dict[str, int] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -425,12 +452,20 @@ class Audit:
 
     def rows(self) -> list[tuple[str, str, str, bool]]:
         """(measure, value, wanted, ok) per line of the table."""
+        doubles = ", ".join(f"{n} {c}" for n, c in sorted(self.doubles_by_fault.items())) or "none"
         rows = [
             ("tasks answered / sent", f"{self.answered} / {self.sent}", "all", self.lost == 0),
+            ("sent tasks on agent.tasks (kept by the brokers)", f"{self.on_topic} / {self.sent}", "all",
+             self.on_topic == self.sent),
+            ("unanswered tasks the group committed past", str(self.lost_behind_commit), "0",
+             self.lost_behind_commit == 0),
             ("sends not acknowledged", str(self.failed_sends), "0", self.failed_sends == 0),
-            ("answered twice, rerun after a crash", str(self.twice_after_crash), "allowed", True),
-            ("answered twice, otherwise (graceful, rebalance)", str(self.twice_otherwise), "0",
-             self.twice_otherwise == 0),
+            ("workers that exited by themselves", str(self.exited_alone), "0", self.exited_alone == 0),
+            ("answered twice, rerun after a crash (first result before the crash)", str(self.twice_after_crash),
+             "allowed", True),
+            ("answered twice, otherwise (graceful stop, rebalance, two copies at once)", str(self.twice_otherwise),
+             "0", self.twice_otherwise == 0),
+            ("doubles by the last fault before the second result", doubles, "-", True),
             ("one run's result written twice", str(self.same_run_written_twice), "0", self.same_run_written_twice == 0),
         ]
         if self.spend_delta is None:
@@ -451,7 +486,8 @@ class Audit:
         lines = [f"**{self.name}**: faults {', '.join(f'{n} x{c}' for n, c in faults.items())}; "
                  f"in flight at each fault {self.in_flight}; last result {self.drain_s:.0f} s after the load ended",
                  "", "| measure | value | wanted | ok |", "|---|---|---|---|"]
-        lines += [f"| {m} | {v} | {w} | {'yes' if ok else '**NO**'} |" for m, v, w, ok in self.rows()]
+        lines += [f"| {m} | {v} | {w} | {'-' if w == '-' else 'yes' if ok else '**NO**'} |"
+                  for m, v, w, ok in self.rows()]
         return "\n".join(lines)
 
     def failures(self) -> list[str]:
@@ -459,7 +495,7 @@ class Audit:
 
 
 async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults: list[FaultRecord],
-                sinks: tuple[dict[str, int], dict[str, int]], drain_s: float) -> Audit:
+                sinks: tuple[dict[str, int], dict[str, int]], drain_s: float, exited_alone: int) -> Audit:
     """Read every result, dead letter and the spend; classify the doubles by the faults around them."""
     by_task: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for r in await read_all(settings, settings.topic(RESULTS)):
@@ -471,6 +507,7 @@ async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults:
             by_task[result["task_id"]].append((r.timestamp, result))
     crashes = sorted(f.at_ms for f in faults if f.name in CRASHES or "killed after timeout" in f.detail)
     after_crash = otherwise = same_run = 0
+    by_fault: Counter[str] = Counter()
     for runs in by_task.values():
         runs.sort(key=lambda run: run[0])
         distinct = {(res["created_at"], res["output"]) for _, res in runs}
@@ -482,6 +519,9 @@ async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults:
             after_crash += 1
         else:
             otherwise += 1
+        before = [f.name for f in faults if f.at_ms < runs[1][0]]
+        by_fault[before[-1] if before else "no fault"] += 1
+    on_topic, behind = await _tasks_on_topic(settings, codec, load, set(by_task))
     results = [runs[0][1] for runs in by_task.values()]
     dead = [r for r in await read_all(settings, settings.topic(DEADLETTERS))]
     dead_count = 0
@@ -504,7 +544,29 @@ async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults:
     in_flight = [_count_before(sent_at, f.at_ms) - _count_before(answered_at, f.at_ms) for f in faults]
     return Audit(name, len(load.sent), load.failed, len(by_task), after_crash, otherwise, same_run,
                  sum(1 for r in results if r["status"] != "ok"), dead_count, delta, overcharged,
-                 sinks[0], sinks[1], faults, in_flight, drain_s)
+                 sinks[0], sinks[1], faults, in_flight, drain_s, on_topic, behind, exited_alone,
+                 dict(by_fault))
+
+
+async def _tasks_on_topic(settings: Settings, codec: Codec, load: Load, answered: set[str]) -> tuple[int, int]:
+    """(sent tasks found on agent.tasks, unanswered ones below the workers' committed offset there)."""
+    where: dict[str, tuple[int, int]] = {}
+    for r in await read_all(settings, settings.topic(TASKS)):
+        try:
+            where[codec.decode_as("TaskRequested", r.value)["task_id"]] = (r.partition, r.offset)
+        except DecodeError:
+            continue
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    tasks_topic = settings.topic(TASKS)
+    done_below = {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == tasks_topic}
+    lost = [where[t] for t in load.sent.keys() - answered if t in where]
+    behind = sum(1 for partition, offset in lost if offset < done_below.get(partition, -1))
+    return sum(1 for t in load.sent if t in where), behind
 
 
 def _count_before(times: list[int], at: int) -> int:

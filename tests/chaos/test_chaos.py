@@ -54,14 +54,16 @@ async def _run(stack: LocalStack, name: str, settings: Settings, *, tasks: int, 
         await asyncio.gather(load.produce(tasks, over_s, pattern),
                              run_faults(faults, schedule, every_s, first_after_s))
         loaded = time.monotonic()
-        while len(fleet.live) < 3:  # the fleet is back to three before the wait
-            fleet.add()
         await faults.recovered()
+        fleet.reap()
+        while len(fleet.live) < 3:  # every broker up and three workers before the wait
+            fleet.add()
         await wait_answered(settings, codec, set(load.sent), 240)
         drain_s = time.monotonic() - loaded
         await asyncio.sleep(5)  # a double that is still on its way
         sinks_state = await wait_sinks(settings, codec, 150)
-        return await audit(name, settings, codec, load, faults.log, sinks_state, drain_s)
+        fleet.reap()
+        return await audit(name, settings, codec, load, faults.log, sinks_state, drain_s, len(fleet.exited_alone))
     finally:
         await asyncio.to_thread(fleet.stop_all)
         stop_worker(sinks, 30.0)
