@@ -111,7 +111,7 @@ def _share(value: str, unit: str, denominator: str) -> float | None:
         scale = float(denominator)
     else:
         scale = 10.0 if number <= 10 else 100.0  # asked for 0-10; a bare 85 can only be out of 100
-    return None if scale <= 0 else min(1.0, number / scale)
+    return None if scale <= 0 else round(min(1.0, number / scale), 6)
 
 
 def parse_scores(text: str, count: int) -> dict[int, float]:
