@@ -116,7 +116,7 @@ async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,
     """The recorded records of the spec's range, from Kafka or from the L4 archive (same bounds)."""
     if spec.source == "kafka":
         return await read_range(settings, codec, settings.topic(spec.topic), spec.start, spec.end, on_read)
-    from streams.memory import build_archive
+    from streams.memory.tiers import build_archive
     from streams.replay.archive_range import read_archive_range
 
     return read_archive_range(build_archive(settings), codec, settings.topic(spec.topic), spec.start, spec.end,
@@ -126,7 +126,7 @@ async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,
 async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judge: Judge | None = None,
                      on_read: Progress | None = None, on_result: Progress | None = None) -> Run:
     """Read the range, run it on an isolated worker, judge every answer, save and return the run."""
-    from streams.demo import start_worker, stop_worker
+    from streams.demo.run import start_worker, stop_worker
 
     folder = run_dir(settings, spec.name)
     judge = judge or make_judge(settings, spec.judge_model)  # a judge model not in the table fails before the run
