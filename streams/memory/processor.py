@@ -21,8 +21,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from schemas import Codec, DecodeError
 from sinks.base import MemoryRecord, Rejection, Tier, TierUnavailable
-from streams.deadletters import Origin, dead_letter
 from streams.logs import get_logger
+from streams.processors.guard import Guard, Incoming
 from streams.settings import Settings
 from streams.topics import DEADLETTERS
 
@@ -67,6 +67,7 @@ class SinkProcessor:
         self.dead = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._guard: Guard | None = None
 
     @property
     def group_id(self) -> str:
@@ -83,6 +84,7 @@ class SinkProcessor:
         self._consumer.subscribe(self.topics, listener=_ForgetOnRebalance(self.tiers))
         self._producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
         await self._producer.start()
+        self._guard = Guard(self.codec, self._send_dead)
         await self._consumer.start()
         try:
             await self._setup_tiers(stop)
@@ -214,11 +216,11 @@ class SinkProcessor:
                         error=str(exc)[:200])
 
     async def _dead(self, stage: str, m: Any, reason: str) -> None:
-        assert self._producer is not None
+        """`m`: a consumed record or a MemoryRecord (both have what a dead letter keeps)."""
+        assert self._guard is not None
         self.dead += 1
-        origin = Origin(m.topic, m.partition, m.offset)
-        log.warning("dead letter", stage=stage, topic=m.topic, partition=m.partition, offset=m.offset,
-                    error=reason[:300])
-        record = dead_letter(stage, origin, reason, m.value or b"", m.key)
-        await self._producer.send_and_wait(self.settings.topic(DEADLETTERS),
-                                           self.codec.encode("DeadLetter", record), key=m.key)
+        await self._guard.dead(stage, Incoming.of(m), reason)
+
+    async def _send_dead(self, key: bytes | None, value: bytes) -> None:
+        assert self._producer is not None
+        await self._producer.send_and_wait(self.settings.topic(DEADLETTERS), value, key=key)
