@@ -65,6 +65,7 @@ class SinkProcessor:
         self.batches = 0
         self.retries = 0
         self.dead = 0
+        self.last_active = time.monotonic()  # the start, or the last batch read or written (for idle exits)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._guard: Guard | None = None
@@ -89,10 +90,13 @@ class SinkProcessor:
         try:
             await self._setup_tiers(stop)
             log.info("sink started", stage=f"sink-{self.name}", topics=self.topics, tiers=sorted(self.tiers))
+            self.last_active = time.monotonic()
             while not stop.is_set():
                 batch = await self._collect(stop)
                 if batch:
+                    self.last_active = time.monotonic()
                     await self._deliver(batch, stop)
+                    self.last_active = time.monotonic()
         finally:
             await self._consumer.stop()
             await self._producer.stop()

@@ -17,11 +17,11 @@ from gitrepo import GitRepo  # tests/gitrepo.py (tests/ is on sys.path via its c
 from memory_helpers import NOW, produce, result
 
 from schemas import default_codec
-from sinks.docs import setup_docs, write_docs
+from sinks.docs import doc_from_result, setup_docs, write_docs
 from streams.admin import ensure_topics
 from streams.cli import cli
 from streams.client import ResultWatcher
-from streams.code.docs_sink import doc_from_result, run_docs_sink
+from streams.code.docs_sink import run_docs_sink
 from streams.replay.range import Bound, read_range
 from streams.settings import Settings
 from streams.topics import CODE_CHANGES, DEADLETTERS, RESULTS
