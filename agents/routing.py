@@ -19,9 +19,8 @@ import litellm
 
 from agents.models import ModelInfo
 
-__all__ = ["OPTIMIZATIONS", "Attempted", "ChainFailed", "Completion", "ModelRouter", "order_models"]
+__all__ = ["Attempted", "ChainFailed", "Completion", "ModelRouter", "order_models"]
 
-OPTIMIZATIONS = ("cost", "quality", "speed", "balanced")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from agents.budget import BudgetLedger, MemorySpendStore, TaskBudget
 from agents.clock import now_ms
@@ -26,11 +26,9 @@ from agents.redaction import redact
 from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
 from agents.swarm import StepCaller, StepContext, StepOutcome
+from schemas.events import DEFAULT_CAPABILITY, DEFAULT_PATTERN, PATTERNS, Record
 
-__all__ = ["PATTERNS", "MemorySource", "TaskRun", "TaskRunner"]
-
-Record = dict[str, Any]
-PATTERNS = ("fast", "balanced", "quality")
+__all__ = ["MemorySource", "TaskRun", "TaskRunner"]
 
 
 @dataclass
@@ -79,11 +77,11 @@ class TaskRunner:
 
     async def _run(self, task: Record, context: list[Record]) -> TaskRun:
         task = {**task, "description": redact(task["description"])}
-        pattern = task.get("pattern") or "fast"
+        pattern = task.get("pattern") or DEFAULT_PATTERN
         if pattern not in PATTERNS:
-            pattern = "fast"
+            pattern = DEFAULT_PATTERN
         ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context)
-        capability = task.get("capability") or "coding"
+        capability = task.get("capability") or DEFAULT_CAPABILITY
         chosen = await self.prompts.choose(task) if self.prompts is not None else None
         if chosen is not None:  # a registry prompt for the task's capability: its steps use it and record it
             ctx.prompt = (capability, chosen.system, dict(chosen.metadata))

@@ -15,10 +15,10 @@ from agents.models import ModelInfo
 from agents.redaction import redact
 from agents.registry import AgentSpec
 from agents.routing import Attempted, ChainFailed, ModelRouter, order_models
+from schemas.events import DEFAULT_OPTIMIZATION, Record, tenant_of
 
 __all__ = ["StepCaller", "StepContext", "StepOutcome"]
 
-Record = dict[str, Any]
 
 
 @dataclass
@@ -33,11 +33,11 @@ class StepContext:
 
     @property
     def tenant(self) -> str:
-        return self.task.get("tenant") or "default"
+        return tenant_of(self.task)
 
     @property
     def optimization(self) -> str:
-        return self.task.get("optimization") or "balanced"
+        return self.task.get("optimization") or DEFAULT_OPTIMIZATION
 
 
 @dataclass

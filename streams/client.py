@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.clock import now_ms
 from schemas import Codec, DecodeError
+from schemas.events import Record, tenant_key_of
 from streams.settings import Settings
 from streams.topics import RESULTS, TASKS
 
@@ -28,11 +29,7 @@ __all__ = [
     "make_task",
     "read_topic",
     "submit_tasks",
-    "task_key",
 ]
-
-Record = dict[str, Any]
-
 
 def make_task(description: str, **fields: Any) -> Record:
     """A TaskRequested record with a fresh task_id and created_at; other fields take schema defaults."""
@@ -40,12 +37,6 @@ def make_task(description: str, **fields: Any) -> Record:
                     "description": description, "created_at": now_ms()}
     task.update({k: v for k, v in fields.items() if v is not None})
     return task
-
-
-def task_key(task: Record) -> bytes:
-    """The key to produce a task with: its tenant, so the worker runs it in its tenant's partition
-    without a second hop (any other key works too, through agent.tasks.by-tenant)."""
-    return (task.get("tenant") or "default").encode()
 
 
 async def submit_tasks(settings: Settings, codec: Codec, tasks: Iterable[Record],
@@ -58,7 +49,7 @@ async def submit_tasks(settings: Settings, codec: Codec, tasks: Iterable[Record]
         pending = []
         for task in tasks:
             value = codec.encode("TaskRequested", task)
-            pending.append(await producer.send(settings.topic(TASKS), value=value, key=task_key(task)))
+            pending.append(await producer.send(settings.topic(TASKS), value=value, key=tenant_key_of(task)))
             ids.append(task["task_id"])
             if on_sent is not None:
                 on_sent(task)

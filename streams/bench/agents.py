@@ -25,8 +25,9 @@ from agents.clock import now_ms
 from agents.factory import build_runner
 from agents.simulator import install_simulator
 from schemas import default_codec
+from schemas.events import tenant_key_of
 from streams.admin import delete_topics, ensure_topics
-from streams.client import ResultWatcher, make_task, read_topic, task_key
+from streams.client import ResultWatcher, make_task, read_topic
 from streams.demo.run import start_worker, stop_worker
 from streams.settings import Settings
 from streams.topics import OUTPUTS, TASKS, table_specs, topic_specs
@@ -79,7 +80,7 @@ async def _load(settings: Settings, count: int, pace_per_s: float | None, timeou
         await producer.start()
         try:
             await producer.send_and_wait(settings.topic(TASKS), codec.encode("TaskRequested", warm),
-                                         key=task_key(warm))
+                                         key=tenant_key_of(warm))
             if not await watcher.wait([warm["task_id"]], 180):
                 raise click.ClickException("a bench worker gave no result in 180 s; see its log in the data folder")
             tasks = [make_task(f"benchmark task {n}: add a cache in front of the user lookup",
@@ -96,7 +97,7 @@ async def _load(settings: Settings, count: int, pace_per_s: float | None, timeou
                     task["created_at"] = now_ms()
                     created[task["task_id"]] = task["created_at"]
                     await producer.send(settings.topic(TASKS), codec.encode("TaskRequested", task),
-                                        key=task_key(task))
+                                        key=tenant_key_of(task))
                 if pace_per_s:
                     await asyncio.sleep(max(0.0, started + (first + batch) / pace_per_s - time.perf_counter()))
             await producer.flush()

@@ -74,9 +74,10 @@ def _connect(settings: Settings):
     import psycopg
 
     from sinks.docs import setup_docs
+    from sinks.pg import connect
 
     try:
-        conn = psycopg.connect(settings.postgres_dsn, autocommit=True, connect_timeout=5)
+        conn = connect(settings.postgres_dsn)
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"PostgreSQL is not reachable (is the stack up?): {exc}") from exc
     setup_docs(conn)

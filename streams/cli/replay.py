@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
+from schemas.events import PATTERNS
 from streams.settings import Settings
 
 __all__ = ["replay"]
 
-_PATTERNS = ("fast", "balanced", "quality")
 
 
 def _bound(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
@@ -55,7 +55,7 @@ class _Bar:
               help="Where to read the range: Kafka, or the L4 archive written by `agentstream sinks` "
               "(local folder, or S3 when S3_ENDPOINT_URL is set). Same bounds, same records.")
 @click.option("--model", default=None, help="Model for the replayed agents (default: AGENTSTREAM_MODEL).")
-@click.option("--pattern", type=click.Choice(_PATTERNS), default=None, help="Pattern set on every replayed task.")
+@click.option("--pattern", type=click.Choice(PATTERNS), default=None, help="Pattern set on every replayed task.")
 @click.option("--prompt", "prompts", multiple=True, metavar="NAME=VERSION",
               help="Prompt version to use, e.g. review=v2 (NAME is the prompt named after the task's "
               "capability): the eval worker renders that registry version, outside any experiment.")

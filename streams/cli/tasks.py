@@ -10,12 +10,11 @@ from typing import Any
 
 import click
 
+from schemas.events import OPTIMIZATIONS, PATTERNS
 from streams.settings import Settings
 
 __all__ = ["submit", "tail", "worker"]
 
-PATTERNS = ("fast", "balanced", "quality")
-OPTIMIZATIONS = ("cost", "quality", "speed", "balanced")
 
 
 @click.command()

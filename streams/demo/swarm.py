@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from schemas.events import DEFAULT_PATTERN, PATTERNS
+
 __all__ = ["pattern_summary"]
 
 
@@ -13,9 +15,9 @@ def pattern_summary(results: dict[str, dict[str, Any]]) -> None:
     """One line per swarm pattern seen in the results (fast, balanced, quality)."""
     by_pattern: dict[str, list[dict[str, Any]]] = {}
     for r in results.values():
-        by_pattern.setdefault(r["metadata"].get("pattern", "fast"), []).append(r)
+        by_pattern.setdefault(r["metadata"].get("pattern", DEFAULT_PATTERN), []).append(r)
     click.echo("\nswarm patterns:")
-    for pattern in ("fast", "balanced", "quality"):
+    for pattern in PATTERNS:
         rows = by_pattern.get(pattern, [])
         if not rows:
             continue

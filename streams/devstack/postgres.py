@@ -105,7 +105,7 @@ class PostgresPart(Part):
         return int((self.pgdata / "postmaster.pid").read_text().split()[0])
 
     def ready(self) -> bool:
-        import psycopg
+        from sinks.pg import connect
 
-        with psycopg.connect(self.settings.postgres_dsn, connect_timeout=3) as conn:
+        with connect(self.settings.postgres_dsn) as conn:
             return conn.execute("select 1").fetchone() == (1,)

@@ -21,8 +21,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from schemas import Codec, DecodeError
 from sinks.base import MemoryRecord, Rejection, Tier, TierUnavailable
-from streams.deadletters import Origin, dead_letter
 from streams.logs import get_logger
+from streams.processors.guard import Guard, Incoming
 from streams.settings import Settings
 from streams.topics import DEADLETTERS
 
@@ -65,8 +65,10 @@ class SinkProcessor:
         self.batches = 0
         self.retries = 0
         self.dead = 0
+        self.last_active = time.monotonic()  # the start, or the last batch read or written (for idle exits)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._guard: Guard | None = None
 
     @property
     def group_id(self) -> str:
@@ -83,14 +85,18 @@ class SinkProcessor:
         self._consumer.subscribe(self.topics, listener=_ForgetOnRebalance(self.tiers))
         self._producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
         await self._producer.start()
+        self._guard = Guard(self.codec, self._send_dead)
         await self._consumer.start()
         try:
             await self._setup_tiers(stop)
             log.info("sink started", stage=f"sink-{self.name}", topics=self.topics, tiers=sorted(self.tiers))
+            self.last_active = time.monotonic()
             while not stop.is_set():
                 batch = await self._collect(stop)
                 if batch:
+                    self.last_active = time.monotonic()
                     await self._deliver(batch, stop)
+                    self.last_active = time.monotonic()
         finally:
             await self._consumer.stop()
             await self._producer.stop()
@@ -214,11 +220,11 @@ class SinkProcessor:
                         error=str(exc)[:200])
 
     async def _dead(self, stage: str, m: Any, reason: str) -> None:
-        assert self._producer is not None
+        """`m`: a consumed record or a MemoryRecord (both have what a dead letter keeps)."""
+        assert self._guard is not None
         self.dead += 1
-        origin = Origin(m.topic, m.partition, m.offset)
-        log.warning("dead letter", stage=stage, topic=m.topic, partition=m.partition, offset=m.offset,
-                    error=reason[:300])
-        record = dead_letter(stage, origin, reason, m.value or b"", m.key)
-        await self._producer.send_and_wait(self.settings.topic(DEADLETTERS),
-                                           self.codec.encode("DeadLetter", record), key=m.key)
+        await self._guard.dead(stage, Incoming.of(m), reason)
+
+    async def _send_dead(self, key: bytes | None, value: bytes) -> None:
+        assert self._producer is not None
+        await self._producer.send_and_wait(self.settings.topic(DEADLETTERS), value, key=key)

@@ -12,12 +12,12 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from agents.factory import build_judge
 from agents.judging import DEFAULT_JUDGE_MODEL, Candidate, Judge
 from agents.simulator import install_simulator
 from schemas import Codec
+from schemas.events import Record
 from streams.admin import ensure_topics
 from streams.client import Received, ResultWatcher, submit_tasks
 from streams.replay.range import Bound, read_range
@@ -28,7 +28,6 @@ from streams.topics import RESULTS, TASKS
 __all__ = ["ReplaySpec", "eval_settings", "make_judge", "prepare_tasks", "production_run", "read_source",
            "run_replay"]
 
-Record = dict[str, Any]
 Progress = Callable[[int, int], None]
 
 

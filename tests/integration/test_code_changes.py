@@ -17,11 +17,11 @@ from gitrepo import GitRepo  # tests/gitrepo.py (tests/ is on sys.path via its c
 from memory_helpers import NOW, produce, result
 
 from schemas import default_codec
-from sinks.docs import setup_docs, write_docs
+from sinks.docs import doc_from_result, setup_docs, write_docs
 from streams.admin import ensure_topics
 from streams.cli.main import cli
 from streams.client import ResultWatcher
-from streams.code.docs_sink import doc_from_result, run_docs_sink
+from streams.code.docs_sink import run_docs_sink
 from streams.replay.range import Bound, read_range
 from streams.settings import Settings
 from streams.topics import CODE_CHANGES, DEADLETTERS, RESULTS
@@ -129,8 +129,15 @@ async def test_stored_documentation_is_found_by_meaning_with_its_module_and_vers
     await ensure_topics(isolated)
     items = [(RESULTS, "TaskResult", _doc_result(*doc, n)) for n, doc in enumerate(_DOCS)]
     items.append((RESULTS, "TaskResult", result("review-x", "Looks fine; retries could use a cap.")))  # not a doc
+    broken = _doc_result("shop.tax", "shop/tax.py", "5" * 40, "Tax rules.", 9)
+    broken["metadata"]["committed_at"] = "yesterday"  # a document the docs tier can never store
+    items.append((RESULTS, "TaskResult", broken))
     await produce(isolated, items)
     assert await run_docs_sink(isolated, codec, idle_exit_s=2.0) == 4
+    dead = [r.record for r in await read_range(isolated, codec, isolated.topic(DEADLETTERS), Bound("earliest"),
+                                               Bound("now"))]
+    assert [(d["stage"], d["topic"]) for d in dead] == [("sink-docs", isolated.topic(RESULTS))]
+    assert "yesterday" in dead[0]["error"]
 
     # No shared keywords: the vectors (L2) find the module by what its documentation means.
     found = [json.loads(line) for line in (await asyncio.to_thread(

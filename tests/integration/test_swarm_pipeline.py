@@ -12,6 +12,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from group_helpers import wait_for_stable_group
 
 from schemas import default_codec
+from schemas.events import OPTIMIZATIONS
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
 from streams.demo.experiment import submit_and_wait
 from streams.processors.tasks import tenant_partition
@@ -30,7 +31,7 @@ async def _run(settings: Settings, tasks: list[dict], timeout: float = 120.0) ->
 
 async def test_each_pattern_and_optimization_gets_its_steps_and_costs(isolated: Settings, worker_factory) -> None:
     worker_factory()
-    combos = list(itertools.product(STEPS, ("cost", "quality", "speed", "balanced")))
+    combos = list(itertools.product(STEPS, OPTIMIZATIONS))
     tasks = [make_task(f"make the importer stream rows ({p}, {o})", pattern=p, optimization=o, tenant=f"t{n % 3}")
              for n, (p, o) in enumerate(combos)]
     results = await _run(isolated, tasks)
