@@ -13,10 +13,10 @@ import time
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaConsumer
 
 from schemas import Codec, DecodeError
 from sinks.docs import ModuleDoc, index_docs, setup_docs, write_docs
+from streams import kafka
 from streams.memory.tiers import build_tiers
 from streams.settings import Settings
 from streams.topics import RESULTS
@@ -37,9 +37,8 @@ async def run_docs_sink(settings: Settings, codec: Codec, *, idle_exit_s: float 
     """Consume until stopped (or until `idle_exit_s` pass with no record); return documents written to L3."""
     conn = await asyncio.to_thread(psycopg.connect, settings.postgres_dsn, autocommit=True)
     vectors = build_tiers(settings, {"vectors"})["vectors"]
-    consumer = AIOKafkaConsumer(settings.topic(RESULTS), bootstrap_servers=settings.kafka_servers,
-                                group_id=f"{settings.app_id}-docs", enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = kafka.consumer(settings, settings.topic(RESULTS), group_id=f"{settings.app_id}-docs",
+                              auto_offset_reset="earliest")
     written = 0
     try:
         await asyncio.to_thread(setup_docs, conn)
