@@ -6,10 +6,10 @@ import faust
 
 from agents.runner import TaskRunner
 from schemas import Codec
+from streams.kafka import faust_broker_settings
 from streams.processors.code_changes import register_code_change_processor
 from streams.processors.scoring import register_prompt_processors
 from streams.processors.tasks import register_task_processor
-from streams.kafka import faust_broker_settings
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, topic_specs
 

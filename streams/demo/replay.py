@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from agents.prompt_registry import PromptRegistry
-from schemas import Codec, default_codec
+from schemas import default_codec
 from streams.admin import ensure_topics
 from streams.client import submit_and_wait
 from streams.demo.run import load_sample_tasks
