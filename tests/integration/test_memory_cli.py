@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from memory_helpers import result, run_id, wrap
 
 from streams.bench.memory import memory_bench
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.memory.tiers import build_tiers
 from streams.settings import Settings
 

@@ -22,7 +22,7 @@ from agents.prompt_registry import Experiment, PromptRegistry
 from schemas import default_codec
 from streams import kafka
 from streams.admin import ensure_topics
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.client import ResultWatcher, end_offsets, submit_tasks
 from streams.demo.run import load_sample_tasks
 from streams.harness import running, start_sinks, start_worker

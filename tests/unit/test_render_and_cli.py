@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.cli.render import render_received
 from streams.client import Received, make_task
 from streams.deadletters import Origin, dead_letter
