@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -21,10 +22,14 @@ def test_a_command_runs_with_the_given_settings_and_logs_to_the_data_folder(tmp_
 
 
 def test_stop_terminates_and_running_stops_its_children_when_the_block_fails(tmp_path) -> None:
-    stubborn = spawn(["sh", "-c", "trap '' TERM; sleep 30"], tmp_path / "stubborn.log")
+    # ignores SIGTERM (inherited by the exec'd sleep) and says so once it does
+    stubborn = spawn(["sh", "-c", "trap '' TERM; echo ignoring; exec sleep 30"], tmp_path / "stubborn.log")
     polite = spawn(["sleep", "30"], tmp_path / "polite.log")
     with pytest.raises(RuntimeError), running(polite):
         raise RuntimeError("the block fails")
     assert polite.returncode == -signal.SIGTERM
+    deadline = time.monotonic() + 30
+    while "ignoring" not in (tmp_path / "stubborn.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     stop(stubborn, timeout_s=0.5)
     assert stubborn.returncode == -signal.SIGKILL
