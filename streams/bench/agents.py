@@ -15,22 +15,17 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-import uuid
 from dataclasses import dataclass
 
 import click
-from aiokafka import AIOKafkaProducer
 
-from agents.clock import now_ms
 from agents.factory import build_runner
 from agents.simulator import install_simulator
 from schemas import default_codec
-from schemas.events import tenant_key_of
-from streams.admin import delete_topics, ensure_topics
-from streams.client import ResultWatcher, make_task, read_topic
-from streams.demo.run import start_worker, stop_worker
+from streams.bench.load import LoadRun, bench_workers, drive
+from streams.client import make_task, read_topic
 from streams.settings import Settings
-from streams.topics import OUTPUTS, TASKS, table_specs, topic_specs
+from streams.topics import OUTPUTS
 from streams.worker import runner_config, settle_heap
 
 __all__ = ["LoadFigures", "litellm_call_rate", "run_agent_bench", "worker_load"]
@@ -68,75 +63,38 @@ class LoadFigures:
     overhead_p95_ms: float
 
 
-async def _load(settings: Settings, count: int, pace_per_s: float | None, timeout_s: float,
-                warm_up_s: float) -> LoadFigures:
-    codec = default_codec()
-    watcher = ResultWatcher(settings, codec)
-    await watcher.start()
-    received: dict[str, float] = {}
-    try:
-        warm = make_task("warm-up: the worker has joined its group when this comes back")
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, linger_ms=1)
-        await producer.start()
-        try:
-            await producer.send_and_wait(settings.topic(TASKS), codec.encode("TaskRequested", warm),
-                                         key=tenant_key_of(warm))
-            if not await watcher.wait([warm["task_id"]], 180):
-                raise click.ClickException("a bench worker gave no result in 180 s; see its log in the data folder")
-            tasks = [make_task(f"benchmark task {n}: add a cache in front of the user lookup",
-                               tenant=f"bench-{n % 64}", pattern="fast") for n in range(count)]
-            ids = [t["task_id"] for t in tasks]
-            created: dict[str, float] = {}
-            # Read results while submitting, so a result's arrival time is when it really arrived.
-            waiting = asyncio.create_task(watcher.wait(ids, timeout_s, on_result=lambda r: received.setdefault(
-                r["task_id"], time.time() * 1000)))
-            started = time.perf_counter()
-            batch = max(1, int(pace_per_s / 100)) if pace_per_s else count  # paced: a batch every 10 ms
-            for first in range(0, count, batch):
-                for task in tasks[first:first + batch]:
-                    task["created_at"] = now_ms()
-                    created[task["task_id"]] = task["created_at"]
-                    await producer.send(settings.topic(TASKS), codec.encode("TaskRequested", task),
-                                        key=tenant_key_of(task))
-                if pace_per_s:
-                    await asyncio.sleep(max(0.0, started + (first + batch) / pace_per_s - time.perf_counter()))
-            await producer.flush()
-        finally:
-            await producer.stop()
-        results = await waiting
-        elapsed = time.perf_counter() - started
-    finally:
-        await watcher.stop()
+async def _peak_in_flight(settings: Settings) -> int:
+    """The most model calls a worker had in flight, as recorded on its AgentOutputs."""
     peak = 0
-    async for r in read_topic(settings, codec, settings.topic(OUTPUTS), from_beginning=True, idle_timeout_s=2.0):
+    async for r in read_topic(settings, default_codec(), settings.topic(OUTPUTS), from_beginning=True,
+                              idle_timeout_s=2.0):
         if r.record is not None:
             peak = max(peak, int(r.record["metadata"].get("in_flight", "0")))
-    # overhead = (result seen by the client - task created) - the model's own time on the task; tasks
-    # of the first `warm_up_s` are not counted (cold paths: first sends per partition, first changelogs)
-    counted_from = min(created.values(), default=0.0) + warm_up_s * 1000
-    overhead = sorted(received[t] - created[t] - r["latency_ms"] for t, r in results.items()
-                      if t in received and created[t] >= counted_from)
-    p50 = statistics.median(overhead) if overhead else 0.0
-    p95 = overhead[int(0.95 * (len(overhead) - 1))] if overhead else 0.0
-    return LoadFigures(count, len(results), len(results) / elapsed if elapsed else 0.0, peak, p50, p95)
+    return peak
+
+
+def _overhead(load: LoadRun, warm_up_s: float) -> list[float]:
+    """Per task: (result seen by the client - task created) - the model's own time on it, sorted. Tasks
+    of the first `warm_up_s` are not counted (cold paths: first sends per partition, first changelogs)."""
+    counted_from = min(load.created_ms.values(), default=0.0) + warm_up_s * 1000
+    return sorted(load.received_ms[t] - load.created_ms[t] - r["latency_ms"] for t, r in load.results.items()
+                  if t in load.received_ms and load.created_ms[t] >= counted_from)
 
 
 def worker_load(settings: Settings, workers: int, count: int, latency_ms: float, concurrency: int,
                 pace_per_s: float | None = None, warm_up_s: float = 0.0) -> LoadFigures:
     """Tasks/s through `workers` workers in one consumer group, on topics of this run's own."""
-    run = uuid.uuid4().hex[:8]
-    bench = settings.model_copy(update={
-        "topic_prefix": f"bench-{run}.", "app_id": f"agentstream-bench-{run}", "simulator_latency_ms": latency_ms,
-        "simulator_jitter_ms": 0.0, "worker_concurrency": concurrency, "log_level": "warning",
-        "memory_context_k": 0, "prompts_enabled": False})
-    asyncio.run(ensure_topics(bench))
-    procs = [start_worker(bench, f"bench-worker-{run}-{n}.log") for n in range(workers)]
-    try:
-        return asyncio.run(_load(bench, count, pace_per_s, timeout_s=600, warm_up_s=warm_up_s))
-    finally:
-        for proc in procs:
-            stop_worker(proc)
-        asyncio.run(delete_topics(bench, [s.name for s in topic_specs(bench) + table_specs(bench)]))
+    tasks = [make_task(f"benchmark task {n}: add a cache in front of the user lookup", tenant=f"bench-{n % 64}",
+                       pattern="fast") for n in range(count)]
+    with bench_workers(settings, workers, simulator_latency_ms=latency_ms, simulator_jitter_ms=0.0,
+                       worker_concurrency=concurrency, log_level="warning", memory_context_k=0,
+                       prompts_enabled=False) as bench:
+        load = asyncio.run(drive(bench, tasks, pace_per_s=pace_per_s))
+        peak = asyncio.run(_peak_in_flight(bench))
+    overhead = _overhead(load, warm_up_s)
+    p50 = statistics.median(overhead) if overhead else 0.0
+    p95 = overhead[int(0.95 * (len(overhead) - 1))] if overhead else 0.0
+    return LoadFigures(count, len(load.results), load.rate, peak, p50, p95)
 
 
 def run_agent_bench(settings: Settings, calls: int, tasks: int, latency_ms: float = 2000.0,

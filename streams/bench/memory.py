@@ -42,7 +42,7 @@ def _pct(values: list[float], q: int) -> float:
 def memory_bench(settings: Settings, records: int = 2000, searches: int = 200) -> list[str]:
     """Print and return the memory figures (BENCHMARKS.md rows)."""
     run = uuid.uuid4().hex[:8]
-    scoped = settings.model_copy(update={"topic_prefix": f"bench-{run}."})
+    scoped = settings.isolated(f"bench-{run}")
     tiers = {**build_tiers(scoped), "archive": build_archive(scoped)}
     batch = _records(run, records)
     rows = []

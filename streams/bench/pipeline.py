@@ -15,14 +15,14 @@ import uuid
 from dataclasses import dataclass
 
 import click
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import default_codec
+from streams import kafka
 from streams.admin import delete_topics, ensure_topics
-from streams.client import ResultWatcher, make_task, submit_tasks
-from streams.demo.run import start_worker, stop_worker
+from streams.bench.load import bench_workers, drive
+from streams.client import make_task
 from streams.settings import Settings
-from streams.topics import TopicSpec, topic_specs
+from streams.topics import TopicSpec
 
 __all__ = ["Measurement", "pipeline_rate", "raw_forward_rate", "run_bench"]
 
@@ -42,16 +42,16 @@ async def raw_forward_rate(settings: Settings, events: int, value_size: int) -> 
     run = uuid.uuid4().hex[:8]
     src, dst = f"bench-{run}.raw.in", f"bench-{run}.raw.out"
     await ensure_topics(settings, [TopicSpec(src, settings.partitions), TopicSpec(dst, settings.partitions)])
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, linger_ms=5, max_batch_size=256 * 1024)
+    # aiokafka's own defaults (acks=1, no idempotence): the baseline as anyone would first write it.
+    producer = kafka.producer(settings, acks=1, enable_idempotence=False, linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     try:
         value = os.urandom(value_size)
         for n in range(events):  # prefill, not timed
             await producer.send(src, value, key=str(n).encode())
         await producer.flush()
-        consumer = AIOKafkaConsumer(src, bootstrap_servers=settings.kafka_servers, group_id=f"bench-{run}",
-                                    auto_offset_reset="earliest", enable_auto_commit=False,
-                                    max_partition_fetch_bytes=4 * 1024 * 1024)
+        consumer = kafka.consumer(settings, src, group_id=f"bench-{run}", auto_offset_reset="earliest",
+                                  max_partition_fetch_bytes=4 * 1024 * 1024)
         await consumer.start()
         try:
             done, started = 0, None
@@ -73,36 +73,12 @@ async def raw_forward_rate(settings: Settings, events: int, value_size: int) -> 
         await delete_topics(settings, [src, dst])
 
 
-async def _timed_tasks(settings: Settings, count: int) -> Measurement:
-    codec = default_codec()
-    watcher = ResultWatcher(settings, codec)
-    await watcher.start()
-    try:
-        warm = make_task("warm-up: the worker has joined its group when this comes back")
-        await submit_tasks(settings, codec, [warm])
-        if not await watcher.wait([warm["task_id"]], 120):
-            raise click.ClickException("the bench worker gave no result in 120 s; see its log in the data folder")
-        tasks = [make_task(f"benchmark task {n}: add a cache in front of the user lookup") for n in range(count)]
-        started = time.perf_counter()
-        ids = await submit_tasks(settings, codec, tasks)
-        results = await watcher.wait(ids, timeout_s=600)
-        return Measurement(len(results), time.perf_counter() - started)
-    finally:
-        await watcher.stop()
-
-
 def pipeline_rate(settings: Settings, count: int) -> Measurement:
     """Tasks/s end to end through one worker on topics of this run's own."""
-    run = uuid.uuid4().hex[:8]
-    bench = settings.model_copy(update={"topic_prefix": f"bench-{run}.", "app_id": f"agentstream-bench-{run}",
-                                        "simulator_latency_ms": 0.0})
-    asyncio.run(ensure_topics(bench))
-    worker = start_worker(bench, "bench-worker.log")
-    try:
-        return asyncio.run(_timed_tasks(bench, count))
-    finally:
-        stop_worker(worker)
-        asyncio.run(delete_topics(bench, [s.name for s in topic_specs(bench)]))
+    tasks = [make_task(f"benchmark task {n}: add a cache in front of the user lookup") for n in range(count)]
+    with bench_workers(settings, 1, simulator_latency_ms=0.0) as bench:
+        load = asyncio.run(drive(bench, tasks, warm_up_timeout_s=120))
+    return Measurement(len(load.results), load.seconds)
 
 
 def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_000, agent_tasks: int = 8_000,

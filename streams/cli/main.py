@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from pydantic import ValidationError
 
@@ -17,7 +19,21 @@ def _settings() -> Settings:
         raise click.ClickException(f"bad setting in the environment:\n{exc}") from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; a broker that cannot be reached ends any command with its one-line message."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from streams.kafka import KafkaUnavailable  # here: commands that never touch Kafka skip aiokafka
+
+            if isinstance(exc, KafkaUnavailable):
+                raise click.ClickException(str(exc)) from exc
+            raise
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """agentstream: a Kafka-native runtime for LLM agent work.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -87,18 +88,14 @@ async def _submit(settings: Settings, codec: Any, tasks: list[dict[str, Any]], w
                   timeout_s: float) -> dict[str, Any]:
     from streams.client import ResultWatcher, submit_tasks
 
-    watcher = ResultWatcher(settings, codec)
-    if wait:
-        await watcher.start()
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        # Watching starts before the first task is sent (with --wait), so no result is missed.
+        watcher = await stack.enter_async_context(ResultWatcher(settings, codec)) if wait else None
         with click.progressbar(length=len(tasks), label="submitting", file=sys.stderr,
                                hidden=len(tasks) < 2) as bar:
             ids = await submit_tasks(settings, codec, tasks, on_sent=lambda _t: bar.update(1))
         click.echo(f"submitted {len(ids)} task(s)" + ("" if len(ids) > 1 else f": {ids[0]}"), err=True)
-        return await watcher.wait(ids, timeout_s) if wait else {}
-    finally:
-        if wait:
-            await watcher.stop()
+        return await watcher.wait(ids, timeout_s) if watcher is not None else {}
 
 
 @click.command()

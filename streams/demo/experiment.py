@@ -16,20 +16,10 @@ import click
 from agents.experiment_report import build_report, render_text
 from agents.prompt_registry import Experiment, PromptRegistry
 from schemas import Codec
-from streams.client import ResultWatcher, make_task, submit_tasks
+from streams.client import make_task, submit_and_wait
 from streams.settings import Settings
 
-__all__ = ["run_experiment_demo", "submit_and_wait"]
-
-
-async def submit_and_wait(settings: Settings, codec: Codec, tasks: list[dict], timeout_s: float) -> dict[str, dict]:
-    """Submit tasks and return their results (those that arrived in time), keyed by task id."""
-    watcher = ResultWatcher(settings, codec)
-    await watcher.start()
-    try:
-        return await watcher.wait(await submit_tasks(settings, codec, tasks), timeout_s)
-    finally:
-        await watcher.stop()
+__all__ = ["run_experiment_demo"]
 
 
 def run_experiment_demo(settings: Settings, codec: Codec, tasks: int = 300, timeout_s: float = 120.0) -> bool:

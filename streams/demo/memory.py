@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from schemas import default_codec
-from streams.client import ResultWatcher, make_task, submit_tasks
+from streams.client import make_task, submit_and_wait
 from streams.memory.tiers import build_retriever
 from streams.settings import Settings
 
@@ -18,15 +18,8 @@ __all__ = ["show_memory"]
 
 
 async def _follow_up(settings: Settings, description: str, timeout_s: float) -> dict[str, Any] | None:
-    codec = default_codec()
-    watcher = ResultWatcher(settings, codec)
-    await watcher.start()
-    try:
-        task = make_task(description, task_id=f"demo-followup-{int(time.time())}")
-        await submit_tasks(settings, codec, [task])
-        return (await watcher.wait([task["task_id"]], timeout_s)).get(task["task_id"])
-    finally:
-        await watcher.stop()
+    task = make_task(description, task_id=f"demo-followup-{int(time.time())}")
+    return (await submit_and_wait(settings, default_codec(), [task], timeout_s)).get(task["task_id"])
 
 
 def show_memory(settings: Settings, tasks: list[dict[str, Any]], results: dict[str, Any],

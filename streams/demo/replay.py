@@ -18,11 +18,12 @@ from typing import Any
 import click
 
 from agents.prompt_registry import PromptRegistry
-from schemas import Codec, default_codec
+from schemas import default_codec
 from streams.admin import ensure_topics
-from streams.client import ResultWatcher, submit_tasks
-from streams.demo.run import load_sample_tasks, start_worker, stop_worker
+from streams.client import submit_and_wait
+from streams.demo.run import load_sample_tasks
 from streams.devstack import LocalStack
+from streams.harness import running, start_worker
 from streams.replay.compare import compare_runs, render_text
 from streams.replay.html import render_html
 from streams.replay.range import parse_bound
@@ -56,16 +57,6 @@ def _demo_tasks(count: int, run_id: str) -> list[dict[str, Any]]:
             for t in load_sample_tasks(count, run_id)]
 
 
-async def _record(settings: Settings, codec: Codec, tasks: list[dict[str, Any]]) -> int:
-    watcher = ResultWatcher(settings, codec)
-    await watcher.start()
-    try:
-        ids = await submit_tasks(settings, codec, tasks)
-        return len(await watcher.wait(ids, 180))
-    finally:
-        await watcher.stop()
-
-
 def run_replay_demo(settings: Settings, count: int) -> int:
     """Returns the exit code: 0 when both replays answered every task."""
     # Production pins one model, so the prompt version is the only thing that differs between the replays.
@@ -81,11 +72,8 @@ def run_replay_demo(settings: Settings, count: int) -> int:
     start = datetime.now(UTC).isoformat()
     click.echo(f"== recording {count} demo tasks on {settings.topic('agent.tasks')} (model {settings.model}, "
                f"prompt {DEMO_PROMPT} v{primary})")
-    worker = start_worker(settings, "demo-worker.log")
-    try:
-        answered = asyncio.run(_record(settings, codec, _demo_tasks(count, run_id)))
-    finally:
-        stop_worker(worker)
+    with running(start_worker(settings, "demo-worker.log")):
+        answered = len(asyncio.run(submit_and_wait(settings, codec, _demo_tasks(count, run_id), 180)))
     time.sleep(0.01)
     end = datetime.now(UTC).isoformat()
     click.echo(f"   {answered}/{count} answered; range [{start} .. {end})")

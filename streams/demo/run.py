@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from importlib import resources
@@ -16,14 +12,16 @@ from typing import Any
 import click
 
 from schemas import Codec, default_codec
+from streams import kafka
 from streams.admin import ensure_topics
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
 from streams.demo.swarm import pattern_summary
 from streams.devstack import LocalStack
+from streams.harness import running, start_sinks, start_worker
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, TASKS
 
-__all__ = ["load_sample_tasks", "run_demo", "start_worker", "stop_worker"]
+__all__ = ["load_sample_tasks", "run_demo"]
 
 
 def load_sample_tasks(count: int, run_id: str) -> list[dict[str, Any]]:
@@ -37,35 +35,10 @@ def load_sample_tasks(count: int, run_id: str) -> list[dict[str, Any]]:
     return tasks
 
 
-def start_worker(settings: Settings, log_name: str) -> subprocess.Popen[bytes]:
-    """Start `agentstream worker` as a child process with exactly these settings."""
-    log_path = settings.data_dir / log_name
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    child_env = {**os.environ, **settings.as_env(), "AGENTSTREAM_LOG_FORMAT": "json"}
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "streams", "worker"], stdout=log, stderr=log,
-                                env=child_env, start_new_session=True)
-
-
-def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    """SIGTERM, then SIGKILL if it does not stop in time."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 async def _run(settings: Settings, codec: Codec, tasks: list[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
-    watcher = ResultWatcher(settings, codec)
-    await watcher.start()
-    try:
+    async with ResultWatcher(settings, codec) as watcher:
         # One malformed record on purpose: it must land in agent.deadletters, and the rest still run.
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers)
+        producer = kafka.producer(settings)
         await producer.start()
         try:
             await producer.send_and_wait(settings.topic(TASKS), b"{\"not\": \"avro\"}", key=b"demo-garbage")
@@ -82,8 +55,6 @@ async def _run(settings: Settings, codec: Codec, tasks: list[dict[str, Any]], ti
                 click.echo(f"  {done}/{len(ids)} results")
 
         return await watcher.wait(ids, timeout_s, on_result=progress)
-    finally:
-        await watcher.stop()
 
 
 async def _last_deadletter(settings: Settings, codec: Codec) -> dict[str, Any] | None:
@@ -116,12 +87,8 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
     codec = default_codec()
     run_id = uuid.uuid4().hex[:6]
     click.echo(f"== starting a worker (log: {settings.data_dir / 'demo-worker.log'})")
-    worker = start_worker(settings, "demo-worker.log")
-    from streams.memory.service import start_sinks  # issue 5: memory tiers beside the worker
-
-    sinks = start_sinks(settings, "demo-sinks.log")
     started = time.monotonic()
-    try:
+    with running(start_worker(settings, "demo-worker.log"), start_sinks(settings, "demo-sinks.log")):
         tasks = load_sample_tasks(count, run_id)
         results = asyncio.run(_run(settings, codec, tasks, timeout))
         elapsed = time.monotonic() - started
@@ -141,9 +108,6 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
         if settings.prompts_enabled:  # prompt A/B experiment (issue 4)
             from streams.demo.experiment import run_experiment_demo
             run_experiment_demo(settings, codec)
-    finally:
-        stop_worker(worker)
-        stop_worker(sinks)
     click.echo("\nLook further:\n  agentstream tail agent.results --from-beginning --count 5\n"
                "  agentstream tail agent.deadletters --from-beginning --json --count 1\n"
                "  agentstream memory search \"retry with backoff\"   and   agentstream memory stats\n"

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from streams import harness
+
 __all__ = [
     "HOST",
 
@@ -147,19 +149,8 @@ def spawn(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> int:
-    """Start a detached process (own session, stdin closed, output appended to the log); return its pid."""
-    with log_path.open("ab") as log:
-        log.write(f"\n=== agentstream {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            list(cmd),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-        )
+    """Start a detached server (`streams.harness.spawn`: own session, output to the log); return its pid."""
+    proc = harness.spawn(cmd, log_path, cwd=cwd, env=env)
     _children[proc.pid] = proc
     return proc.pid
 

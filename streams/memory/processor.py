@@ -21,6 +21,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from schemas import Codec, DecodeError
 from sinks.base import MemoryRecord, Rejection, Tier, TierUnavailable
+from streams import kafka
 from streams.logs import get_logger
 from streams.processors.guard import Guard, Incoming
 from streams.settings import Settings
@@ -76,18 +77,17 @@ class SinkProcessor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in hand is finished first."""
-        servers = self.settings.kafka_servers
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, group_id=self.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024,
+        self._consumer = kafka.consumer(
+            self.settings, group_id=self.group_id, auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=int(self.settings.session_timeout_s * 1000),
             heartbeat_interval_ms=int(self.settings.session_timeout_s * 250))
         self._consumer.subscribe(self.topics, listener=_ForgetOnRebalance(self.tiers))
-        self._producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
-        await self._producer.start()
+        self._producer = kafka.producer(self.settings)
         self._guard = Guard(self.codec, self._send_dead)
-        await self._consumer.start()
         try:
+            await self._producer.start()
+            await self._consumer.start()
             await self._setup_tiers(stop)
             log.info("sink started", stage=f"sink-{self.name}", topics=self.topics, tiers=sorted(self.tiers))
             self.last_active = time.monotonic()

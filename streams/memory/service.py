@@ -15,12 +15,11 @@ import signal
 import subprocess
 import sys
 
-from aiokafka import AIOKafkaConsumer
-
 from agents.clock import now_ms
 from schemas import Codec, DecodeError, default_codec
 from sinks.base import MemoryRecord
 from sinks.retrieval import Retriever
+from streams import kafka
 from streams.admin import ensure_topics
 from streams.logs import get_logger
 from streams.memory.processor import SinkProcessor
@@ -56,8 +55,8 @@ def _everything(_record: MemoryRecord) -> tuple[str, ...]:
 async def prefetch(settings: Settings, codec: Codec, retriever: Retriever, stop: asyncio.Event) -> None:
     """Warm L1 with the memories of each queued task before a worker calls its agent."""
     # A new group starts at the beginning, but tasks older than the cache TTL are skipped unread.
-    consumer = AIOKafkaConsumer(settings.topic(TASKS), bootstrap_servers=settings.kafka_servers,
-                                group_id=f"{settings.app_id}-sink-prefetch", auto_offset_reset="earliest")
+    consumer = kafka.consumer(settings, settings.topic(TASKS), group_id=f"{settings.app_id}-sink-prefetch",
+                              auto_offset_reset="earliest", enable_auto_commit=True)
     await consumer.start()
     try:
         while not stop.is_set():

@@ -19,7 +19,8 @@ from agents.simulator import install_simulator
 from schemas import Codec
 from schemas.events import Record
 from streams.admin import ensure_topics
-from streams.client import Received, ResultWatcher, submit_tasks
+from streams.client import Received, submit_and_wait
+from streams.harness import start_worker, stop
 from streams.replay.range import Bound, read_range
 from streams.replay.store import Run, TaskRow, run_dir, save_run
 from streams.settings import Settings
@@ -53,12 +54,7 @@ def eval_settings(settings: Settings, name: str, model: str | None = None) -> Se
     The prompt judge is off: the registry (experiment statistics, decisions, primaries) is production's and
     has no topic prefix, so outputs of a replay must never become prompt outcomes.
     """
-    return settings.model_copy(update={
-        "topic_prefix": f"{settings.topic_prefix}eval-{name}.",
-        "app_id": f"{settings.app_id}-eval-{name}",
-        "model": model or settings.model,
-        "judge_enabled": False,
-    })
+    return settings.isolated(f"eval-{name}", model=model or settings.model, judge_enabled=False)
 
 
 def make_judge(settings: Settings, model: str = DEFAULT_JUDGE_MODEL) -> Judge:
@@ -125,8 +121,6 @@ async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,
 async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judge: Judge | None = None,
                      on_read: Progress | None = None, on_result: Progress | None = None) -> Run:
     """Read the range, run it on an isolated worker, judge every answer, save and return the run."""
-    from streams.demo.run import start_worker, stop_worker
-
     folder = run_dir(settings, spec.name)
     judge = judge or make_judge(settings, spec.judge_model)  # a judge model not in the table fails before the run
     records = await read_source(settings, codec, spec, on_read)
@@ -139,24 +133,18 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
     # The run's topics are brand new: a first send may bounce once while leadership settles (it is retried).
     logging.getLogger("aiokafka.producer.sender").setLevel(logging.ERROR)
     worker = start_worker(isolated, f"runs/{spec.name}/worker.log")
+    done = 0
+
+    def counted(_r: Record) -> None:
+        nonlocal done
+        done += 1
+        if on_result is not None:
+            on_result(done, len(tasks))
+
     try:
-        watcher = ResultWatcher(isolated, codec)
-        await watcher.start()
-        try:
-            ids = await submit_tasks(isolated, codec, tasks)
-            done = 0
-
-            def counted(_r: Record) -> None:
-                nonlocal done
-                done += 1
-                if on_result is not None:
-                    on_result(done, len(ids))
-
-            results = await watcher.wait(ids, spec.timeout_s, on_result=counted)
-        finally:
-            await watcher.stop()
+        results = await submit_and_wait(isolated, codec, tasks, spec.timeout_s, on_result=counted)
     finally:
-        await asyncio.to_thread(stop_worker, worker)
+        await asyncio.to_thread(stop, worker)
     rows = await _judge_rows(judge, tasks, results)
     meta = {"kind": "replay", "source": spec.source, "topic": settings.topic(spec.topic),
             "from": str(spec.start), "to": str(spec.end), "model": isolated.model,

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_memory_search_and_stats_commands(stack_settings: Settings) -> None:
-    settings = stack_settings.model_copy(update={"topic_prefix": f"t{run_id()}."})
+    settings = stack_settings.isolated(f"t{run_id()}")
     tiers = build_tiers(settings)
     batch = [wrap("TaskResult", result("c1", "Added a circuit breaker to the inventory service client")),
              wrap("TaskResult", result("c2", "Wrote the onboarding guide for new support staff"))]

@@ -51,7 +51,7 @@ def test_postgres_tier_upserts_by_id_and_rejects_what_it_can_never_store(stack_s
 
 
 def test_vectors_are_idempotent_carry_the_model_and_find_the_related_text(stack_settings: Settings) -> None:
-    tiers = build_tiers(stack_settings.model_copy(update={"topic_prefix": f"t{run_id()}."}), {"vectors"})
+    tiers = build_tiers(stack_settings.isolated(f"t{run_id()}"), {"vectors"})
     tier = tiers["vectors"]
     assert isinstance(tier, VectorTier)
     tier.setup()
@@ -92,7 +92,7 @@ def test_archive_writes_each_record_once_and_finds_it_by_key(stack_settings: Set
 
 
 def test_retrieval_goes_down_the_tiers_caches_and_counts(stack_settings: Settings) -> None:
-    settings = stack_settings.model_copy(update={"topic_prefix": f"t{run_id()}."})
+    settings = stack_settings.isolated(f"t{run_id()}")
     tiers = build_tiers(settings)
     for tier in tiers.values():
         tier.setup()
@@ -130,7 +130,7 @@ def test_redis_down_is_reported_as_unavailable_with_retry_after() -> None:
 def test_search_goes_on_without_l1_when_redis_is_down(stack_settings: Settings) -> None:
     from streams.devstack import free_port
 
-    settings = stack_settings.model_copy(update={"topic_prefix": f"t{run_id()}."})
+    settings = stack_settings.isolated(f"t{run_id()}")
     l3 = build_tiers(settings, {"postgres"})["postgres"]
     l3.setup()
     l3.write([wrap("TaskResult", result("d1", "Moved the nightly report to a read replica"))])

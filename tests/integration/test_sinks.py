@@ -14,8 +14,8 @@ from memory_helpers import outcome, output, produce, result
 
 from schemas import default_codec
 from streams.admin import ensure_topics
-from streams.demo.run import stop_worker
-from streams.memory.service import serve, start_sinks
+from streams.harness import start_sinks, stop
+from streams.memory.service import serve
 from streams.memory.tiers import build_archive
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, OUTPUTS, PROMPT_OUTCOMES, RESULTS
@@ -90,7 +90,7 @@ async def test_every_record_lands_once_after_redelivery_and_sigkill(isolated: Se
         await asyncio.to_thread(_wait_for, lambda: _counts(settings) == expected, 150)
         await asyncio.sleep(2)  # and nothing more arrives after
     finally:
-        stop_worker(proc)
+        stop(proc)
     assert _counts(settings) == expected
     from streams.client import read_topic
 

@@ -78,3 +78,11 @@ def test_kafka_cluster_ids_never_look_like_an_option() -> None:
 
     ids = [new_cluster_id() for _ in range(2000)]  # about 31 of 2000 would start with "-" unguarded
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_isolated_settings_have_topics_and_groups_of_their_own() -> None:
+    base = Settings(AGENTSTREAM_TOPIC_PREFIX="staging.", AGENTSTREAM_APP_ID="shop")
+    run = base.isolated("bench-1", worker_concurrency=3)
+    assert (run.topic_prefix, run.app_id, run.worker_concurrency) == ("staging.bench-1.", "shop-bench-1", 3)
+    assert run.topic(TASKS) == "staging.bench-1.agent.tasks" and base.topic(TASKS) == "staging.agent.tasks"
+    assert {s.name for s in topic_specs(run)}.isdisjoint(s.name for s in topic_specs(base))
