@@ -23,6 +23,7 @@ from typing import Any
 from agents.assignment import split_variant, thompson_variant
 from agents.prompt_registry import Experiment, PromptRegistry, PromptVersion, RegistryError, variant_version
 from agents.prompt_templates import render
+from schemas.events import DEFAULT_CAPABILITY, tenant_of
 
 __all__ = ["ChosenPrompt", "PromptChooser"]
 
@@ -94,7 +95,7 @@ class PromptChooser:
         return self.choose_from(snap, task)
 
     def choose_from(self, snap: _Snapshot, task: dict[str, Any]) -> ChosenPrompt | None:
-        name = task.get("capability") or "coding"
+        name = task.get("capability") or DEFAULT_CAPABILITY
         meta: dict[str, str] = {"prompt": name}
         exp = snap.running.get(name)
         pinned = _pinned_version(task, name)
@@ -117,7 +118,7 @@ class PromptChooser:
         meta["prompt_version"] = str(version)
         template = snap.versions[(name, version)].template
         variables = {"task": task.get("description", ""), "capability": name,
-                     "tenant": task.get("tenant") or "default", "task_id": task["task_id"]}
+                     "tenant": tenant_of(task), "task_id": task["task_id"]}
         return ChosenPrompt(render(template, variables), meta)
 
 

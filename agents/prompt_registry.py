@@ -4,7 +4,7 @@ Versions are immutable once added (a new text is a new version); one version per
 the one tasks use when no experiment runs. An experiment compares versions of one prompt; its
 variants are named `v<version>`. The scoring processor writes each experiment's per-variant
 statistics and a history point per counted outcome here, for bandit assignment and for reports.
-The DSN is passed in: this module never reads the environment.
+The DSN is passed in: this module never reads the environment; it connects through sinks/pg.py.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 
 from agents.prompt_templates import template_variables
 from sinks.migrations import Migration, apply_migrations
+from sinks.pg import connect
 
 __all__ = ["MIGRATIONS", "Experiment", "PromptRegistry", "PromptVersion", "RegistryError", "variant_version"]
 
@@ -128,12 +129,12 @@ class PromptRegistry:
     @property
     def conn(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._dsn, autocommit=True, row_factory=dict_row)
+            self._conn = connect(self._dsn, row_factory=dict_row)
         return self._conn
 
     def migrate(self) -> PromptRegistry:
         """Create or upgrade the registry's tables (a plain connection: the helper reads tuple rows)."""
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
+        with connect(self._dsn) as conn:
             apply_migrations(conn, MIGRATIONS)
         return self
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.models import ConfigError, ModelInfo, read_entries
+from schemas.events import CAPABILITIES
 
-__all__ = ["CAPABILITIES", "AgentRegistry", "AgentSpec", "default_agents_file", "load_agents"]
+__all__ = ["AgentRegistry", "AgentSpec", "default_agents_file", "load_agents"]
 
-CAPABILITIES = frozenset({"planning", "coding", "research", "review", "testing", "documentation", "judging"})
 
 
 @dataclass(frozen=True)

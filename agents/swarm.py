@@ -15,10 +15,10 @@ from agents.models import ModelInfo
 from agents.redaction import redact
 from agents.registry import AgentSpec
 from agents.routing import Attempted, ChainFailed, ModelRouter, order_models
+from schemas.events import DEFAULT_OPTIMIZATION, Record, tenant_of
 
 __all__ = ["StepCaller", "StepContext", "StepOutcome"]
 
-Record = dict[str, Any]
 
 
 @dataclass
@@ -33,11 +33,11 @@ class StepContext:
 
     @property
     def tenant(self) -> str:
-        return self.task.get("tenant") or "default"
+        return tenant_of(self.task)
 
     @property
     def optimization(self) -> str:
-        return self.task.get("optimization") or "balanced"
+        return self.task.get("optimization") or DEFAULT_OPTIMIZATION
 
 
 @dataclass
@@ -70,6 +70,16 @@ class StepCaller:
     def _price(self, spec: AgentSpec, model: ModelInfo, tokens_in: int, tokens_out: int) -> float:
         own = spec.price(tokens_in, tokens_out)
         return model.cost(tokens_in, tokens_out) if own is None else own
+
+    async def ask(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int, user: str,
+                  meta: dict[str, str]) -> StepOutcome:
+        """One step asking `user` of the agent: its system prompt (or the registry prompt the task chose
+        for this capability, recorded on the step), the task's context messages, then `user`."""
+        system, prompt_meta = spec.prompt, {}
+        if ctx.prompt is not None and ctx.prompt[0] == capability:
+            system, prompt_meta = ctx.prompt[1], ctx.prompt[2]
+        messages = [{"role": "system", "content": system}, *ctx.context, {"role": "user", "content": user}]
+        return await self.step(ctx, spec, capability, step, messages, {"role": capability, **meta, **prompt_meta})
 
     async def step(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int,
                    messages: list[dict[str, Any]], meta: dict[str, str]) -> StepOutcome:

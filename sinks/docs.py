@@ -5,6 +5,9 @@ the L2 vector tier as the memory event type `ModuleDoc` (event id `ModuleDoc:<ta
 with the module, path and version), so a semantic search finds it; `search_docs` maps the hits back to
 their L3 rows. `scope` is the topic prefix of the writer, in both tiers, so evaluation runs and tests
 never mix their documents with production's.
+
+`DocsTier` is how documentation results get there: a memory tier the sink processor drives
+(`agentstream docs sink`), with the same backoff, rejections and dead letters as the other tiers.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from sinks.base import MemoryRecord, Tier
+from schemas.events import Record
+from sinks.base import MemoryRecord, Rejection, Tier
 from sinks.migrations import Migration, apply_migrations
+from sinks.pg import PgConnection
 from sinks.vectors import VectorTier
 
-__all__ = ["DOC_EVENT", "MIGRATIONS", "ModuleDoc", "all_docs", "doc_memory", "documented_shas", "index_docs",
-           "latest_doc", "search_docs", "setup_docs", "write_docs"]
+__all__ = ["DOC_EVENT", "MIGRATIONS", "DocsTier", "ModuleDoc", "all_docs", "doc_from_result", "doc_memory",
+           "documented_shas", "index_docs", "latest_doc", "search_docs", "setup_docs", "write_docs"]
 
 DOC_EVENT = "ModuleDoc"
 _COLUMNS = ("task_id, scope, repository, module, path, sha, (extract(epoch FROM committed_at) * 1000)::bigint, "
@@ -58,6 +63,15 @@ class ModuleDoc:
     committed_at_ms: int
     content: str
     model: str
+
+
+def doc_from_result(result: Record, scope: str) -> ModuleDoc | None:
+    """The document in a TaskResult, or None when it is not an ok documentation result."""
+    meta = result.get("metadata") or {}
+    if meta.get("kind") != "documentation" or result["status"] != "ok" or not meta.get("module"):
+        return None
+    return ModuleDoc(result["task_id"], scope, meta.get("repository", ""), meta["module"], meta.get("path", ""),
+                     meta.get("sha", ""), int(meta.get("committed_at") or 0), result["output"], result["model"])
 
 
 def setup_docs(conn: psycopg.Connection) -> None:
@@ -127,3 +141,44 @@ def search_docs(conn: psycopg.Connection, vectors: VectorTier, scope: str, query
                         "AND task_id = ANY(%s)", (scope, [h.task_id for h in hits])).fetchall()
     found = {row[0]: ModuleDoc(*row) for row in rows}
     return [(found[h.task_id], h.score) for h in hits if h.task_id in found]
+
+
+class DocsTier(Tier):
+    """TaskResults -> the documents among them, stored in L3 (`module_docs`), then embedded in the L2 tier.
+
+    Idempotent: L3 skips a task_id it has, L2 replaces a document's vectors. `stored` counts the rows
+    L3 took (a document stored before counts 0). Either store down: TierUnavailable, the batch is retried.
+    """
+
+    name = "docs"
+
+    def __init__(self, dsn: str, scope: str, vectors: Tier) -> None:
+        self.pg = PgConnection(dsn, self.name, MIGRATIONS)
+        self.scope, self.vectors = scope, vectors
+        self.stored = 0
+
+    def setup(self) -> None:
+        with self.pg.use():  # connects and migrates
+            pass
+        self.vectors.setup()
+
+    def write(self, batch: Sequence[MemoryRecord]) -> list[Rejection]:
+        docs: list[ModuleDoc] = []
+        rejected: list[Rejection] = []
+        for item in batch:
+            try:
+                doc = doc_from_result(item.record, self.scope)
+            except (KeyError, TypeError, ValueError) as exc:  # e.g. a committed_at that is not a number
+                rejected.append(Rejection(item, f"not a documentation result: {type(exc).__name__}: {exc}"))
+                continue
+            if doc is not None:
+                docs.append(doc)
+        if docs:
+            with self.pg.use() as conn:
+                self.stored += write_docs(conn, docs)
+            index_docs(self.vectors, docs)  # all of them: a batch written again replaces its vectors
+        return rejected
+
+    def close(self) -> None:
+        self.pg.close()
+        self.vectors.close()

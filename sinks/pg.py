@@ -1,17 +1,29 @@
-"""One PostgreSQL connection shared by the L2 (pgvector) and L3 tiers, reconnecting after an outage."""
+"""The one way the project opens PostgreSQL: `connect`, and `PgConnection` (reconnecting) for the tiers.
+
+The tiers (L2 pgvector, L3, the module docs), the prompt registry and the CLI all connect here, so a
+connection's settings (autocommit, the connect timeout) are chosen once.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 
 from sinks.base import TierUnavailable
 from sinks.migrations import Migration, apply_migrations
 
-__all__ = ["PgConnection"]
+__all__ = ["CONNECT_TIMEOUT_S", "PgConnection", "connect"]
+
+CONNECT_TIMEOUT_S = 3
+
+
+def connect(dsn: str, *, row_factory: Any = None) -> psycopg.Connection[Any]:
+    """An autocommit connection (writes that need one use `conn.transaction()`); fails within seconds."""
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, row_factory=row_factory)
 
 
 class PgConnection:
@@ -33,7 +45,7 @@ class PgConnection:
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=3)
+                    self._conn = connect(self.dsn)
                     apply_migrations(self._conn, self.migrations)
                     if self._on_connect is not None:
                         self._on_connect(self._conn)

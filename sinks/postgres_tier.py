@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.events import tenant_of
 from sinks.base import MemoryRecord, Rejection, Tier
 from sinks.migrations import Migration
 from sinks.pg import PgConnection
@@ -58,7 +59,7 @@ def _ts(ms: Any) -> datetime:
 
 def _row_tasks(scope: str, r: dict[str, Any]) -> tuple[Any, ...]:
     return (scope, r["task_id"], r["status"], r["output"], r["model"], r["cost_usd"], r["latency_ms"],
-            r.get("steps", 0), r.get("tokens_in", 0), r.get("tokens_out", 0), r.get("tenant") or "default",
+            r.get("steps", 0), r.get("tokens_in", 0), r.get("tokens_out", 0), tenant_of(r),
             r.get("error"), json.dumps(r.get("metadata") or {}), _ts(r["created_at"]))
 
 

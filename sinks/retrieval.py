@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from schemas.events import tenant_of
 from sinks.archive import ArchiveTier
 from sinks.base import TierUnavailable
 from sinks.postgres_tier import PostgresTier
@@ -116,7 +117,7 @@ class Retriever:
 
     def recall(self, task: dict[str, Any], k: int) -> SearchResult:
         """The memories for a task: its description as the query, its tenant only, never itself."""
-        filters = {"tenant": task.get("tenant") or "default", "exclude_tasks": [task["task_id"]]}
+        filters = {"tenant": tenant_of(task), "exclude_tasks": [task["task_id"]]}
         return self.search(task["description"], k, filters)
 
     def lookup(self, topic: str, partition: int, offset: int) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from schemas.events import tenant_of
 from sinks.base import MemoryRecord, Rejection, Tier
 from sinks.embeddings import Embedder
 from sinks.text import chunk_words, event_text
@@ -98,7 +99,7 @@ class VectorTier(Tier):
         items = [
             VectorItem(vector_id(self.scope, rec.id, n), rec.id, rec.event_type, n,
                        str(rec.record.get("task_id") or rec.record.get("sha") or ""),
-                       str(rec.record.get("tenant") or "default"), text, self.embedder.name, vec,
+                       tenant_of(rec.record), text, self.embedder.name, vec,
                        int(rec.record.get("created_at") or 0))
             for (rec, n, text), vec in zip(pending, vectors, strict=True)
         ]

@@ -12,6 +12,7 @@ import time
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams import kafka
 from streams.settings import Settings
 from streams.topics import TopicSpec, table_specs, topic_specs
 
@@ -21,7 +22,7 @@ __all__ = ["delete_topics", "ensure_topics"]
 async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout_s: float = 30.0) -> list[str]:
     """Create the missing topics; return the names created. Idempotent."""
     wanted = specs if specs is not None else topic_specs(settings) + table_specs(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers, client_id=f"{settings.app_id}-admin")
+    admin = kafka.admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -67,7 +68,7 @@ async def _wait_led(admin: AIOKafkaAdminClient, names: list[str], timeout_s: flo
 
 async def delete_topics(settings: Settings, names: list[str]) -> None:
     """Delete topics (used to clean up benchmark and test runs)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = kafka.admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -6,6 +6,7 @@ import faust
 
 from agents.runner import TaskRunner
 from schemas import Codec
+from streams.kafka import faust_broker_settings
 from streams.processors.code_changes import register_code_change_processor
 from streams.processors.scoring import register_prompt_processors
 from streams.processors.tasks import register_task_processor
@@ -21,7 +22,7 @@ def build_app(settings: Settings, runner: TaskRunner, codec: Codec) -> faust.App
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{server}" for server in settings.kafka_servers.split(",")],
+        **faust_broker_settings(settings),
         store="memory://",
         datadir=str(datadir),
         web_enabled=False,
@@ -29,8 +30,6 @@ def build_app(settings: Settings, runner: TaskRunner, codec: Codec) -> faust.App
         topic_partitions=settings.partitions,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.session_timeout_s / 4,
         key_serializer="raw",
         value_serializer="raw",
         table_cleanup_interval=min(30.0, settings.task_dedupe_window_s),  # expired tasks-done windows

@@ -1,6 +1,6 @@
-"""Talk to agentstream the way any user would: plain aiokafka producers and consumers.
+"""Talk to agentstream the way any user would: plain aiokafka producers and consumers (streams.kafka).
 
-Used by the CLI (`submit`, `tail`), the demo and the benchmark. No Faust here.
+Used by the CLI (`submit`, `tail`), the demos, replay and the benchmarks. No Faust here.
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.clock import now_ms
 from schemas import Codec, DecodeError
+from schemas.events import Record, tenant_key_of
+from streams import kafka
 from streams.settings import Settings
 from streams.topics import RESULTS, TASKS
 
@@ -27,12 +29,9 @@ __all__ = [
     "existing_end_offsets",
     "make_task",
     "read_topic",
+    "submit_and_wait",
     "submit_tasks",
-    "task_key",
 ]
-
-Record = dict[str, Any]
-
 
 def make_task(description: str, **fields: Any) -> Record:
     """A TaskRequested record with a fresh task_id and created_at; other fields take schema defaults."""
@@ -42,23 +41,17 @@ def make_task(description: str, **fields: Any) -> Record:
     return task
 
 
-def task_key(task: Record) -> bytes:
-    """The key to produce a task with: its tenant, so the worker runs it in its tenant's partition
-    without a second hop (any other key works too, through agent.tasks.by-tenant)."""
-    return (task.get("tenant") or "default").encode()
-
-
 async def submit_tasks(settings: Settings, codec: Codec, tasks: Iterable[Record],
                        on_sent: Callable[[Record], None] | None = None) -> list[str]:
     """Produce tasks to agent.tasks keyed by tenant; return their ids once the broker has them all."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)
+    producer = kafka.producer(settings, linger_ms=5)
     await producer.start()
     ids: list[str] = []
     try:
         pending = []
         for task in tasks:
             value = codec.encode("TaskRequested", task)
-            pending.append(await producer.send(settings.topic(TASKS), value=value, key=task_key(task)))
+            pending.append(await producer.send(settings.topic(TASKS), value=value, key=tenant_key_of(task)))
             ids.append(task["task_id"])
             if on_sent is not None:
                 on_sent(task)
@@ -87,7 +80,7 @@ async def end_offsets(settings: Settings, consumer: AIOKafkaConsumer, topic: str
     The partition list comes from the admin client: a consumer only learns the partitions of topics
     it subscribes to, and these readers assign partitions themselves.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = kafka.admin(settings)
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -110,7 +103,7 @@ async def existing_end_offsets(settings: Settings, consumer: AIOKafkaConsumer, t
 async def read_topic(settings: Settings, codec: Codec, topic: str, *, from_beginning: bool = False,
                      count: int | None = None, idle_timeout_s: float | None = None) -> AsyncIterator[Received]:
     """Yield decoded records of a topic (no consumer group: reading commits nothing)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
+    consumer = kafka.consumer(settings)
     await consumer.start()
     try:
         ends = await existing_end_offsets(settings, consumer, topic)
@@ -149,15 +142,17 @@ def _received(codec: Codec, tp: TopicPartition, m: Any) -> Received:
 class ResultWatcher:
     """Collects TaskResults for given task ids, reading agent.results from where it ended at `start()`.
 
-    Start it before submitting, so no result can slip in between.
+    Start it before submitting, so no result can slip in between:
+    `async with ResultWatcher(settings, codec) as watcher:` submit, then `await watcher.wait(ids, timeout_s)`.
     """
 
     def __init__(self, settings: Settings, codec: Codec) -> None:
         self.settings, self.codec = settings, codec
         self.results: dict[str, Record] = {}
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
+        self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
+        self._consumer = kafka.consumer(self.settings)
         await self._consumer.start()
         ends = await end_offsets(self.settings, self._consumer, self.settings.topic(RESULTS))
         self._consumer.assign(list(ends))
@@ -165,11 +160,25 @@ class ResultWatcher:
             self._consumer.seek(tp, end)
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def __aenter__(self) -> ResultWatcher:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
 
     async def wait(self, task_ids: Iterable[str], timeout_s: float,
                    on_result: Callable[[Record], None] | None = None) -> dict[str, Record]:
         """Wait until every id has a result or the time is up; return what arrived (first result per id)."""
+        assert self._consumer is not None, "start() the watcher (or use it with `async with`) first"
         wanted = set(task_ids)
         deadline = time.monotonic() + timeout_s
         while not wanted.issubset(self.results) and time.monotonic() < deadline:
@@ -188,3 +197,12 @@ class ResultWatcher:
                     if tid in wanted and on_result is not None:
                         on_result(record)
         return {tid: self.results[tid] for tid in wanted if tid in self.results}
+
+
+async def submit_and_wait(settings: Settings, codec: Codec, tasks: Iterable[Record], timeout_s: float, *,
+                          on_sent: Callable[[Record], None] | None = None,
+                          on_result: Callable[[Record], None] | None = None) -> dict[str, Record]:
+    """Submit tasks and return their results (those that arrived within `timeout_s`), keyed by task id."""
+    async with ResultWatcher(settings, codec) as watcher:
+        ids = await submit_tasks(settings, codec, tasks, on_sent)
+        return await watcher.wait(ids, timeout_s, on_result=on_result)

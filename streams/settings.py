@@ -169,6 +169,12 @@ class Settings(BaseSettings):
         """The full name of a project topic (the prefix isolates tests and evaluation runs)."""
         return f"{self.topic_prefix}{name}"
 
+    def isolated(self, name: str, **overrides: Any) -> Settings:
+        """A copy for a run of its own (a test, a bench, a replay): topics prefixed `<prefix><name>.` and
+        consumer groups and tables under the app id `<app id>-<name>`, so it shares nothing with others."""
+        return self.model_copy(update={"topic_prefix": f"{self.topic_prefix}{name}.",
+                                       "app_id": f"{self.app_id}-{name}", **overrides})
+
     def as_env(self) -> dict[str, str]:
         """These settings as environment variables, to start a child process with the same ones.
 

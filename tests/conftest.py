@@ -34,7 +34,7 @@ def _stack_dir() -> Path:
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
     """Settings of a real local stack (Kafka, PostgreSQL, Redis, S3 API) started for this session."""
-    from streams.stack import LocalStack, free_ports
+    from streams.devstack import LocalStack, free_ports
 
     data_dir = _stack_dir()
     kafka, controller, postgres, redis, s3 = free_ports(5)
@@ -60,5 +60,4 @@ def stack_settings() -> Iterator[Settings]:
 @pytest.fixture
 def isolated(stack_settings: Settings) -> Settings:
     """The session stack with a topic prefix and app id of this test's own, so tests never collide."""
-    run = uuid.uuid4().hex[:8]
-    return stack_settings.model_copy(update={"topic_prefix": f"t{run}.", "app_id": f"agentstream-t{run}"})
+    return stack_settings.isolated(f"t{uuid.uuid4().hex[:8]}")

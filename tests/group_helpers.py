@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from streams import kafka
 from streams.settings import Settings
 
 
@@ -15,7 +15,7 @@ async def wait_for_stable_group(settings: Settings, members: int, timeout_s: flo
                                 settle_s: float = 8.0) -> None:
     """Until the group `settings.app_id` has been Stable with `members` members for `settle_s` (Faust
     workers that start together often rebalance a second time just after the first)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = kafka.admin(settings)
     await admin.start()
     try:
         deadline = time.monotonic() + timeout_s

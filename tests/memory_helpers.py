@@ -6,10 +6,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from schemas import default_codec
 from sinks.base import MemoryRecord
+from streams import kafka
 from streams.settings import Settings
 
 NOW = 1_764_000_000_000
@@ -52,7 +51,7 @@ async def produce(settings: Settings, items: Sequence[tuple[str, str, dict[str, 
                   raw: Sequence[tuple[str, bytes]] = ()) -> None:
     """Send (topic, event type, record) items keyed by task_id, then raw (topic, bytes) records keyed `poison`."""
     codec = default_codec()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)
+    producer = kafka.producer(settings, linger_ms=5)
     await producer.start()
     try:
         for topic, event_type, record in items:

@@ -6,17 +6,14 @@ same tasks again under the same ids, and every store downstream (idempotent by t
 
 from __future__ import annotations
 
-from typing import Any
-
 from agents.clock import now_ms
+from schemas.events import Record
 from streams.code.git import module_name
 
 __all__ = ["DOC_PATCH_LIMIT", "REVIEW_PATCH_LIMIT", "file_patch", "tasks_for_change"]
 
 DOC_PATCH_LIMIT = 3_000
 REVIEW_PATCH_LIMIT = 6_000
-
-Record = dict[str, Any]
 
 
 def file_patch(patch: str, path: str) -> str:

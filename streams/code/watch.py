@@ -7,9 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
 from schemas import Codec
+from streams import kafka
 from streams.code.git import DEFAULT_PATCH_LIMIT, commit_shas, read_commit, repo_root
 from streams.replay.range import Bound, read_range
 from streams.settings import Settings
@@ -43,7 +42,7 @@ async def watch_repository(settings: Settings, codec: Codec, path: Path, *, sinc
     shas = await asyncio.to_thread(commit_shas, root, since, only)
     known = await known_shas(settings, codec, repository)
     fresh = [s for s in shas if s not in known]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", linger_ms=5)
+    producer = kafka.producer(settings, linger_ms=5)
     await producer.start()
     try:
         pending = []

@@ -1,7 +1,7 @@
 """The code-change processor: code.changes -> documentation and review tasks on agent.tasks.
 
-Like the task processor, it takes raw bytes and decodes inside a guard: a record that cannot be
-decoded or turned into tasks becomes a dead letter and the stream goes on.
+A record that cannot be decoded or turned into tasks becomes a dead letter (streams/processors/guard.py)
+and the stream goes on. `CodeChangeHandler` is the whole logic; `register_code_change_processor` wires it to Faust.
 """
 
 from __future__ import annotations
@@ -10,39 +10,42 @@ from typing import Any
 
 import faust
 
-from schemas import Codec, DecodeError
+from schemas import Codec
 from streams.code.tasks import tasks_for_change
 from streams.logs import get_logger
-from streams.processors.guard import DeadLetterSender
+from streams.processors.guard import Guard, Incoming, Send, topic_sender
 from streams.topics import CODE_CHANGES, DEADLETTERS, TASKS
 
-__all__ = ["register_code_change_processor"]
+__all__ = ["CodeChangeHandler", "register_code_change_processor"]
 
 log = get_logger(__name__)
+
+STAGE = "code-tasks"
+
+
+class CodeChangeHandler:
+    """One CodeChange -> its TaskRequested records, each sent keyed by task id through `send_task`."""
+
+    def __init__(self, guard: Guard, send_task: Send) -> None:
+        self.guard, self.send_task = guard, send_task
+
+    async def __call__(self, incoming: Incoming) -> None:
+        change = await self.guard.decode("CodeChange", incoming, "code-decode")
+        if change is None:
+            return
+        tasks = tasks_for_change(change)
+        for task in tasks:
+            await self.send_task(task["task_id"].encode(), self.guard.codec.encode("TaskRequested", task))
+        log.info("code change", stage=STAGE, sha=change["sha"][:12], tasks=len(tasks))
 
 
 def register_code_change_processor(app: faust.App, topics: dict[str, faust.TopicT], codec: Codec) -> Any:
     """Attach the processor to `app`; `topics` maps logical topic names to Faust topics."""
-    tasks_topic, send_dead = topics[TASKS], DeadLetterSender(topics[DEADLETTERS], codec)
-
-    async def handle(event: faust.EventT) -> None:
-        try:
-            change = codec.decode_as("CodeChange", event.value or b"")  # a tombstone decodes as nothing
-        except DecodeError as exc:
-            await send_dead("code-decode", event, exc)
-            return
-        try:
-            tasks = tasks_for_change(change)
-            for task in tasks:
-                await tasks_topic.send(key=task["task_id"].encode(), value=codec.encode("TaskRequested", task))
-        except Exception as exc:  # a bad record or a bug must not stop the stream
-            await send_dead("code-tasks", event, exc)
-            return
-        log.info("code change", stage="code-tasks", sha=change["sha"][:12], tasks=len(tasks))
+    guard = Guard(codec, topic_sender(topics[DEADLETTERS]))
+    handle = CodeChangeHandler(guard, topic_sender(topics[TASKS]))
 
     @app.agent(topics[CODE_CHANGES], name="code-change-processor")
     async def code_change_processor(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await handle(event)
+        await guard.consume(stream, STAGE, handle)
 
     return code_change_processor

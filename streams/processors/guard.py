@@ -1,31 +1,118 @@
-"""Dead-lettering for Faust processors: one call turns a failed event into a DeadLetter and logs it.
+"""The processor guard: decode-or-dead-letter and the guarded loop, for every consumer of the project.
 
-Every processor takes raw bytes and decodes inside a guard; all of them dead-letter through this.
+A record that fails at a stage becomes a DeadLetter (stage, topic, partition, offset, error, the
+original bytes) and the stream goes on. Handlers see an `Incoming` (a Faust event's message, an
+aiokafka ConsumerRecord or a MemoryRecord all have its five fields), so they are plain callables
+that unit tests drive without Faust or Kafka; the sends are injected as async callables.
 """
 
 from __future__ import annotations
 
-import faust
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
-from schemas import Codec
-from streams.deadletters import Origin, dead_letter
+from agents.clock import now_ms
+from schemas import Codec, DecodeError
+from schemas.events import Record
 from streams.logs import get_logger
 
-__all__ = ["DeadLetterSender"]
+__all__ = ["DeadLetterSender", "Guard", "Handler", "Incoming", "Send", "dead_letter", "topic_sender"]
 
 log = get_logger(__name__)
 
+_MAX_ERROR = 2000
+
+Send = Callable[[bytes | None, bytes], Awaitable[Any]]
+"""Produce one record: (key, value) -> awaited until the producer has it."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One consumed record, whichever consumer read it: its bytes and where to find it again in Kafka."""
+
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+    @classmethod
+    def of(cls, message: Any) -> Incoming:
+        """From anything with these five attributes (faust `event.message`, aiokafka records, MemoryRecord)."""
+        return cls(message.value, message.key, message.topic, message.partition, message.offset)
+
+
+Handler = Callable[[Incoming], Awaitable[None]]
+
+
+def dead_letter(stage: str, origin: Incoming, error: BaseException | str) -> Record:
+    """A DeadLetter record. Its id is stable per (origin, stage), so redelivery does not duplicate it."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return {
+        "deadletter_id": f"{origin.topic}:{origin.partition}:{origin.offset}:{stage}",
+        "stage": stage,
+        "topic": origin.topic,
+        "partition": origin.partition,
+        "offset": origin.offset,
+        "error": text[:_MAX_ERROR],
+        "payload": origin.value or b"",  # a tombstone: empty bytes
+        "key": origin.key,
+        "created_at": now_ms(),
+    }
+
+
+def topic_sender(topic: Any) -> Send:
+    """A `Send` over a Faust topic (the Faust processors' outputs and dead letters)."""
+
+    async def send(key: bytes | None, value: bytes) -> Any:
+        return await topic.send(key=key, value=value)
+
+    return send
+
+
+class Guard:
+    """Dead-letters what fails, through `send_dead`; the record it was handling is given up, the stream goes on."""
+
+    def __init__(self, codec: Codec, send_dead: Send) -> None:
+        self.codec, self.send_dead = codec, send_dead
+
+    async def dead(self, stage: str, incoming: Incoming, error: BaseException | str) -> None:
+        """Send `incoming` to the dead-letter topic with the stage it failed at and why."""
+        log.warning("dead letter", stage=stage, topic=incoming.topic, partition=incoming.partition,
+                    offset=incoming.offset, error=str(error)[:300])
+        record = dead_letter(stage, incoming, error)
+        await self.send_dead(incoming.key, self.codec.encode("DeadLetter", record))
+
+    async def decode(self, event_type: str, incoming: Incoming, stage: str) -> Record | None:
+        """The record, or None after dead-lettering bytes that are not an `event_type` (tombstones too)."""
+        try:
+            return self.codec.decode_as(event_type, incoming.value or b"")
+        except DecodeError as exc:
+            await self.dead(stage, incoming, exc)
+            return None
+
+    async def call(self, stage: str, handle: Handler, incoming: Incoming) -> None:
+        """Run `handle`; an exception becomes a dead letter at `stage`, never the end of the stream."""
+        try:
+            await handle(incoming)
+        except Exception as exc:  # a bug or a bad record must not stop the stream
+            await self.dead(stage, incoming, exc)
+
+    async def consume(self, stream: Any, stage: str, handle: Handler) -> None:
+        """The guarded loop of a Faust agent: every event of `stream` through `call`."""
+        async for event in stream.events():
+            await self.call(stage, handle, Incoming.of(event.message))
+
 
 class DeadLetterSender:
-    """Sends an event that failed at `stage` to the dead-letter topic, with where it came from and why."""
+    """`Guard` for handlers that still take Faust events (the task processor)."""
 
-    def __init__(self, topic: faust.TopicT, codec: Codec) -> None:
-        self.topic, self.codec = topic, codec
+    def __init__(self, topic: Any, codec: Codec) -> None:
+        self.guard = Guard(codec, topic_sender(topic))
 
-    async def __call__(self, stage: str, event: faust.EventT, error: BaseException | str) -> None:
-        m = event.message
-        origin = Origin(m.topic, m.partition, m.offset)
-        log.warning("dead letter", stage=stage, topic=origin.topic, partition=origin.partition,
-                    offset=origin.offset, error=str(error)[:300])
-        record = dead_letter(stage, origin, error, event.value or b"", event.key)  # a tombstone: empty bytes
-        await self.topic.send(key=event.key, value=self.codec.encode("DeadLetter", record))
+    async def __call__(self, stage: str, event: Any, error: BaseException | str) -> None:
+        await self.guard.dead(stage, Incoming.of(event.message), error)
+
+    async def decode(self, event_type: str, event: Any, stage: str) -> Record | None:
+        return await self.guard.decode(event_type, Incoming.of(event.message), stage)

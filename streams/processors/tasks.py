@@ -18,7 +18,8 @@ import faust
 from aiokafka.partitioner import murmur2
 
 from agents.runner import TaskRunner
-from schemas import Codec, DecodeError
+from schemas import Codec
+from schemas.events import tenant_key_of
 from streams.logs import get_logger
 from streams.processors.guard import DeadLetterSender
 from streams.settings import Settings
@@ -77,17 +78,13 @@ def register_task_processor(
 
     async def decode(event: faust.EventT) -> dict[str, Any] | None:
         """The task, or None after dead-lettering bytes that are not a TaskRequested (tombstones too)."""
-        try:
-            return codec.decode_as("TaskRequested", event.value or b"")
-        except DecodeError as exc:
-            await send_dead("decode", event, exc)
-            return None
+        return await send_dead.decode("TaskRequested", event, "decode")
 
     async def route(event: faust.EventT) -> None:
         task = await decode(event)
         if task is None:
             return
-        tenant_key = (task.get("tenant") or "default").encode()
+        tenant_key = tenant_key_of(task)
         if event.key == tenant_key and event.message.partition == tenant_partition(tenant_key, settings.partitions):
             await handle(event, task)  # already in its tenant's partition: no second hop
             return

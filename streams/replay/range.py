@@ -16,6 +16,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import Codec
+from streams import kafka
 from streams.client import Received, _received, existing_end_offsets
 from streams.settings import Settings
 
@@ -86,7 +87,7 @@ async def read_range(settings: Settings, codec: Codec, topic: str, start: Bound,
 
     `on_progress(done, total)` is called after each batch.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
+    consumer = kafka.consumer(settings)
     await consumer.start()
     try:
         ends = await existing_end_offsets(settings, consumer, topic)

@@ -8,18 +8,19 @@ is written to a production topic: the range is only read, without a consumer gro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from agents.judge import DEFAULT_JUDGE_MODEL, Judge, LLMJudge
-from agents.llm import LLM
-from agents.models import register_models
+from agents.factory import build_judge
+from agents.judging import DEFAULT_JUDGE_MODEL, Candidate, Judge
 from agents.simulator import install_simulator
 from schemas import Codec
+from schemas.events import Record
 from streams.admin import ensure_topics
-from streams.client import Received, ResultWatcher, submit_tasks
+from streams.client import Received, submit_and_wait
+from streams.harness import start_worker, stop
 from streams.replay.range import Bound, read_range
 from streams.replay.store import Run, TaskRow, run_dir, save_run
 from streams.settings import Settings
@@ -28,7 +29,6 @@ from streams.topics import RESULTS, TASKS
 __all__ = ["ReplaySpec", "eval_settings", "make_judge", "prepare_tasks", "production_run", "read_source",
            "run_replay"]
 
-Record = dict[str, Any]
 Progress = Callable[[int, int], None]
 
 
@@ -54,19 +54,17 @@ def eval_settings(settings: Settings, name: str, model: str | None = None) -> Se
     The prompt judge is off: the registry (experiment statistics, decisions, primaries) is production's and
     has no topic prefix, so outputs of a replay must never become prompt outcomes.
     """
-    return settings.model_copy(update={
-        "topic_prefix": f"{settings.topic_prefix}eval-{name}.",
-        "app_id": f"{settings.app_id}-eval-{name}",
-        "model": model or settings.model,
-        "judge_enabled": False,
-    })
+    return settings.isolated(f"eval-{name}", model=model or settings.model, judge_enabled=False)
 
 
 def make_judge(settings: Settings, model: str = DEFAULT_JUDGE_MODEL) -> Judge:
-    """The judge replay uses (the offline simulator is registered so `simulator/*` models answer)."""
+    """Replay's judge: the model judge over the configured models and agents, `model` tried first (so two
+    runs are graded by the same model), with its own budget ledger; the offline simulator is registered
+    so `simulator/*` models answer. A model missing from the table is a ValueError."""
+    from streams.worker import runner_config
+
     install_simulator(0.0, 0.0)
-    register_models()
-    return LLMJudge(LLM(timeout_s=settings.llm_timeout_s), model)
+    return build_judge(dataclasses.replace(runner_config(settings), pinned_model=model))
 
 
 def prepare_tasks(records: list[Received], spec: ReplaySpec) -> list[Record]:
@@ -95,7 +93,7 @@ async def _judge_rows(judge: Judge, tasks: list[Record], results: dict[str, Reco
         if result is None:
             rows.append(TaskRow(task["task_id"], task["description"], "missing", "", "", 0.0, 0.0, 0.0))
             continue
-        verdict = await judge.score(task["description"], result["output"])
+        verdict = (await judge.judge(task, [Candidate(task["task_id"], result["output"])])).verdicts[0]
         rows.append(TaskRow(task["task_id"], task["description"], result["status"], result["output"],
                             result["model"], verdict.score, result["cost_usd"], result["latency_ms"],
                             verdict.model, verdict.cost_usd, _prompt_label(result)))
@@ -113,7 +111,7 @@ async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,
     """The recorded records of the spec's range, from Kafka or from the L4 archive (same bounds)."""
     if spec.source == "kafka":
         return await read_range(settings, codec, settings.topic(spec.topic), spec.start, spec.end, on_read)
-    from streams.memory import build_archive
+    from streams.memory.tiers import build_archive
     from streams.replay.archive_range import read_archive_range
 
     return read_archive_range(build_archive(settings), codec, settings.topic(spec.topic), spec.start, spec.end,
@@ -123,9 +121,8 @@ async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,
 async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judge: Judge | None = None,
                      on_read: Progress | None = None, on_result: Progress | None = None) -> Run:
     """Read the range, run it on an isolated worker, judge every answer, save and return the run."""
-    from streams.demo import start_worker, stop_worker
-
     folder = run_dir(settings, spec.name)
+    judge = judge or make_judge(settings, spec.judge_model)  # a judge model not in the table fails before the run
     records = await read_source(settings, codec, spec, on_read)
     tasks = prepare_tasks(records, spec)
     if not tasks:
@@ -136,25 +133,19 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
     # The run's topics are brand new: a first send may bounce once while leadership settles (it is retried).
     logging.getLogger("aiokafka.producer.sender").setLevel(logging.ERROR)
     worker = start_worker(isolated, f"runs/{spec.name}/worker.log")
+    done = 0
+
+    def counted(_r: Record) -> None:
+        nonlocal done
+        done += 1
+        if on_result is not None:
+            on_result(done, len(tasks))
+
     try:
-        watcher = ResultWatcher(isolated, codec)
-        await watcher.start()
-        try:
-            ids = await submit_tasks(isolated, codec, tasks)
-            done = 0
-
-            def counted(_r: Record) -> None:
-                nonlocal done
-                done += 1
-                if on_result is not None:
-                    on_result(done, len(ids))
-
-            results = await watcher.wait(ids, spec.timeout_s, on_result=counted)
-        finally:
-            await watcher.stop()
+        results = await submit_and_wait(isolated, codec, tasks, spec.timeout_s, on_result=counted)
     finally:
-        await asyncio.to_thread(stop_worker, worker)
-    rows = await _judge_rows(judge or make_judge(settings, spec.judge_model), tasks, results)
+        await asyncio.to_thread(stop, worker)
+    rows = await _judge_rows(judge, tasks, results)
     meta = {"kind": "replay", "source": spec.source, "topic": settings.topic(spec.topic),
             "from": str(spec.start), "to": str(spec.end), "model": isolated.model,
             "pattern": spec.pattern, "prompts": list(spec.prompts), "judge_model": spec.judge_model,

@@ -25,11 +25,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import Codec, DecodeError
 from streams.client import end_offsets, make_task
-from streams.demo import start_worker, stop_worker
-from streams.memory import build_archive
+from streams.devstack import LocalStack
+from streams.devstack.process import read_pid, wait_until
+from streams.harness import start_worker, stop
+from streams.memory.tiers import build_archive
 from streams.settings import Settings
-from streams.stack import LocalStack
-from streams.stack.process import read_pid, wait_until
 from streams.topics import (
     ALL_TOPICS,
     DEADLETTERS,
@@ -93,14 +93,13 @@ class Fleet:
     def sigterm(self, timeout_s: float = 60.0) -> str:
         victim = self._victim()
         began = time.monotonic()
-        stop_worker(victim, timeout_s)
+        stop(victim, timeout_s=timeout_s)
         took = time.monotonic() - began
         how = "killed after timeout" if victim.returncode == -signal.SIGKILL else "stopped"
         return f"worker pid {victim.pid} SIGTERM, {how} in {took:.1f}s (rc {victim.returncode})"
 
     def stop_all(self) -> None:
-        for proc in self.live:
-            stop_worker(proc, 30.0)
+        stop(*self.live, timeout_s=30.0)
         self.dead += self.live
         self.live = []
 

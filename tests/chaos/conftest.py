@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from streams.devstack import LocalStack, free_port_range, free_ports
 from streams.settings import Settings
-from streams.stack import LocalStack, free_port_range, free_ports
 
 
 @pytest.fixture(scope="session")

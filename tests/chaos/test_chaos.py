@@ -18,10 +18,9 @@ from chaos_kit import Audit, Faults, Fleet, Load, audit, run_faults, wait_answer
 
 from schemas import default_codec
 from streams.admin import ensure_topics
-from streams.demo import stop_worker
+from streams.devstack import LocalStack
+from streams.harness import start_sinks, stop
 from streams.settings import Settings
-from streams.sink_service import start_sinks
-from streams.stack import LocalStack
 
 pytestmark = pytest.mark.chaos
 
@@ -66,15 +65,13 @@ async def _run(stack: LocalStack, name: str, settings: Settings, *, tasks: int, 
         return await audit(name, settings, codec, load, faults.log, sinks_state, drain_s, len(fleet.exited_alone))
     finally:
         await asyncio.to_thread(fleet.stop_all)
-        stop_worker(sinks, 30.0)
+        stop(sinks, timeout_s=30.0)
 
 
 def _settings(stack: LocalStack, **update: object) -> Settings:
     """This run's topics and group. No memory recall in the workers and no prefetch in the sinks (three
     embeddings per task on two shared cores): the sinks still write every tier, which is what is checked."""
-    run = uuid.uuid4().hex[:6]
-    return stack.settings.model_copy(update={"topic_prefix": f"c{run}.", "app_id": f"chaos-{run}",
-                                             "memory_context_k": 0, **update})
+    return stack.settings.isolated(f"chaos-{uuid.uuid4().hex[:6]}", memory_context_k=0, **update)
 
 
 MIXED = ["sigkill-worker", "add-worker", "kill-leader-broker", "sigterm-worker", "remove-worker", "stop-stores",

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from streams.admin import ensure_topics
-from streams.demo import start_worker, stop_worker
+from streams.harness import start_worker, stop
 from streams.settings import Settings
 
 
@@ -26,5 +26,4 @@ def worker_factory(isolated: Settings) -> Iterator[Callable[..., subprocess.Pope
         return proc
 
     yield start
-    for proc in started:
-        stop_worker(proc)
+    stop(*started)

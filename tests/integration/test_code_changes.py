@@ -11,17 +11,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
 from gitrepo import GitRepo  # tests/gitrepo.py (tests/ is on sys.path via its conftest)
 from memory_helpers import NOW, produce, result
 
 from schemas import default_codec
-from sinks.docs import setup_docs, write_docs
+from sinks.docs import doc_from_result, setup_docs, write_docs
+from streams import kafka
 from streams.admin import ensure_topics
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.client import ResultWatcher
-from streams.code.docs_sink import doc_from_result, run_docs_sink
+from streams.code.docs_sink import run_docs_sink
 from streams.replay.range import Bound, read_range
 from streams.settings import Settings
 from streams.topics import CODE_CHANGES, DEADLETTERS, RESULTS
@@ -64,16 +64,12 @@ async def test_commits_become_events_tasks_and_current_documentation(isolated: S
     expected = {f"doc-{short[0]}-calc.parser", f"review-{short[0]}", f"doc-{short[1]}-calc",
                 f"doc-{short[1]}-calc.evaluate", f"review-{short[1]}", f"doc-{short[2]}-calc.parser",
                 f"review-{short[2]}"}
-    watcher = ResultWatcher(isolated, codec)
-    await watcher.start()
-    try:
+    async with ResultWatcher(isolated, codec) as watcher:
         out = await asyncio.to_thread(_cli, isolated, "git-watch", str(repo.path))
         assert "3 commit(s) sent, 0 already" in out
         out = await asyncio.to_thread(_cli, isolated, "git-watch", str(repo.path))
         assert "0 commit(s) sent, 3 already" in out
         results = await watcher.wait(expected, 120)
-    finally:
-        await watcher.stop()
     assert set(results) == expected
     events = await _changes(isolated)
     assert [e.key.decode() for e in events if e.partition == events[0].partition]  # keyed by sha
@@ -129,8 +125,15 @@ async def test_stored_documentation_is_found_by_meaning_with_its_module_and_vers
     await ensure_topics(isolated)
     items = [(RESULTS, "TaskResult", _doc_result(*doc, n)) for n, doc in enumerate(_DOCS)]
     items.append((RESULTS, "TaskResult", result("review-x", "Looks fine; retries could use a cap.")))  # not a doc
+    broken = _doc_result("shop.tax", "shop/tax.py", "5" * 40, "Tax rules.", 9)
+    broken["metadata"]["committed_at"] = "yesterday"  # a document the docs tier can never store
+    items.append((RESULTS, "TaskResult", broken))
     await produce(isolated, items)
     assert await run_docs_sink(isolated, codec, idle_exit_s=2.0) == 4
+    dead = [r.record for r in await read_range(isolated, codec, isolated.topic(DEADLETTERS), Bound("earliest"),
+                                               Bound("now"))]
+    assert [(d["stage"], d["topic"]) for d in dead] == [("sink-docs", isolated.topic(RESULTS))]
+    assert "yesterday" in dead[0]["error"]
 
     # No shared keywords: the vectors (L2) find the module by what its documentation means.
     found = [json.loads(line) for line in (await asyncio.to_thread(
@@ -162,20 +165,16 @@ async def test_a_bad_code_change_is_dead_lettered_and_the_next_one_still_runs(is
     repo = GitRepo(tmp_path / "r")
     sha = repo.commit("one module", {"m.py": "A = 1\n"})
     worker_factory()
-    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_servers)
+    producer = kafka.producer(isolated)
     await producer.start()
     try:
         for value in (b"not avro", None):  # None: a tombstone
             await producer.send_and_wait(isolated.topic(CODE_CHANGES), value, key=b"bad", partition=0)
     finally:
         await producer.stop()
-    watcher = ResultWatcher(isolated, codec)
-    await watcher.start()
-    try:
+    async with ResultWatcher(isolated, codec) as watcher:
         await asyncio.to_thread(_cli, isolated, "git-watch", str(repo.path), "--commit", "HEAD")
         results = await watcher.wait([f"doc-{sha[:12]}-m", f"review-{sha[:12]}"], 120)
-    finally:
-        await watcher.stop()
     assert len(results) == 2
     dead = [r.record for r in await read_range(isolated, codec, isolated.topic(DEADLETTERS), Bound("earliest"),
                                                Bound("now"))]

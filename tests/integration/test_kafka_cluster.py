@@ -15,9 +15,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.devstack import LocalStack, PartStatus, free_port_range
+from streams.devstack.process import read_pid
 from streams.settings import Settings
-from streams.stack import LocalStack, PartStatus, free_port_range
-from streams.stack.process import read_pid
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import fastavro
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import default_codec
+from streams import kafka
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS
@@ -23,13 +23,9 @@ codec = default_codec()
 
 
 async def _run_tasks(settings: Settings, tasks: list[dict], timeout: float = 90.0) -> dict[str, dict]:
-    watcher = ResultWatcher(settings, codec)
-    await watcher.start()
-    try:
+    async with ResultWatcher(settings, codec) as watcher:
         ids = await submit_tasks(settings, codec, tasks)
         return await watcher.wait(ids, timeout)
-    finally:
-        await watcher.stop()
 
 
 async def _records(settings: Settings, topic: str) -> list:
@@ -58,7 +54,7 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(isolated:
     worker_factory()
     garbage = b"\x00\xffnot avro at all"
     unknown_fp = b"\xc3\x01" + b"\x13" * 8 + b"\x02\x04ab"
-    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_servers)
+    producer = kafka.producer(isolated)
     await producer.start()
     try:  # all on one partition (same key), poison first, so the good one has to get past them
         for value in (garbage, unknown_fp, None):  # None: a tombstone
@@ -66,13 +62,9 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(isolated:
     finally:
         await producer.stop()
     good = make_task("after the poison")
-    watcher = ResultWatcher(isolated, codec)
-    await watcher.start()
-    try:
+    async with ResultWatcher(isolated, codec) as watcher:
         await _produce_raw(isolated, codec.encode("TaskRequested", good), partition=0)
         results = await watcher.wait([good["task_id"]], 90)
-    finally:
-        await watcher.stop()
     assert results[good["task_id"]]["status"] == "ok"
     dead = [r.record for r in await _records(isolated, DEADLETTERS)]
     assert sorted(d["payload"] for d in dead) == sorted([garbage, unknown_fp, b""])
@@ -85,7 +77,7 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(isolated:
 
 
 async def _produce_raw(settings: Settings, value: bytes, partition: int | None = None, key: bytes = b"k") -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers)
+    producer = kafka.producer(settings)
     await producer.start()
     try:
         await producer.send_and_wait(settings.topic(TASKS), value, key=key, partition=partition)
@@ -121,8 +113,7 @@ async def test_a_client_with_only_the_avsc_files_can_submit_and_read_back(isolat
         "task_id": "foreign-1", "description": "hello from another language", "pattern": "fast",
         "capability": "coding", "optimization": "balanced", "budget_usd": None, "tenant": "default",
         "metadata": {}, "created_at": 1_700_000_000_000})
-    consumer = AIOKafkaConsumer(isolated.topic(RESULTS), bootstrap_servers=isolated.kafka_servers,
-                                auto_offset_reset="earliest", group_id=None)
+    consumer = kafka.consumer(isolated, isolated.topic(RESULTS), auto_offset_reset="earliest")
     await consumer.start()
     try:
         await _produce_raw(isolated, b"\xc3\x01" + fingerprint(task_schema) + body.getvalue(), key=b"foreign-1")
@@ -145,9 +136,7 @@ async def test_a_client_with_only_the_avsc_files_can_submit_and_read_back(isolat
 async def test_sigkill_mid_run_loses_no_task(isolated: Settings, worker_factory) -> None:
     first = worker_factory(simulator_latency_ms=50.0, worker_concurrency=4)
     tasks = [make_task(f"task number {n}") for n in range(150)]
-    watcher = ResultWatcher(isolated, codec)
-    await watcher.start()
-    try:
+    async with ResultWatcher(isolated, codec) as watcher:
         ids = await submit_tasks(isolated, codec, tasks)
         await watcher.wait(ids[:20], 60)  # well under way ...
         assert len(watcher.results) < len(ids)
@@ -155,6 +144,4 @@ async def test_sigkill_mid_run_loses_no_task(isolated: Settings, worker_factory)
         first.wait()
         worker_factory(simulator_latency_ms=50.0, worker_concurrency=4)
         results = await watcher.wait(ids, 120)
-    finally:
-        await watcher.stop()
     assert set(results) == set(ids)

@@ -12,13 +12,13 @@ import time
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from agents.prompt_registry import Experiment, PromptRegistry
 from schemas import default_codec
-from streams.client import make_task, read_topic
-from streams.demo import stop_worker
-from streams.demo_experiment import run_experiment_demo, submit_and_wait
+from streams import kafka
+from streams.client import make_task, read_topic, submit_and_wait
+from streams.demo.experiment import run_experiment_demo
+from streams.harness import stop
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, OUTPUTS, PROMPT_DECISIONS, PROMPT_OUTCOMES
 
@@ -71,7 +71,7 @@ async def test_experiment_decides_survives_a_restart_and_new_tasks_use_the_winne
     batch_a = tasks("a", 60)
     assert len(await submit_and_wait(isolated, codec, batch_a, 120.0)) == 60
     assert await _counted(registry, name, 60) == 60
-    stop_worker(first)
+    stop(first)
 
     # While no worker runs: half of the outcomes counted so far again (some twice), a poison record and a
     # wrongly keyed outcome. Had the tables not come back, the count would end at 240 + 30 = 270; had the
@@ -79,7 +79,7 @@ async def test_experiment_decides_survives_a_restart_and_new_tasks_use_the_winne
     outcomes = [r for r in await _records(isolated, PROMPT_OUTCOMES) if r.record]
     assert len(outcomes) == 60 and {r.record["source"] for r in outcomes} == {"judge"}
     wrong_key = codec.encode("PromptOutcome", {**outcomes[0].record, "outcome_id": "x-1"})
-    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_servers)
+    producer = kafka.producer(isolated)
     await producer.start()
     try:
         for r in outcomes[:30] + outcomes[:5]:

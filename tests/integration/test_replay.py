@@ -14,17 +14,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer
 from click.testing import CliRunner
 from psycopg import sql
 from pydantic import SecretStr
 
 from agents.prompt_registry import Experiment, PromptRegistry
 from schemas import default_codec
+from streams import kafka
 from streams.admin import ensure_topics
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.client import ResultWatcher, end_offsets, submit_tasks
-from streams.demo import load_sample_tasks, start_worker, stop_worker
+from streams.demo.run import load_sample_tasks
+from streams.harness import running, start_sinks, start_worker
 from streams.processors.tasks import tenant_partition
 from streams.replay.range import Bound, parse_bound, read_range
 from streams.replay.run import eval_settings
@@ -55,9 +56,7 @@ def _tenant_per_partition(partitions: int) -> list[str]:
 
 
 async def _record(settings: Settings) -> Recorded:
-    watcher = ResultWatcher(settings, codec)
-    await watcher.start()
-    try:
+    async with ResultWatcher(settings, codec) as watcher:
         tasks = load_sample_tasks(200, uuid.uuid4().hex[:6])
         tenants = _tenant_per_partition(settings.partitions)  # every partition gets 200 / partitions tasks
         for n, task in enumerate(tasks):
@@ -68,8 +67,6 @@ async def _record(settings: Settings) -> Recorded:
         await asyncio.sleep(0.3)
         ids += await submit_tasks(settings, codec, tasks[100:])
         results = await watcher.wait(ids, 240)
-    finally:
-        await watcher.stop()
     assert len(results) == 200
     return Recorded(settings, ids, midpoint)
 
@@ -102,24 +99,20 @@ def recorded(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     """
     run = uuid.uuid4().hex[:8]
     # Production pins its model (AGENTSTREAM_MODEL), so replays compare against one known model.
-    settings = stack_settings.model_copy(update={"topic_prefix": f"r{run}.", "app_id": f"agentstream-r{run}",
-                                                 "model": "simulator/balanced-1",
-                                                 "database_url": _own_database(stack_settings, f"r{run}")})
+    settings = stack_settings.isolated(f"r{run}", model="simulator/balanced-1",
+                                       database_url=_own_database(stack_settings, f"r{run}"))
     asyncio.run(ensure_topics(settings))
     folder = tmp_path_factory.mktemp("prompts")
     for version, text in ((1, PROMPT_V1), (2, PROMPT_V2)):
         (folder / f"v{version}.j2").write_text(text)
         assert f"coding v{version} added" in _cli(settings, "prompt", "add", "coding", "--file",
                                                   str(folder / f"v{version}.j2"), "--author", "test")
-    worker = start_worker(settings, f"worker-r{run}.log")
-    try:
+    with running(start_worker(settings, f"worker-r{run}.log")):
         yield asyncio.run(_record(settings))
-    finally:
-        stop_worker(worker)
 
 
 async def _production_ends(settings: Settings) -> dict[str, dict[int, int]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
+    consumer = kafka.consumer(settings)
     await consumer.start()
     try:
         return {name: {tp.partition: end for tp, end in (await end_offsets(settings, consumer,
@@ -284,7 +277,7 @@ def test_bad_arguments_are_clear_errors(recorded: Recorded) -> None:
 
 @pytest.mark.slow
 def test_the_replay_demo_compares_two_prompt_versions(isolated: Settings) -> None:
-    from streams.replay.demo import DEMO_PROMPT
+    from streams.demo.replay import DEMO_PROMPT
 
     out = _cli(isolated, "replay", "demo", "--tasks", "6")
     assert "6 tasks paired, 6 with a different output" in out and "HTML report:" in out
@@ -296,20 +289,16 @@ def test_the_replay_demo_compares_two_prompt_versions(isolated: Settings) -> Non
 
 def test_kafka_and_the_archive_give_the_same_range(recorded: Recorded) -> None:
     """The sink processors archive the recorded traffic; both sources then yield the same tasks."""
-    from streams.memory import build_archive
+    from streams.memory.tiers import build_archive
     from streams.replay.archive_range import read_archive_range
-    from streams.sink_service import start_sinks
 
     s = recorded.settings
     topic = s.topic(TASKS)
-    sinks = start_sinks(s, f"sinks-{s.app_id}.log")
-    try:
+    with running(start_sinks(s, f"sinks-{s.app_id}.log")):
         deadline = time.monotonic() + 180
         while len(read_archive_range(build_archive(s), codec, topic, Bound("earliest"), Bound("now"))) < 200:
             assert time.monotonic() < deadline, "the archive sink did not archive the recorded tasks in time"
             time.sleep(1.0)
-    finally:
-        stop_worker(sinks)
     archive = build_archive(s)
     for start, end in ((Bound("earliest"), Bound("now")), (parse_bound(recorded.midpoint), Bound("now")),
                        (Bound("offset", 5), Bound("offset", 20))):

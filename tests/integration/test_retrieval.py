@@ -11,11 +11,10 @@ from memory_helpers import result, run_id, wrap
 from schemas import default_codec
 from sinks.retrieval import Retriever
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
-from streams.demo import stop_worker
-from streams.demo_memory import show_memory
-from streams.memory import build_tiers
+from streams.demo.memory import show_memory
+from streams.harness import start_sinks, stop
+from streams.memory.tiers import build_tiers
 from streams.settings import Settings
-from streams.sink_service import start_sinks
 from streams.topics import OUTPUTS
 
 pytestmark = pytest.mark.integration
@@ -54,7 +53,7 @@ DISTRACTORS = [
 
 
 def test_related_past_output_is_in_the_top_3(stack_settings: Settings) -> None:
-    settings = stack_settings.model_copy(update={"topic_prefix": f"t{run_id()}."})
+    settings = stack_settings.isolated(f"t{run_id()}")
     tiers = build_tiers(settings, {"vectors", "postgres"})
     texts = [p[0] for p in PAIRS] + DISTRACTORS
     batch = [wrap("TaskResult", result(f"past-{n}", text)) for n, text in enumerate(texts)]
@@ -77,9 +76,7 @@ async def test_agents_get_memories_of_earlier_tasks(isolated: Settings, worker_f
     try:
         worker_factory()
         first = [make_task(text) for text, _ in PAIRS[:4]]
-        watcher = ResultWatcher(isolated, codec)
-        await watcher.start()
-        try:
+        async with ResultWatcher(isolated, codec) as watcher:
             ids = await submit_tasks(isolated, codec, first)
             assert set(await watcher.wait(ids, 120)) == set(ids)
             retriever = build_tiers(isolated, {"vectors"})["vectors"]
@@ -89,13 +86,11 @@ async def test_agents_get_memories_of_earlier_tasks(isolated: Settings, worker_f
             later = [make_task(query) for _, query in PAIRS[:4]]
             ids2 = await submit_tasks(isolated, codec, later)
             results = await watcher.wait(ids2, 120)
-        finally:
-            await watcher.stop()
         # the demo's memory part, on the same running worker and sinks
         await asyncio.to_thread(show_memory, isolated, later, results)
         shown = capsys.readouterr().out
     finally:
-        stop_worker(sinks)
+        stop(sinks)
     assert "memories used per task:" in shown and "agentstream memory search" in shown
     assert f"TaskResult:{later[-1]['task_id']}" in shown and "a follow-up task" in shown
     assert set(results) == set(ids2)

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from streams.devstack import LocalStack, PartStatus, StackError, free_port, free_ports
+from streams.devstack.process import port_open, read_pid
 from streams.settings import Settings
-from streams.stack import LocalStack, PartStatus, StackError, free_port, free_ports
-from streams.stack.process import port_open, read_pid
 
 pytestmark = pytest.mark.integration
 
@@ -88,25 +88,24 @@ def test_up_reports_each_part_running(stack: LocalStack, settings: Settings) -> 
 
 
 async def test_kafka_round_trip(stack: LocalStack, settings: Settings) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
+
+    from streams import kafka
 
     topic = f"stack-test-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = kafka.admin(settings)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all")
+    producer = kafka.producer(settings)
     await producer.start()
     try:
         await producer.send_and_wait(topic, b"hello", key=b"k1")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_servers, auto_offset_reset="earliest", group_id=topic
-    )
+    consumer = kafka.consumer(settings, topic, auto_offset_reset="earliest", group_id=topic)
     await consumer.start()
     try:
         record = await consumer.getone()

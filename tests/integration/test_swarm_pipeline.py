@@ -6,14 +6,13 @@ import asyncio
 import itertools
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from group_helpers import wait_for_stable_group
 
 from schemas import default_codec
-from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
-from streams.demo_experiment import submit_and_wait
+from schemas.events import OPTIMIZATIONS
+from streams import kafka
+from streams.client import ResultWatcher, make_task, read_topic, submit_and_wait, submit_tasks
 from streams.processors.tasks import tenant_partition
 from streams.settings import Settings
 from streams.topics import OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT, TASKS_DONE_TABLE, changelog_topic
@@ -30,7 +29,7 @@ async def _run(settings: Settings, tasks: list[dict], timeout: float = 120.0) ->
 
 async def test_each_pattern_and_optimization_gets_its_steps_and_costs(isolated: Settings, worker_factory) -> None:
     worker_factory()
-    combos = list(itertools.product(STEPS, ("cost", "quality", "speed", "balanced")))
+    combos = list(itertools.product(STEPS, OPTIMIZATIONS))
     tasks = [make_task(f"make the importer stream rows ({p}, {o})", pattern=p, optimization=o, tenant=f"t{n % 3}")
              for n, (p, o) in enumerate(combos)]
     results = await _run(isolated, tasks)
@@ -74,21 +73,19 @@ async def test_tasks_keyed_by_tenant_run_at_once_and_the_rest_via_by_tenant_into
     direct = [make_task(f"direct task {n}", tenant="acme") for n in range(6)]
     forwarded = [make_task(f"forwarded task {n}", tenant="acme") for n in range(6)]
     own = tenant_partition(b"acme", isolated.partitions)
-    watcher = ResultWatcher(isolated, codec)
-    await watcher.start()
-    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_servers)
-    await producer.start()
-    try:
-        for n, task in enumerate(forwarded):  # half keyed by task id, half by tenant in a wrong partition
-            key, partition = ((task["task_id"].encode(), None) if n % 2 else
-                              (b"acme", (own + 1) % isolated.partitions))
-            await producer.send_and_wait(isolated.topic(TASKS), codec.encode("TaskRequested", task),
-                                         key=key, partition=partition)
+    async with ResultWatcher(isolated, codec) as watcher:
+        producer = kafka.producer(isolated)
+        await producer.start()
+        try:
+            for n, task in enumerate(forwarded):  # half keyed by task id, half by tenant in a wrong partition
+                key, partition = ((task["task_id"].encode(), None) if n % 2 else
+                                  (b"acme", (own + 1) % isolated.partitions))
+                await producer.send_and_wait(isolated.topic(TASKS), codec.encode("TaskRequested", task),
+                                             key=key, partition=partition)
+        finally:
+            await producer.stop()
         await submit_tasks(isolated, codec, direct)
         results = await watcher.wait([t["task_id"] for t in direct + forwarded], 120)
-    finally:
-        await producer.stop()
-        await watcher.stop()
     rekeyed = [r async for r in read_topic(isolated, codec, isolated.topic(TASKS_BY_TENANT), from_beginning=True,
                                            idle_timeout_s=2.0)]
     assert {r.record["task_id"] for r in rekeyed} == {t["task_id"] for t in forwarded}
@@ -110,7 +107,7 @@ async def test_a_task_sent_again_is_skipped_within_the_dedupe_window_and_run_aft
     results = [r async for r in read_topic(isolated, codec, isolated.topic(RESULTS), from_beginning=True,
                                            idle_timeout_s=2.0)]
     assert [r.record["task_id"] for r in results] == [task["task_id"]] * 2
-    admin = AIOKafkaAdminClient(bootstrap_servers=isolated.kafka_servers)
+    admin = kafka.admin(isolated)
     await admin.start()
     try:  # bounded on the broker too: the changelog deletes what the windows no longer hold
         described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC,

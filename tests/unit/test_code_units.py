@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from gitrepo import GitRepo  # tests/gitrepo.py (tests/ is on sys.path via its conftest)
 
-from streams.code.docs_sink import doc_from_result
+from sinks.docs import doc_from_result
 from streams.code.git import GitError, commit_shas, module_name, read_commit
 from streams.code.hook import _hook_text
 from streams.code.tasks import file_patch, tasks_for_change

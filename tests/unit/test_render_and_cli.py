@@ -5,10 +5,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import cli
+from streams.cli.main import cli
+from streams.cli.render import render_received
 from streams.client import Received, make_task
-from streams.deadletters import Origin, dead_letter
-from streams.render import render_received
 
 
 def test_make_task_fills_id_and_time_and_keeps_given_fields() -> None:
@@ -16,12 +15,6 @@ def test_make_task_fills_id_and_time_and_keeps_given_fields() -> None:
     assert t["task_id"].startswith("task-") and t["created_at"] > 1_600_000_000_000
     assert t["pattern"] == "quality" and "budget_usd" not in t
     assert make_task("x", task_id="fixed")["task_id"] == "fixed"
-
-
-def test_dead_letter_keeps_origin_bytes_and_a_stable_id() -> None:
-    d = dead_letter("decode", Origin("agent.tasks", 2, 17), ValueError("bad marker"), b"\x00raw", b"k")
-    assert d["deadletter_id"] == "agent.tasks:2:17:decode"
-    assert d["payload"] == b"\x00raw" and d["key"] == b"k" and d["error"] == "ValueError: bad marker"
 
 
 def test_render_readable_and_json() -> None:

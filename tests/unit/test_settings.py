@@ -74,7 +74,7 @@ def test_topic_specs_have_every_topic_once_with_the_prefix() -> None:
 
 
 def test_kafka_cluster_ids_never_look_like_an_option() -> None:
-    from streams.stack.kafka import new_cluster_id
+    from streams.devstack.kafka import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2000)]  # about 31 of 2000 would start with "-" unguarded
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
@@ -104,10 +104,18 @@ def test_overlapping_node_ports_are_rejected() -> None:
 
 
 def test_broker_replication_settings_by_node_count() -> None:
-    from streams.stack.kafka import replication_props
+    from streams.devstack.kafka import replication_props
 
     three = replication_props(3)
     assert three["default.replication.factor"] == three["offsets.topic.replication.factor"] == "3"
     assert three["min.insync.replicas"] == three["transaction.state.log.min.isr"] == "2"
     one = replication_props(1)
     assert one["min.insync.replicas"] == one["offsets.topic.replication.factor"] == "1"
+
+
+def test_isolated_settings_have_topics_and_groups_of_their_own() -> None:
+    base = Settings(AGENTSTREAM_TOPIC_PREFIX="staging.", AGENTSTREAM_APP_ID="shop")
+    run = base.isolated("bench-1", worker_concurrency=3)
+    assert (run.topic_prefix, run.app_id, run.worker_concurrency) == ("staging.bench-1.", "shop-bench-1", 3)
+    assert run.topic(TASKS) == "staging.bench-1.agent.tasks" and base.topic(TASKS) == "staging.agent.tasks"
+    assert {s.name for s in topic_specs(run)}.isdisjoint(s.name for s in topic_specs(base))

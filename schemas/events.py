@@ -1,0 +1,41 @@
+"""The shared vocabulary of the events: the values TaskRequested's fields take, and the tenant rule.
+
+The .avsc files stay the contract: their defaults and the values their docs list are checked
+against these in tests/unit/test_events.py, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["CAPABILITIES", "DEFAULT_CAPABILITY", "DEFAULT_OPTIMIZATION", "DEFAULT_PATTERN", "DEFAULT_TENANT",
+           "OPTIMIZATIONS", "PATTERNS", "Record", "tenant_key_of", "tenant_of"]
+
+Record = dict[str, Any]
+"""A decoded event: the Avro record as a dict."""
+
+PATTERNS = ("fast", "balanced", "quality")
+"""How a task runs (TaskRequested.pattern): one agent, agent then reviewer, or the reviewer judging candidates."""
+
+OPTIMIZATIONS = ("cost", "quality", "speed", "balanced")
+"""What the model router optimizes for (TaskRequested.optimization)."""
+
+CAPABILITIES = frozenset({"planning", "coding", "research", "review", "testing", "documentation", "judging"})
+"""What a task needs and an agent offers (TaskRequested.capability, agents.yaml)."""
+
+# TaskRequested's Avro defaults: what a field that is absent or empty means.
+DEFAULT_PATTERN = "fast"
+DEFAULT_OPTIMIZATION = "balanced"
+DEFAULT_CAPABILITY = "coding"
+DEFAULT_TENANT = "default"
+
+
+def tenant_of(record: Mapping[str, Any]) -> str:
+    """The tenant of a task or result; records without one (or with an empty one) belong to the default tenant."""
+    return str(record.get("tenant") or DEFAULT_TENANT)
+
+
+def tenant_key_of(task: Mapping[str, Any]) -> bytes:
+    """The Kafka key that puts a task in its tenant's partition (budgets need every task of a tenant there)."""
+    return tenant_of(task).encode()

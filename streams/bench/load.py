@@ -1,0 +1,103 @@
+"""The load driver of the benches: workers on topics of a run's own, tasks sent (paced or all at once),
+results timed as they arrive, and every topic of the run deleted afterwards.
+
+Each figure of `agentstream bench` that runs real workers goes through here, so they measure the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from agents.clock import now_ms
+from schemas import default_codec
+from schemas.events import tenant_key_of
+from streams import kafka
+from streams.admin import delete_topics, ensure_topics
+from streams.client import ResultWatcher, make_task
+from streams.harness import running, start_worker
+from streams.settings import Settings
+from streams.topics import TASKS, table_specs, topic_specs
+
+__all__ = ["LoadRun", "bench_workers", "drive"]
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """What a load run saw: the results, when each task was created and when its result was read (epoch ms)."""
+
+    sent: int
+    results: dict[str, Record]
+    created_ms: dict[str, float]
+    received_ms: dict[str, float]
+    seconds: float  # from the first send to the last result (or the timeout)
+
+    @property
+    def rate(self) -> float:
+        return len(self.results) / self.seconds if self.seconds > 0 else 0.0
+
+
+@contextmanager
+def bench_workers(settings: Settings, workers: int = 1, **overrides: Any) -> Iterator[Settings]:
+    """`workers` workers in one consumer group on topics of this run's own (settings `isolated`, with
+    `overrides`); yields those settings. The workers are stopped and the run's topics and table
+    changelogs deleted when the block ends."""
+    run = uuid.uuid4().hex[:8]
+    bench = settings.isolated(f"bench-{run}", **overrides)
+    asyncio.run(ensure_topics(bench))
+    try:
+        with running(*(start_worker(bench, f"bench-worker-{run}-{n}.log") for n in range(workers))):
+            yield bench
+    finally:
+        asyncio.run(delete_topics(bench, [s.name for s in topic_specs(bench) + table_specs(bench)]))
+
+
+async def drive(settings: Settings, tasks: list[Record], *, pace_per_s: float | None = None,
+                warm_up_timeout_s: float = 180.0, timeout_s: float = 600.0) -> LoadRun:
+    """Send one warm-up task and wait for it (the workers have joined their group), then send `tasks`
+    keyed by tenant, `pace_per_s` a second (in batches every 10 ms) or all at once, and wait for them."""
+    codec = default_codec()
+    received: dict[str, float] = {}
+    created: dict[str, float] = {}
+    waiting: asyncio.Task[dict[str, Record]] | None = None
+    async with ResultWatcher(settings, codec) as watcher:
+        producer = kafka.producer(settings, linger_ms=1)
+        await producer.start()
+        try:
+            warm = make_task("warm-up: the worker has joined its group when this comes back")
+            await producer.send_and_wait(settings.topic(TASKS), codec.encode("TaskRequested", warm),
+                                         key=tenant_key_of(warm))
+            if not await watcher.wait([warm["task_id"]], warm_up_timeout_s):
+                raise click.ClickException(f"a bench worker gave no result in {warm_up_timeout_s:g} s; "
+                                           "see its log in the data folder")
+            # Read results while sending, so a result's arrival time is when it really arrived.
+            waiting = asyncio.create_task(watcher.wait(
+                [t["task_id"] for t in tasks], timeout_s,
+                on_result=lambda r: received.setdefault(r["task_id"], time.time() * 1000)))
+            started = time.perf_counter()
+            batch = max(1, int(pace_per_s / 100)) if pace_per_s else max(1, len(tasks))
+            for first in range(0, len(tasks), batch):
+                for task in tasks[first:first + batch]:
+                    task["created_at"] = now_ms()
+                    created[task["task_id"]] = task["created_at"]
+                    await producer.send(settings.topic(TASKS), codec.encode("TaskRequested", task),
+                                        key=tenant_key_of(task))
+                if pace_per_s:
+                    await asyncio.sleep(max(0.0, started + (first + batch) / pace_per_s - time.perf_counter()))
+            await producer.flush()
+            await producer.stop()
+            results = await waiting
+        finally:
+            await producer.stop()
+            if waiting is not None and not waiting.done():
+                waiting.cancel()
+        return LoadRun(len(tasks), results, created, received, time.perf_counter() - started)

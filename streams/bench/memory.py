@@ -1,0 +1,72 @@
+"""`agentstream bench`, memory part: write throughput of each tier and retrieval latency p50/p95.
+
+Each tier gets the same TaskResult records in batches of 500, written as the sink processor
+writes them (`Tier.write`); the vectors figure includes embedding. Retrieval is timed for cold
+searches (L2/L3, a new query each time) and for repeated ones (answered by the L1 cache).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+
+import click
+
+from sinks.base import MemoryRecord
+from sinks.retrieval import Retriever
+from streams.memory.tiers import build_archive, build_tiers
+from streams.settings import Settings
+
+__all__ = ["memory_bench"]
+
+_WORDS = ("cache", "retry", "index", "migration", "timeout", "queue", "schema", "token", "budget", "review")
+
+
+def _records(run: str, count: int) -> list[MemoryRecord]:
+    out = []
+    for n in range(count):
+        words = " ".join(_WORDS[(n * 7 + i) % len(_WORDS)] for i in range(6))
+        record = {"task_id": f"bench-{run}-{n}", "status": "ok", "output": f"Result {n}: {words} for service {n % 97}",
+                  "model": "simulator/fast-1", "cost_usd": 0.0001, "latency_ms": 1.0, "steps": 1, "tokens_in": 10,
+                  "tokens_out": 20, "tenant": "default", "error": None, "metadata": {}, "created_at": 1_764_000_000_000}
+        out.append(MemoryRecord("TaskResult", record, f"bench-{run}.agent.results", n % 4, n // 4,
+                                1_764_000_000_000, None, record["output"].encode()))
+    return out
+
+
+def _pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else (values[0] if values else 0.0)
+
+
+def memory_bench(settings: Settings, records: int = 2000, searches: int = 200) -> list[str]:
+    """Print and return the memory figures (BENCHMARKS.md rows)."""
+    run = uuid.uuid4().hex[:8]
+    scoped = settings.isolated(f"bench-{run}")
+    tiers = {**build_tiers(scoped), "archive": build_archive(scoped)}
+    batch = _records(run, records)
+    rows = []
+    for name, tier in tiers.items():
+        tier.setup()
+        started = time.perf_counter()
+        for i in range(0, len(batch), 500):
+            tier.write(batch[i:i + 500])
+        rate = len(batch) / (time.perf_counter() - started)
+        click.echo(f"sink {name:<8} write           : {rate:>10,.0f} records/s  "
+                   f"({len(batch):,} records, batches of 500)")
+        rows.append(f"| sink {name} | {rate:,.0f} records/s |")
+    retriever = Retriever(tiers["redis"], tiers["vectors"], tiers["postgres"],  # type: ignore[arg-type]
+                          min_score=settings.memory_min_score)
+    for label, repeat in (("cold (L2/L3)", False), ("cached (L1)", True)):
+        times = []
+        for n in range(searches):
+            query = f"{_WORDS[n % 10]} {_WORDS[(n * 3) % 10]} for service {n % 97}" + ("" if repeat else f" #{run}{n}")
+            if repeat:
+                retriever.search(query, 3)
+            times.append(retriever.search(query, 3).ms)
+        p50, p95 = _pct(times, 50), _pct(times, 95)
+        click.echo(f"retrieval {label:<13}         : p50 {p50:6.2f} ms   p95 {p95:6.2f} ms  ({searches} searches, k=3)")
+        rows.append(f"| retrieval {label} | p50 {p50:.2f} ms, p95 {p95:.2f} ms |")
+    for tier in tiers.values():
+        tier.close()
+    return rows

@@ -1,0 +1,78 @@
+"""`agentstream up`, `down` and `status`: the local stack on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from streams.settings import Settings
+
+__all__ = ["down", "status", "up"]
+
+def _print_parts(parts: list[Any]) -> None:
+    for part in parts:
+        click.echo(f"{part.name:<9} {part.address:<28} {part.state}")
+
+
+def _stack_call(settings: Settings, action: str, with_s3: bool = False) -> list[Any]:
+    from streams.devstack import LocalStack, StackError
+
+    try:
+        return getattr(LocalStack(settings, with_s3=with_s3), action)()
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _settings_with(**overrides: Any) -> Settings:
+    """The settings from the environment with some variables set differently (validators run again)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise click.ClickException(f"bad setting:\n{exc}") from exc
+
+
+@click.command()
+@click.option("--with-s3", is_flag=True, help="Also start a local S3-API server (moto) for the boto3 archive path.")
+@click.option("--brokers", type=click.IntRange(1, 9), default=None,
+              help="Kafka nodes (AGENTSTREAM_KAFKA_BROKERS); 3 gives replication 3 with min.insync.replicas 2.")
+@click.pass_obj
+def up(settings: Settings, with_s3: bool, brokers: int | None) -> None:
+    """Start the local stack (Kafka, PostgreSQL, Redis) on 127.0.0.1 and create the topics.
+
+    Parts whose URL is set in the environment are used as they are. A second `up` does nothing.
+    """
+    from streams.admin import ensure_topics
+    from streams.devstack import LocalStack
+
+    if brokers is not None and brokers != settings.kafka_brokers:
+        # Built again so the settings that follow the node count (replication factor) follow it too.
+        settings = _settings_with(AGENTSTREAM_KAFKA_BROKERS=brokers)
+    running = LocalStack(settings).settings.kafka_brokers  # a bigger cluster already up in this folder
+    if running != settings.kafka_brokers:
+        settings = _settings_with(AGENTSTREAM_KAFKA_BROKERS=running)
+    _print_parts(_stack_call(settings, "up", with_s3))
+    created = asyncio.run(ensure_topics(settings))
+    click.echo(f"topics    {len(created)} created" if created else "topics    all present")
+    if settings.kafka_brokers > 1 and settings.kafka_bootstrap_servers is None:
+        nodes = settings.kafka_brokers
+        click.echo(f"cluster   {nodes} Kafka nodes, topics with replication {settings.replication_factor}; "
+                   f"other commands need AGENTSTREAM_KAFKA_BROKERS={nodes} too")
+
+
+@click.command()
+@click.pass_obj
+def down(settings: Settings) -> None:
+    """Stop the parts of the local stack that `up` started (data stays in the data folder)."""
+    _print_parts(_stack_call(settings, "down"))
+
+
+@click.command()
+@click.pass_obj
+def status(settings: Settings) -> None:
+    """One line per part of the stack: name, address, state."""
+    _print_parts(_stack_call(settings, "status"))
+
+

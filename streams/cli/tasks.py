@@ -1,0 +1,134 @@
+"""`agentstream worker`, `submit` and `tail`: run the pipeline, give it tasks, read its topics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from schemas.events import OPTIMIZATIONS, PATTERNS
+from streams.settings import Settings
+
+__all__ = ["submit", "tail", "worker"]
+
+
+
+@click.command()
+@click.option("--concurrency", type=int, default=None, help="Tasks in flight at once (AGENTSTREAM_WORKER_CONCURRENCY).")
+@click.pass_obj
+def worker(settings: Settings, concurrency: int | None) -> None:
+    """Run a stream worker: consume agent.tasks, run agents, emit outputs and results, until Ctrl-C.
+
+    Start several (same AGENTSTREAM_APP_ID) to share the partitions as one consumer group.
+    """
+    from streams.worker import run_worker
+
+    if concurrency is not None:
+        settings = settings.model_copy(update={"worker_concurrency": concurrency})
+    run_worker(settings)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    from streams.client import make_task
+
+    tasks = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            fields = json.loads(line)
+            tasks.append(make_task(fields.pop("description"), **fields))
+        except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+            raise click.ClickException(f"{path}:{n}: not a task ({exc!r}); each line is a JSON object "
+                                       'with at least "description"') from exc
+    return tasks
+
+
+@click.command()
+@click.argument("text", required=False)
+@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Submit every task of a JSON-lines file (one object per line, with \"description\").")
+@click.option("--pattern", type=click.Choice(PATTERNS), default=None, help="Swarm pattern (default: fast).")
+@click.option("--capability", default=None, help="Capability wanted, e.g. coding, research (default: coding).")
+@click.option("--optimization", type=click.Choice(OPTIMIZATIONS), default=None, help="What to optimize for.")
+@click.option("--budget", "budget_usd", type=float, default=None, help="Budget for this task in USD.")
+@click.option("--tenant", default=None, help="Tenant the task is billed to (default: default).")
+@click.option("--wait/--no-wait", default=False, help="Wait for the results and print them.")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait with --wait.")
+@click.pass_obj
+def submit(settings: Settings, text: str | None, file_: Path | None, wait: bool, timeout: float,
+           **fields: Any) -> None:
+    """Submit a task (TEXT) or a file of tasks to agent.tasks."""
+    from schemas import EncodeError, default_codec
+    from streams.client import make_task
+
+    if (text is None) == (file_ is None):
+        raise click.UsageError("give either TEXT or --file, not both")
+    tasks = _read_jsonl(file_) if file_ else [make_task(text, **fields)]
+    if file_:  # options apply to every task of the file that does not set them itself
+        tasks = [{**{k: v for k, v in fields.items() if v is not None}, **t} for t in tasks]
+    try:
+        results = asyncio.run(_submit(settings, default_codec(), tasks, wait, timeout))
+    except EncodeError as exc:
+        raise click.ClickException(f"task does not fit the TaskRequested schema: {exc}") from exc
+    if wait:
+        for tid in (t["task_id"] for t in tasks):
+            r = results.get(tid)
+            click.echo(f"{tid}  " + (f"{r['status']}  {r['model']}  {r['output'][:100]!r}" if r else "no result yet"))
+        if len(results) < len(tasks):
+            sys.exit(1)
+
+
+async def _submit(settings: Settings, codec: Any, tasks: list[dict[str, Any]], wait: bool,
+                  timeout_s: float) -> dict[str, Any]:
+    from streams.client import ResultWatcher, submit_tasks
+
+    async with contextlib.AsyncExitStack() as stack:
+        # Watching starts before the first task is sent (with --wait), so no result is missed.
+        watcher = await stack.enter_async_context(ResultWatcher(settings, codec)) if wait else None
+        with click.progressbar(length=len(tasks), label="submitting", file=sys.stderr,
+                               hidden=len(tasks) < 2) as bar:
+            ids = await submit_tasks(settings, codec, tasks, on_sent=lambda _t: bar.update(1))
+        click.echo(f"submitted {len(ids)} task(s)" + ("" if len(ids) > 1 else f": {ids[0]}"), err=True)
+        return await watcher.wait(ids, timeout_s) if watcher is not None else {}
+
+
+@click.command()
+@click.argument("topic")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a readable line.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not at the end.")
+@click.option("--count", type=int, default=None, help="Stop after N records.")
+@click.option("--idle-timeout", type=float, default=None, help="Stop after this many seconds with no record.")
+@click.pass_obj
+def tail(settings: Settings, topic: str, as_json: bool, from_beginning: bool, count: int | None,
+         idle_timeout: float | None) -> None:
+    """Print the decoded records of TOPIC (e.g. agent.results) as they arrive.
+
+    TOPIC is the logical name; the AGENTSTREAM_TOPIC_PREFIX, if any, is added.
+    """
+    from streams.cli.render import render_received
+
+    try:
+        asyncio.run(_tail(settings, settings.topic(topic), as_json, from_beginning, count, idle_timeout,
+                          render_received))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        pass
+
+
+async def _tail(settings: Settings, topic: str, as_json: bool, from_beginning: bool, count: int | None,
+                idle_timeout: float | None, render: Any) -> None:
+    from schemas import default_codec
+    from streams.client import read_topic
+
+    async for received in read_topic(settings, default_codec(), topic, from_beginning=from_beginning,
+                                     count=count, idle_timeout_s=idle_timeout):
+        click.echo(render(received, as_json))
+
+

@@ -1,0 +1,107 @@
+"""Every Kafka client of the project is made here, from the settings: consumers, producers, admin
+clients and the Faust app's broker settings.
+
+This is the only module that knows how to connect (bootstrap servers, client id and, in one spot,
+`_connection`, the security options), so a broker setting is added once for every client. A client
+that cannot reach the broker on `start()` is closed (nothing is left "Unclosed") and raises
+`KafkaUnavailable`, one line naming the address and what to do, which the CLI prints as such.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
+
+from streams.settings import Settings
+
+__all__ = ["KafkaUnavailable", "admin", "consumer", "faust_broker_settings", "producer"]
+
+
+class KafkaUnavailable(RuntimeError):
+    """The broker cannot be reached; the message says where and what to do, for the person at the terminal."""
+
+    def __init__(self, servers: str) -> None:
+        super().__init__(f"Kafka is not reachable at {servers}: start the local stack with `agentstream up`, "
+                         "or set KAFKA_BOOTSTRAP_SERVERS to your broker")
+        self.servers = servers
+
+
+def _not_bootstrap_failure(record: logging.LogRecord) -> bool:
+    """aiokafka logs each server it cannot bootstrap from; KafkaUnavailable already says so, in one line."""
+    return not str(record.msg).startswith('Unable connect to "')
+
+
+logging.getLogger("aiokafka").addFilter(_not_bootstrap_failure)
+
+
+def _connection(settings: Settings, role: str) -> dict[str, Any]:
+    """The options every client connects with. Security options (SASL/SSL) go here, and only here."""
+    return {"bootstrap_servers": settings.kafka_servers, "client_id": f"{settings.app_id}-{role}"}
+
+
+class _SaysWhenUnreachable:
+    """Mixed into each client: a failed bootstrap closes the client and raises KafkaUnavailable."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.servers: str = kwargs["bootstrap_servers"]
+        super().__init__(*args, **kwargs)
+
+    async def start(self) -> None:
+        try:
+            await super().start()  # type: ignore[misc]
+        except KafkaConnectionError as exc:
+            await self._close()
+            raise KafkaUnavailable(self.servers) from exc
+
+    async def _close(self) -> None:
+        await self.stop()  # type: ignore[attr-defined]
+
+
+class _Consumer(_SaysWhenUnreachable, AIOKafkaConsumer):
+    pass
+
+
+class _Producer(_SaysWhenUnreachable, AIOKafkaProducer):
+    pass
+
+
+class _Admin(_SaysWhenUnreachable, AIOKafkaAdminClient):
+    async def _close(self) -> None:
+        await self.close()
+
+
+def consumer(settings: Settings, *topics: str, group_id: str | None = None, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer (not started) of `topics`, or of nothing yet when the caller assigns partitions itself.
+
+    Without a group nothing is committed: offsets are kept by the caller. aiokafka options go in `overrides`.
+    """
+    options = {"enable_auto_commit": False, **overrides, **_connection(settings, "consumer")}
+    return _Consumer(*topics, group_id=group_id, **options)
+
+
+def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """A producer (not started) that a record is sent by once and kept by every in-sync replica:
+    acks="all" and idempotence, unless `overrides` say otherwise (the raw baseline of the bench)."""
+    options = {"acks": "all", "enable_idempotence": True, **overrides, **_connection(settings, "producer")}
+    return _Producer(**options)
+
+
+def admin(settings: Settings) -> AIOKafkaAdminClient:
+    """An admin client (not started); close it with `close()`."""
+    return _Admin(**_connection(settings, "admin"))
+
+
+def faust_broker_settings(settings: Settings) -> dict[str, Any]:
+    """The broker part of the Faust app's settings: the same servers and client id as every other client,
+    the group's liveness from the settings, acks from all in-sync replicas. Credentials will go here too."""
+    return {
+        "broker": [f"kafka://{server.strip()}" for server in settings.kafka_servers.split(",")],
+        "broker_client_id": f"{settings.app_id}-worker",
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": settings.session_timeout_s / 4,
+        "producer_acks": -1,
+    }

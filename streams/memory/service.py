@@ -1,0 +1,118 @@
+"""`agentstream sinks`: the memory and archive sink processors and the predictive-context prefetcher.
+
+- memory: agent.outputs, agent.results, prompt.outcomes, code.changes -> L1/L2/L3 by the routing file.
+- archive: every project topic -> L4 (Avro files), in larger batches (by size and time).
+- prefetch: agent.tasks -> each task's memories are searched as soon as it is queued, so the
+  result is in L1 when the worker reaches it (the worker's own search is then a cache hit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+
+from agents.clock import now_ms
+from schemas import Codec, DecodeError, default_codec
+from sinks.base import MemoryRecord
+from sinks.retrieval import Retriever
+from streams import kafka
+from streams.admin import ensure_topics
+from streams.logs import get_logger
+from streams.memory.processor import SinkProcessor
+from streams.memory.tiers import build_archive, build_retriever, build_tiers, router
+from streams.settings import Settings
+from streams.topics import ALL_TOPICS, CODE_CHANGES, OUTPUTS, PROMPT_OUTCOMES, RESULTS, TASKS
+
+__all__ = ["MEMORY_TOPICS", "build_processors", "prefetch", "run_sinks", "serve", "start_sinks"]
+
+log = get_logger(__name__)
+
+MEMORY_TOPICS = (OUTPUTS, RESULTS, PROMPT_OUTCOMES, CODE_CHANGES)
+
+
+def build_processors(settings: Settings, codec: Codec) -> list[SinkProcessor]:
+    """The memory processor (L1-L3, by the routing policy) and the archive processor (L4, everything)."""
+    policy = router(settings)
+    memory = SinkProcessor(
+        settings, codec, "memory", [settings.topic(t) for t in MEMORY_TOPICS], build_tiers(settings, policy.tiers),
+        lambda r: policy.tiers_for(r.event_type), max_records=settings.sink_batch_records,
+        max_wait_s=settings.sink_batch_wait_s)
+    archive = SinkProcessor(
+        settings, codec, "archive", [settings.topic(t) for t in ALL_TOPICS], {"archive": build_archive(settings)},
+        _everything, max_records=settings.archive_batch_records, max_bytes=settings.archive_batch_bytes,
+        max_wait_s=settings.archive_batch_wait_s, keep_undecodable=True)
+    return [memory, archive]
+
+
+def _everything(_record: MemoryRecord) -> tuple[str, ...]:
+    return ("archive",)
+
+
+async def prefetch(settings: Settings, codec: Codec, retriever: Retriever, stop: asyncio.Event) -> None:
+    """Warm L1 with the memories of each queued task before a worker calls its agent."""
+    # A new group starts at the beginning, but tasks older than the cache TTL are skipped unread.
+    consumer = kafka.consumer(settings, settings.topic(TASKS), group_id=f"{settings.app_id}-sink-prefetch",
+                              auto_offset_reset="earliest", enable_auto_commit=True)
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            got = await consumer.getmany(timeout_ms=300, max_records=100)
+            for messages in got.values():
+                for m in messages:
+                    if m.timestamp < now_ms() - settings.memory_cache_ttl_s * 1000:
+                        continue  # a cached search would have expired by now anyway
+                    try:
+                        task = codec.decode_as("TaskRequested", m.value)
+                        await asyncio.to_thread(retriever.recall, task, settings.memory_context_k)
+                    except DecodeError:
+                        continue  # the task processor dead-letters it
+                    except Exception as exc:  # prefetching is best effort: the worker searches anyway
+                        log.warning("prefetch failed", stage="prefetch", error=str(exc)[:200])
+    finally:
+        await consumer.stop()
+
+
+async def serve(settings: Settings, stop: asyncio.Event, with_prefetch: bool = True) -> list[SinkProcessor]:
+    """Run the processors (and the prefetcher) until `stop` is set; return them (for their counters)."""
+    await ensure_topics(settings)
+    codec = default_codec()
+    processors = build_processors(settings, codec)
+    jobs = [asyncio.create_task(p.run(stop)) for p in processors]
+    if with_prefetch and settings.memory_context_k > 0:
+        jobs.append(asyncio.create_task(prefetch(settings, codec, build_retriever(settings), stop)))
+    done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
+    stop.set()
+    await asyncio.gather(*jobs, return_exceptions=True)
+    for job in done:
+        if job.exception() is not None:
+            raise job.exception()  # type: ignore[misc]
+    return processors
+
+
+def run_sinks(settings: Settings, with_prefetch: bool = True) -> None:
+    """Blocks until SIGTERM/SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        log.info("sinks starting", stage="sinks", kafka=settings.kafka_servers)
+        await serve(settings, stop, with_prefetch)
+
+    asyncio.run(main())
+
+
+def start_sinks(settings: Settings, log_name: str = "sinks.log") -> subprocess.Popen[bytes]:
+    """Start `agentstream sinks` as a child process with exactly these settings (demo, tests, bench)."""
+    log_path = settings.data_dir / log_name
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **settings.as_env(), "AGENTSTREAM_LOG_FORMAT": "json"}
+    with open(log_path, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "streams", "sinks"], stdout=out, stderr=out, env=env,
+                                start_new_session=True)

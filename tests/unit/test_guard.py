@@ -1,0 +1,116 @@
+"""The processor guard and the processors' handlers, driven without Faust or Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from memory_helpers import outcome, output  # tests/memory_helpers.py (tests/ is on sys.path via its conftest)
+
+from agents.prompt_registry import PromptRegistry
+from schemas import default_codec
+from streams.processors.code_changes import CodeChangeHandler
+from streams.processors.guard import Guard, Incoming, dead_letter
+from streams.processors.scoring import ExperimentCache, OutcomeScorer, OutputJudge
+
+codec = default_codec()
+# Never connected: the paths tested here end before the registry is asked anything.
+UNREACHABLE = PromptRegistry("postgresql://nobody@127.0.0.1:1/none")
+
+
+class Sent:
+    """A `Send` that keeps what it was given, decoded."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, str, dict[str, Any]]] = []
+
+    async def __call__(self, key: bytes | None, value: bytes) -> None:
+        event_type, record = codec.decode(value)
+        self.records.append((key, event_type, record))
+
+
+def _incoming(value: bytes | None, key: bytes | None = b"k", offset: int = 7) -> Incoming:
+    return Incoming(value, key, "t.code.changes", 2, offset)
+
+
+def _change() -> dict[str, Any]:
+    return {"sha": "abcdef1234567890", "repository": "/r", "author": "A <a@x>", "committed_at": 1000,
+            "message": "subject", "patch": "diff --git a/pkg/a.py b/pkg/a.py\n+x = 1\n", "patch_truncated": False,
+            "created_at": 1, "files": [{"path": "pkg/a.py", "change": "modified", "added": 1, "removed": 0}]}
+
+
+def test_a_dead_letter_keeps_its_origin_bytes_and_a_stable_id() -> None:
+    d = dead_letter("decode", Incoming(b"\x00raw", b"k", "agent.tasks", 2, 17), ValueError("bad marker"))
+    assert d["deadletter_id"] == "agent.tasks:2:17:decode"
+    assert d["payload"] == b"\x00raw" and d["key"] == b"k" and d["error"] == "ValueError: bad marker"
+    assert dead_letter("decode", Incoming(None, None, "t", 0, 1), "tombstone")["payload"] == b""
+
+
+def test_undecodable_bytes_and_tombstones_become_dead_letters_with_where_they_came_from() -> None:
+    dead, tasks = Sent(), Sent()
+    handle = CodeChangeHandler(Guard(codec, dead), tasks)
+    asyncio.run(handle(_incoming(b"not avro", offset=7)))
+    asyncio.run(handle(_incoming(None, key=None, offset=8)))
+    assert tasks.records == []
+    assert [(key, t, d["stage"], d["topic"], d["partition"], d["offset"], d["payload"])
+            for key, t, d in dead.records] == [
+        (b"k", "DeadLetter", "code-decode", "t.code.changes", 2, 7, b"not avro"),
+        (None, "DeadLetter", "code-decode", "t.code.changes", 2, 8, b"")]
+    assert "DecodeError" in dead.records[0][2]["error"]
+
+
+def test_a_code_change_becomes_its_tasks_keyed_by_task_id() -> None:
+    dead, tasks = Sent(), Sent()
+    asyncio.run(CodeChangeHandler(Guard(codec, dead), tasks)(_incoming(codec.encode("CodeChange", _change()))))
+    assert dead.records == []
+    assert [(key, t, r["task_id"], r["capability"]) for key, t, r in tasks.records] == [
+        (b"doc-abcdef123456-pkg.a", "TaskRequested", "doc-abcdef123456-pkg.a", "documentation"),
+        (b"review-abcdef123456", "TaskRequested", "review-abcdef123456", "review")]
+
+
+def test_a_handler_that_raises_is_dead_lettered_at_the_guarded_stage_and_the_next_record_still_runs() -> None:
+    dead, handled = Sent(), []
+
+    async def handle(incoming: Incoming) -> None:
+        if incoming.offset == 1:
+            raise RuntimeError("boom")
+        handled.append(incoming.offset)
+
+    guard = Guard(codec, dead)
+    for offset in (1, 2):
+        asyncio.run(guard.call("code-tasks", handle, _incoming(b"x", offset=offset)))
+    assert handled == [2]
+    assert [(d["stage"], d["offset"], d["error"]) for _, _, d in dead.records] == [
+        ("code-tasks", 1, "RuntimeError: boom")]
+
+
+def _scorer(dead: Sent, decisions: Sent, seen: dict[str, Any]) -> OutcomeScorer:
+    return OutcomeScorer(Guard(codec, dead), ExperimentCache(UNREACHABLE, 30.0), {}, seen, decisions,
+                         lambda: None)
+
+
+def test_an_outcome_not_keyed_by_its_experiment_is_dead_lettered_and_not_scored() -> None:
+    dead, decisions, seen = Sent(), Sent(), {}
+    scorer = _scorer(dead, decisions, seen)
+    value = codec.encode("PromptOutcome", outcome("t1"))  # experiment "exp"
+    asyncio.run(scorer(Incoming(value, b"other", "t.prompt.outcomes", 0, 3)))
+    assert [(key, d["stage"], d["offset"], d["payload"]) for key, _, d in dead.records] == [
+        (b"other", "score-key", 3, value)]
+    assert "'exp'" in dead.records[0][2]["error"]
+    assert scorer.scores == {} and seen == {} and decisions.records == []
+
+
+def test_an_outcome_counted_before_is_skipped() -> None:
+    dead, decisions, seen = Sent(), Sent(), {"o-t1": 4}
+    scorer = _scorer(dead, decisions, seen)
+    asyncio.run(scorer(Incoming(codec.encode("PromptOutcome", outcome("t1")), b"exp", "t.prompt.outcomes", 0, 3)))
+    assert dead.records == [] and decisions.records == [] and scorer.scores == {} and seen == {"o-t1": 4}
+
+
+def test_the_judge_passes_outputs_outside_experiments_and_dead_letters_what_is_not_an_output() -> None:
+    dead, outcomes = Sent(), Sent()
+    judge = OutputJudge(Guard(codec, dead), UNREACHABLE, outcomes)
+    asyncio.run(judge(Incoming(codec.encode("AgentOutput", output("t1", "hi")), b"t1", "t.agent.outputs", 1, 5)))
+    asyncio.run(judge(Incoming(codec.encode("PromptOutcome", outcome("t1")), b"t1", "t.agent.outputs", 1, 6)))
+    assert outcomes.records == []
+    assert [(d["stage"], d["offset"]) for _, _, d in dead.records] == [("judge-decode", 6)]
