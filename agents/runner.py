@@ -24,7 +24,7 @@ from agents.prompt_chooser import PromptChooser
 from agents.redaction import redact
 from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
-from agents.swarm import StepCaller, StepContext, StepOutcome
+from agents.swarm import StepCache, StepCaller, StepContext, StepOutcome
 
 __all__ = ["JUDGE_MARKER", "PATTERNS", "MemorySource", "TaskRun", "TaskRunner", "parse_scores"]
 
@@ -76,18 +76,19 @@ class TaskRunner:
         self.steps = StepCaller(router, self.ledger, registry.specs, max_in_flight, clock, pinned_model)
         self._now = clock
 
-    async def run(self, task: Record) -> TaskRun:
-        """The task's run, with recalled memories (if a memory source is set) given to every agent."""
+    async def run(self, task: Record, cache: StepCache | None = None) -> TaskRun:
+        """The task's run, with recalled memories (if a memory source is set) given to every agent;
+        steps found in `cache` (an earlier attempt's answers) are reused, not called and paid again."""
         memories = await self.memory.recall(task) if self.memory is not None else []
-        run = await self._run(task, _memory_messages(memories))
+        run = await self._run(task, _memory_messages(memories), cache)
         return _record_memories(run, memories) if self.memory is not None else run
 
-    async def _run(self, task: Record, context: list[Record]) -> TaskRun:
+    async def _run(self, task: Record, context: list[Record], cache: StepCache | None = None) -> TaskRun:
         task = {**task, "description": redact(task["description"])}
         pattern = task.get("pattern") or "fast"
         if pattern not in PATTERNS:
             pattern = "fast"
-        ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context)
+        ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context, cache=cache)
         capability = task.get("capability") or "coding"
         chosen = await self.prompts.choose(task) if self.prompts is not None else None
         if chosen is not None:  # a registry prompt for the task's capability: its steps use it and record it
