@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agents.clock import now_ms
+from aiokafka import AIOKafkaProducer
 
-__all__ = ["Origin", "dead_letter"]
+from agents.clock import now_ms
+from schemas import Codec
+
+__all__ = ["Origin", "dead_letter", "send_dead_letter"]
 
 _MAX_ERROR = 2000
 
@@ -36,3 +39,11 @@ def dead_letter(stage: str, origin: Origin, error: BaseException | str, payload:
         "key": key,
         "created_at": now_ms(),
     }
+
+
+async def send_dead_letter(producer: AIOKafkaProducer, topic: str, codec: Codec, stage: str, message: Any,
+                           error: BaseException | str) -> None:
+    """Send an aiokafka ConsumerRecord that failed at `stage` to the dead-letter `topic`, and wait for the broker."""
+    origin = Origin(message.topic, message.partition, message.offset)
+    record = dead_letter(stage, origin, error, message.value or b"", message.key)  # a tombstone: empty bytes
+    await producer.send_and_wait(topic, codec.encode("DeadLetter", record), key=message.key)
