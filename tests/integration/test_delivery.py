@@ -124,7 +124,8 @@ async def test_a_rebalance_and_a_sigterm_with_tasks_in_flight_lose_nothing_and_r
     tasks_group = isolated.model_copy(update={"app_id": f"{isolated.app_id}-tasks"})
     try:
         while len(watcher.results) < 6:  # the first worker is under way ...
-            await watcher.wait(offsets.values(), 0.5)
+            await asyncio.sleep(0.2)
+            await watcher.wait(list(offsets.values()), 0.3)
         worker_factory(**slow)  # ... a second joins: a rebalance while the first has tasks in flight
         await wait_for_stable_group(tasks_group, 2, timeout_s=90, settle_s=3)
         first.send_signal(signal.SIGTERM)  # then the first stops gracefully, again with tasks in flight
