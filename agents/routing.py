@@ -17,12 +17,37 @@ from typing import Any
 
 import litellm
 
-from agents.llm import Attempted, Completion
 from agents.models import ModelInfo
 
 __all__ = ["OPTIMIZATIONS", "Attempted", "ChainFailed", "Completion", "ModelRouter", "order_models"]
 
 OPTIMIZATIONS = ("cost", "quality", "speed", "balanced")
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """A model that did not answer, and why (kind: timeout, rate_limited, server_error, ...)."""
+
+    model: str
+    kind: str
+    error: str
+    latency_ms: float
+
+    def describe(self) -> str:
+        return f"{self.model}: {self.kind}: {self.error[:200]}"
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one model call produced and what it cost; `failures` are the models tried before it."""
+
+    text: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    latency_ms: float
+    failures: tuple[Attempted, ...] = ()
 
 
 class ChainFailed(Exception):

@@ -2,8 +2,9 @@
 
 - fast: one agent, the one for the task's capability.
 - balanced: planner -> coder -> reviewer, each given the previous steps' outputs.
-- quality: N candidates of the capability's agent in parallel, then a judge scores them and the
-  best is the result; each candidate's AgentOutput carries its score.
+- quality: N candidates of the capability's agent in parallel, then the model judge
+  (agents/judging.py) scores them in one more step and the best is the result; each candidate's
+  AgentOutput carries its score in [0, 1] ("" when the judge's answer gave it none).
 
 The records returned are plain dicts shaped like the Avro contract (AgentOutput, TaskResult); the
 caller only encodes and sends them. A model failure is data (a failed step and result), not an
@@ -13,25 +14,23 @@ exception: only bugs escape from `run`. Text is redacted before it reaches a mod
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agents.budget import BudgetLedger, MemorySpendStore, TaskBudget
 from agents.clock import now_ms
+from agents.judging import Candidate, ModelJudge
 from agents.prompt_chooser import PromptChooser
 from agents.redaction import redact
 from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
 from agents.swarm import StepCache, StepCaller, StepContext, StepOutcome
 
-__all__ = ["JUDGE_MARKER", "PATTERNS", "MemorySource", "TaskRun", "TaskRunner", "parse_scores"]
+__all__ = ["PATTERNS", "MemorySource", "TaskRun", "TaskRunner"]
 
 Record = dict[str, Any]
 PATTERNS = ("fast", "balanced", "quality")
-JUDGE_MARKER = "Score each candidate"
-_SCORE = re.compile(r"candidate\s+(\d+)\s*[:=-]\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
 @dataclass
@@ -46,11 +45,6 @@ class MemorySource(Protocol):
     """Memory hook (issue 5): memories for a task, each {"id", "text", ...}; never raises."""
 
     async def recall(self, task: Record) -> list[Record]: ...
-
-
-def parse_scores(text: str, count: int) -> dict[int, float]:
-    """`candidate k: score` lines of a judge's answer (k from 1), for k within range."""
-    return {int(k): float(v) for k, v in _SCORE.findall(text) if 1 <= int(k) <= count}
 
 
 def _user(task: Record, prior: list[tuple[str, str]]) -> str:
@@ -74,6 +68,7 @@ class TaskRunner:
         self.memory = memory
         self.prompts = prompts  # prompt registry / A/B experiments (issue 4); None: the agents' own prompts
         self.steps = StepCaller(router, self.ledger, registry.specs, max_in_flight, clock, pinned_model)
+        self.judge = ModelJudge(self.steps, registry.for_capability("judging"))  # the quality pattern's judge
         self._now = clock
 
     async def run(self, task: Record, cache: StepCache | None = None) -> TaskRun:
@@ -104,11 +99,7 @@ class TaskRunner:
 
     async def _call(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int, user: str,
                     **meta: str) -> StepOutcome:
-        system, prompt_meta = spec.prompt, {}
-        if ctx.prompt is not None and ctx.prompt[0] == capability:
-            system, prompt_meta = ctx.prompt[1], ctx.prompt[2]
-        messages = [{"role": "system", "content": system}, *ctx.context, {"role": "user", "content": user}]
-        return await self.steps.step(ctx, spec, capability, step, messages, {"role": capability, **meta, **prompt_meta})
+        return await self.steps.ask(ctx, spec, capability, step, user, meta)
 
     async def _balanced(self, ctx: StepContext) -> tuple[list[StepOutcome], StepOutcome]:
         done: list[StepOutcome] = []
@@ -137,20 +128,22 @@ class TaskRunner:
         blocked = next((c for c in candidates if c.status == "budget_exceeded"), None)
         if blocked is not None or not ok:
             return candidates, blocked or candidates[0]
-        listing = "\n\n".join(f"### Candidate {c.record['step']}\n{c.text}" for c in ok)
-        judge_prompt = (f"Task: {ctx.task['description']}\n\n{listing}\n\n{JUDGE_MARKER} from 0 to 10, "
-                        f"one line each as 'candidate <number>: <score>'.")
-        judge = await self._call(ctx, self.registry.for_capability("judging"), "judging", n + 1, judge_prompt,
-                                 judged=",".join(str(c.record["step"]) for c in ok))
+        judgement = await self.judge.judge(ctx, [Candidate(str(c.record["step"]), c.text or "") for c in ok],
+                                           step=n + 1)
+        judge = judgement.call
+        if judge is None:  # every answer was empty: nothing to ask, the first one stands
+            return candidates, ok[0]
         if judge.text is None:
             return [*candidates, judge], judge
-        scores = parse_scores(judge.text, n)
-        for c in ok:
-            score = scores.get(c.record["step"])
-            c.record["metadata"]["score"] = "" if score is None else f"{score:g}"
-        best = max(ok, key=lambda c: (scores.get(c.record["step"], -1.0), -c.record["step"]))
+        rank: dict[int, float] = {}  # step -> score; an unparsed verdict ranks below every score
+        for c, verdict in zip(ok, judgement.verdicts, strict=True):
+            c.record["metadata"]["score"] = f"{verdict.score:g}" if verdict.parsed else ""
+            rank[c.record["step"]] = verdict.score if verdict.parsed else -1.0
+        best = max(ok, key=lambda c: (rank[c.record["step"]], -c.record["step"]))
         best.record["metadata"]["winner"] = "true"
-        judge.record["metadata"]["scores"] = ",".join(f"{k}:{v:g}" for k, v in sorted(scores.items()))
+        judge.record["metadata"]["scores"] = ",".join(f"{k}:{r:g}" for k, r in sorted(rank.items()) if r >= 0)
+        if unparsed := [str(k) for k, r in sorted(rank.items()) if r < 0]:
+            judge.record["metadata"]["unparsed"] = ",".join(unparsed)
         return [*candidates, judge], StepOutcome(best.record, best.text)
 
     def _result(self, ctx: StepContext, outcomes: list[StepOutcome], final: StepOutcome) -> Record:

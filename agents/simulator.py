@@ -17,7 +17,7 @@ from typing import Any
 import litellm
 from litellm import CustomLLM, ModelResponse
 
-from agents.runner import JUDGE_MARKER
+from agents.judging import JUDGE_MARKER
 
 __all__ = ["PROVIDER", "SimulatorLLM", "install_simulator"]
 
@@ -68,7 +68,7 @@ class SimulatorLLM(CustomLLM):
         topic = " ".join(last.split()[:12])
         steps = rng.sample(_STEPS, k=3)
         judged = _CANDIDATE.findall(prompt) if JUDGE_MARKER in prompt else []
-        content = "\n".join(f"candidate {k}: {rng.randint(3, 10)}" for k in judged) or (
+        content = "\n".join(f"candidate {k}: {rng.randint(30, 100) / 10:g}" for k in judged) or (
             f"[{model}] {rng.choice(_OPENERS)} for: {topic}\n"
             + "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
             + f"\nconfidence: {rng.randint(50, 99)}%"

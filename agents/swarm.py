@@ -82,6 +82,16 @@ class StepCaller:
         own = spec.price(tokens_in, tokens_out)
         return model.cost(tokens_in, tokens_out) if own is None else own
 
+    async def ask(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int, user: str,
+                  meta: dict[str, str]) -> StepOutcome:
+        """One step asking `user` of the agent: its system prompt (or the registry prompt the task chose
+        for this capability, recorded on the step), the task's context messages, then `user`."""
+        system, prompt_meta = spec.prompt, {}
+        if ctx.prompt is not None and ctx.prompt[0] == capability:
+            system, prompt_meta = ctx.prompt[1], ctx.prompt[2]
+        messages = [{"role": "system", "content": system}, *ctx.context, {"role": "user", "content": user}]
+        return await self.step(ctx, spec, capability, step, messages, {"role": capability, **meta, **prompt_meta})
+
     async def step(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int,
                    messages: list[dict[str, Any]], meta: dict[str, str]) -> StepOutcome:
         candidate = meta.get("candidate", "")

@@ -108,6 +108,6 @@ def _memory(settings: Settings) -> Any:
     """Memory context for the agents (issue 5); AGENTSTREAM_MEMORY_CONTEXT_K=0 turns it off."""
     if settings.memory_context_k <= 0:
         return None
-    from streams.memory import MemoryRecall, build_retriever
+    from streams.memory.tiers import MemoryRecall, build_retriever
 
     return MemoryRecall(build_retriever(settings), settings.memory_context_k)

@@ -34,7 +34,7 @@ def _stack_dir() -> Path:
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
     """Settings of a real local stack (Kafka, PostgreSQL, Redis, S3 API) started for this session."""
-    from streams.stack import LocalStack, free_ports
+    from streams.devstack import LocalStack, free_ports
 
     data_dir = _stack_dir()
     kafka, controller, postgres, redis, s3 = free_ports(5)

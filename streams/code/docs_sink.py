@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas import Codec, DecodeError
 from sinks.docs import ModuleDoc, index_docs, setup_docs, write_docs
-from streams.memory import build_tiers
+from streams.memory.tiers import build_tiers
 from streams.settings import Settings
 from streams.topics import RESULTS
 

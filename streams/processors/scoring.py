@@ -1,7 +1,7 @@
 """Prompt experiments in the stream: judge outputs, score outcomes, decide, and act on decisions.
 
 - judge: agent.outputs that ran under an experiment -> a PromptOutcome on prompt.outcomes (the
-  simulated judge, agents/prompt_judge.py), keyed by experiment.
+  simulated judge of agents/judging.py), keyed by experiment.
 - scoring: prompt.outcomes -> per-experiment statistics in a changelog-backed Faust table (one
   partition owns an experiment, since outcomes are keyed by it), each outcome_id counted once
   (a second changelog-backed table of counted ids), the sequential rule checked after every
@@ -20,8 +20,8 @@ import faust
 
 from agents.clock import now_ms
 from agents.experiment_scoring import score_outcome
+from agents.judging import SimulatedJudge, experiment_outcome
 from agents.prompt_chooser import PromptChooser
-from agents.prompt_judge import judge_output
 from agents.prompt_registry import Experiment, PromptRegistry, RegistryError
 from schemas import Codec, DecodeError
 from streams.logs import get_logger
@@ -126,6 +126,7 @@ def register_prompt_processors(app: faust.App, topics: dict[str, faust.TopicT], 
         await guarded(stream, score, "score")
 
     versions: dict[tuple[str, int], dict[str, Any]] = {}  # versions are immutable: cache for good
+    simulated = SimulatedJudge()
 
     async def judge(event: faust.EventT) -> None:
         output = await decoded(event, "AgentOutput", "judge")
@@ -135,12 +136,12 @@ def register_prompt_processors(app: faust.App, topics: dict[str, faust.TopicT], 
         key = (meta["prompt"], int(meta["prompt_version"]))
         if key not in versions:
             versions[key] = (await asyncio.to_thread(judge_registry.get, *key)).metadata
-        outcome = judge_output(output, versions[key])
+        outcome = await experiment_outcome(simulated, output, versions[key])
         if outcome is not None:
             await outcomes_topic.send(key=outcome["experiment"].encode(),
                                       value=codec.encode("PromptOutcome", outcome))
 
     if settings.judge_enabled:
         @app.agent(topics[OUTPUTS], name="prompt-judge", concurrency=1)
-        async def prompt_judge(stream: faust.StreamT) -> None:
+        async def experiment_judge(stream: faust.StreamT) -> None:
             await guarded(stream, judge, "judge")

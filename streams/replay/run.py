@@ -8,14 +8,14 @@ is written to a production topic: the range is only read, without a consumer gro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agents.judge import DEFAULT_JUDGE_MODEL, Judge, LLMJudge
-from agents.llm import LLM
-from agents.models import register_models
+from agents.factory import build_judge
+from agents.judging import DEFAULT_JUDGE_MODEL, Candidate, Judge
 from agents.simulator import install_simulator
 from schemas import Codec
 from streams.admin import ensure_topics
@@ -63,10 +63,13 @@ def eval_settings(settings: Settings, name: str, model: str | None = None) -> Se
 
 
 def make_judge(settings: Settings, model: str = DEFAULT_JUDGE_MODEL) -> Judge:
-    """The judge replay uses (the offline simulator is registered so `simulator/*` models answer)."""
+    """Replay's judge: the model judge over the configured models and agents, `model` tried first (so two
+    runs are graded by the same model), with its own budget ledger; the offline simulator is registered
+    so `simulator/*` models answer. A model missing from the table is a ValueError."""
+    from streams.worker import runner_config
+
     install_simulator(0.0, 0.0)
-    register_models()
-    return LLMJudge(LLM(timeout_s=settings.llm_timeout_s), model)
+    return build_judge(dataclasses.replace(runner_config(settings), pinned_model=model))
 
 
 def prepare_tasks(records: list[Received], spec: ReplaySpec) -> list[Record]:
@@ -95,7 +98,7 @@ async def _judge_rows(judge: Judge, tasks: list[Record], results: dict[str, Reco
         if result is None:
             rows.append(TaskRow(task["task_id"], task["description"], "missing", "", "", 0.0, 0.0, 0.0))
             continue
-        verdict = await judge.score(task["description"], result["output"])
+        verdict = (await judge.judge(task, [Candidate(task["task_id"], result["output"])])).verdicts[0]
         rows.append(TaskRow(task["task_id"], task["description"], result["status"], result["output"],
                             result["model"], verdict.score, result["cost_usd"], result["latency_ms"],
                             verdict.model, verdict.cost_usd, _prompt_label(result)))
@@ -113,7 +116,7 @@ async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,
     """The recorded records of the spec's range, from Kafka or from the L4 archive (same bounds)."""
     if spec.source == "kafka":
         return await read_range(settings, codec, settings.topic(spec.topic), spec.start, spec.end, on_read)
-    from streams.memory import build_archive
+    from streams.memory.tiers import build_archive
     from streams.replay.archive_range import read_archive_range
 
     return read_archive_range(build_archive(settings), codec, settings.topic(spec.topic), spec.start, spec.end,
@@ -123,9 +126,10 @@ async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,
 async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judge: Judge | None = None,
                      on_read: Progress | None = None, on_result: Progress | None = None) -> Run:
     """Read the range, run it on an isolated worker, judge every answer, save and return the run."""
-    from streams.demo import start_worker, stop_worker
+    from streams.demo.run import start_worker, stop_worker
 
     folder = run_dir(settings, spec.name)
+    judge = judge or make_judge(settings, spec.judge_model)  # a judge model not in the table fails before the run
     records = await read_source(settings, codec, spec, on_read)
     tasks = prepare_tasks(records, spec)
     if not tasks:
@@ -154,7 +158,7 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
             await watcher.stop()
     finally:
         await asyncio.to_thread(stop_worker, worker)
-    rows = await _judge_rows(judge or make_judge(settings, spec.judge_model), tasks, results)
+    rows = await _judge_rows(judge, tasks, results)
     meta = {"kind": "replay", "source": spec.source, "topic": settings.topic(spec.topic),
             "from": str(spec.start), "to": str(spec.end), "model": isolated.model,
             "pattern": spec.pattern, "prompts": list(spec.prompts), "judge_model": spec.judge_model,

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from streams.admin import ensure_topics
-from streams.demo import start_worker, stop_worker
+from streams.demo.run import start_worker, stop_worker
 from streams.settings import Settings
 
 

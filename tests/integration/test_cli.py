@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.settings import Settings
 from streams.topics import table_specs, topic_specs
 

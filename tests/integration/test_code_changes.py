@@ -19,7 +19,7 @@ from memory_helpers import NOW, produce, result
 from schemas import default_codec
 from sinks.docs import setup_docs, write_docs
 from streams.admin import ensure_topics
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.client import ResultWatcher
 from streams.code.docs_sink import doc_from_result, run_docs_sink
 from streams.replay.range import Bound, read_range

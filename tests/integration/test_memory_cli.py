@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 from memory_helpers import result, run_id, wrap
 
-from streams.bench_memory import memory_bench
-from streams.cli import cli
-from streams.memory import build_tiers
+from streams.bench.memory import memory_bench
+from streams.cli.main import cli
+from streams.memory.tiers import build_tiers
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ def test_memory_search_and_stats_commands(stack_settings: Settings) -> None:
 
 
 def test_memory_commands_say_when_the_stack_is_down(stack_settings: Settings) -> None:
-    from streams.stack import free_port
+    from streams.devstack import free_port
 
     env = {**stack_settings.as_env(), "AGENTSTREAM_POSTGRES_PORT": str(free_port())}
     out = CliRunner().invoke(cli, ["memory", "stats"], env=env)

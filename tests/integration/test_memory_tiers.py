@@ -14,7 +14,7 @@ from sinks.postgres_tier import PostgresTier
 from sinks.redis_tier import RedisTier
 from sinks.retrieval import Retriever, hit_rates
 from sinks.vectors import VectorTier
-from streams.memory import build_tiers, embedder
+from streams.memory.tiers import build_tiers, embedder
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -116,7 +116,7 @@ def test_retrieval_goes_down_the_tiers_caches_and_counts(stack_settings: Setting
 
 def test_redis_down_is_reported_as_unavailable_with_retry_after() -> None:
     from sinks.base import TierUnavailable
-    from streams.stack import free_port
+    from streams.devstack import free_port
 
     tier = RedisTier(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(TierUnavailable) as caught:
@@ -128,7 +128,7 @@ def test_redis_down_is_reported_as_unavailable_with_retry_after() -> None:
 
 
 def test_search_goes_on_without_l1_when_redis_is_down(stack_settings: Settings) -> None:
-    from streams.stack import free_port
+    from streams.devstack import free_port
 
     settings = stack_settings.model_copy(update={"topic_prefix": f"t{run_id()}."})
     l3 = build_tiers(settings, {"postgres"})["postgres"]
@@ -146,8 +146,8 @@ def test_memory_record_ids_are_namespaced_by_event_type() -> None:
 
 
 async def test_recall_for_a_task_is_empty_not_an_error_when_memory_is_down(stack_settings: Settings) -> None:
-    from streams.memory import MemoryRecall, build_retriever
-    from streams.stack import free_port
+    from streams.devstack import free_port
+    from streams.memory.tiers import MemoryRecall, build_retriever
 
     down = stack_settings.model_copy(update={"postgres_port": free_port(), "redis_port": free_port()})
     recall = MemoryRecall(build_retriever(down), k=3)
@@ -155,7 +155,7 @@ async def test_recall_for_a_task_is_empty_not_an_error_when_memory_is_down(stack
 
 
 def test_the_archive_goes_to_s3_when_an_endpoint_is_set(stack_settings: Settings) -> None:
-    from streams.memory import build_archive
+    from streams.memory.tiers import build_archive
 
     settings = stack_settings.model_copy(update={
         "s3_endpoint_url": f"http://127.0.0.1:{stack_settings.s3_port}", "s3_bucket": f"arch-{run_id()}",

@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaProducer
 from agents.prompt_registry import Experiment, PromptRegistry
 from schemas import default_codec
 from streams.client import make_task, read_topic
-from streams.demo import stop_worker
-from streams.demo_experiment import run_experiment_demo, submit_and_wait
+from streams.demo.experiment import run_experiment_demo, submit_and_wait
+from streams.demo.run import stop_worker
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, OUTPUTS, PROMPT_DECISIONS, PROMPT_OUTCOMES
 

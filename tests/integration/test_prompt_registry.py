@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from agents.prompt_chooser import PromptChooser
 from agents.prompt_registry import Experiment, PromptRegistry, RegistryError
 from agents.prompt_templates import TemplateRenderError
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -22,9 +22,9 @@ from pydantic import SecretStr
 from agents.prompt_registry import Experiment, PromptRegistry
 from schemas import default_codec
 from streams.admin import ensure_topics
-from streams.cli import cli
+from streams.cli.main import cli
 from streams.client import ResultWatcher, end_offsets, submit_tasks
-from streams.demo import load_sample_tasks, start_worker, stop_worker
+from streams.demo.run import load_sample_tasks, start_worker, stop_worker
 from streams.processors.tasks import tenant_partition
 from streams.replay.range import Bound, parse_bound, read_range
 from streams.replay.run import eval_settings
@@ -284,7 +284,7 @@ def test_bad_arguments_are_clear_errors(recorded: Recorded) -> None:
 
 @pytest.mark.slow
 def test_the_replay_demo_compares_two_prompt_versions(isolated: Settings) -> None:
-    from streams.replay.demo import DEMO_PROMPT
+    from streams.demo.replay import DEMO_PROMPT
 
     out = _cli(isolated, "replay", "demo", "--tasks", "6")
     assert "6 tasks paired, 6 with a different output" in out and "HTML report:" in out
@@ -296,9 +296,9 @@ def test_the_replay_demo_compares_two_prompt_versions(isolated: Settings) -> Non
 
 def test_kafka_and_the_archive_give_the_same_range(recorded: Recorded) -> None:
     """The sink processors archive the recorded traffic; both sources then yield the same tasks."""
-    from streams.memory import build_archive
+    from streams.memory.service import start_sinks
+    from streams.memory.tiers import build_archive
     from streams.replay.archive_range import read_archive_range
-    from streams.sink_service import start_sinks
 
     s = recorded.settings
     topic = s.topic(TASKS)

@@ -11,11 +11,11 @@ from memory_helpers import result, run_id, wrap
 from schemas import default_codec
 from sinks.retrieval import Retriever
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
-from streams.demo import stop_worker
-from streams.demo_memory import show_memory
-from streams.memory import build_tiers
+from streams.demo.memory import show_memory
+from streams.demo.run import stop_worker
+from streams.memory.service import start_sinks
+from streams.memory.tiers import build_tiers
 from streams.settings import Settings
-from streams.sink_service import start_sinks
 from streams.topics import OUTPUTS
 
 pytestmark = pytest.mark.integration

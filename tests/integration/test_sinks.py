@@ -14,10 +14,10 @@ from memory_helpers import outcome, output, produce, result
 
 from schemas import default_codec
 from streams.admin import ensure_topics
-from streams.demo import stop_worker
-from streams.memory import build_archive
+from streams.demo.run import stop_worker
+from streams.memory.service import serve, start_sinks
+from streams.memory.tiers import build_archive
 from streams.settings import Settings
-from streams.sink_service import serve, start_sinks
 from streams.topics import DEADLETTERS, OUTPUTS, PROMPT_OUTCOMES, RESULTS
 
 pytestmark = pytest.mark.integration
@@ -101,8 +101,8 @@ async def test_every_record_lands_once_after_redelivery_and_sigkill(isolated: Se
 
 async def test_postgres_down_pauses_the_sink_and_it_catches_up(isolated: Settings, tmp_path) -> None:
     """A PostgreSQL of this test's own is stopped mid-run and started again; nothing is lost or doubled."""
-    from streams.stack import free_port
-    from streams.stack.postgres import PostgresPart
+    from streams.devstack import free_port
+    from streams.devstack.postgres import PostgresPart
 
     tmp_path.chmod(0o755)
     settings = _fast(isolated).model_copy(update={"postgres_port": free_port(), "data_dir": tmp_path})

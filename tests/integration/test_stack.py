@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from streams.devstack import LocalStack, PartStatus, StackError, free_port, free_ports
+from streams.devstack.process import port_open, read_pid
 from streams.settings import Settings
-from streams.stack import LocalStack, PartStatus, StackError, free_port, free_ports
-from streams.stack.process import port_open, read_pid
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from group_helpers import wait_for_stable_group
 
 from schemas import default_codec
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
-from streams.demo_experiment import submit_and_wait
+from streams.demo.experiment import submit_and_wait
 from streams.processors.tasks import tenant_partition
 from streams.settings import Settings
 from streams.topics import OUTPUTS, RESULTS, TASK_LEDGER, TASKS, TASKS_BY_TENANT

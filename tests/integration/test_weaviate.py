@@ -9,7 +9,7 @@ from memory_helpers import result, run_id, wrap
 
 from sinks.vectors import VectorTier
 from sinks.weaviate_tier import WeaviateStore
-from streams.memory import embedder
+from streams.memory.tiers import embedder
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not os.environ.get("WEAVIATE_URL"), reason="WEAVIATE_URL is not set")]

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from agents.factory import RunnerConfig, build_runner
-from agents.llm import LLM
 from agents.models import SIMULATOR_MODELS, ModelInfo, register_models
+from agents.routing import ModelRouter
 from agents.simulator import install_simulator
 
 
@@ -22,30 +22,34 @@ def _task(**fields: object) -> dict:
     return {"task_id": "t-1", "description": "add a cache to the user lookup", "created_at": 1, **fields}
 
 
+def _model(name: str) -> ModelInfo:
+    return next(m for m in SIMULATOR_MODELS if m.name == name)
+
+
 async def test_simulator_is_deterministic_and_depends_on_the_input() -> None:
-    llm = LLM()
+    router = ModelRouter(SIMULATOR_MODELS)
     msgs = [{"role": "user", "content": "add a cache"}]
-    a = await llm.complete("simulator/fast-1", msgs)
-    b = await llm.complete("simulator/fast-1", msgs)
-    c = await llm.complete("simulator/fast-1", [{"role": "user", "content": "remove the cache"}])
-    d = await llm.complete("simulator/quality-1", msgs)
+    a = await router.call(_model("simulator/fast-1"), msgs)
+    b = await router.call(_model("simulator/fast-1"), msgs)
+    c = await router.call(_model("simulator/fast-1"), [{"role": "user", "content": "remove the cache"}])
+    d = await router.call(_model("simulator/quality-1"), msgs)
     assert a.text == b.text and a.tokens_in == b.tokens_in
     assert a.text != c.text and a.text != d.text
     assert "add a cache" in a.text
 
 
-async def test_cost_comes_from_the_model_table_through_litellm() -> None:
-    c = await LLM().complete("simulator/quality-1", [{"role": "user", "content": "x" * 400}])
-    info = next(m for m in SIMULATOR_MODELS if m.name == "simulator/quality-1")
+async def test_cost_comes_from_the_model_table() -> None:
+    info = _model("simulator/quality-1")
+    c = await ModelRouter(SIMULATOR_MODELS).call(info, [{"role": "user", "content": "x" * 400}])
     expected = c.tokens_in * info.input_cost_per_token + c.tokens_out * info.output_cost_per_token
     assert c.cost_usd == pytest.approx(expected)
-    assert c.cost_usd > 0
+    assert c.cost_usd > 0 and c.tokens_in == 100
 
 
 async def test_latency_setting_is_honoured() -> None:
     install_simulator(latency_ms=120)
     started = time.perf_counter()
-    c = await LLM().complete("simulator/fast-1", [{"role": "user", "content": "slow"}])
+    c = await ModelRouter(SIMULATOR_MODELS).call(_model("simulator/fast-1"), [{"role": "user", "content": "slow"}])
     assert time.perf_counter() - started >= 0.11
     assert c.latency_ms >= 110
 
@@ -74,4 +78,5 @@ async def test_a_failing_model_is_a_failed_result_not_an_exception() -> None:
 async def test_real_providers_are_unreachable_in_tests() -> None:
     """The test-wide guard: without the simulator, a real model call cannot leave the machine."""
     with pytest.raises(Exception):  # noqa: B017 - any failure will do; success would be the bug
-        await LLM(timeout_s=5).complete("gpt-4o-mini", [{"role": "user", "content": "hi"}])
+        real = ModelInfo("gpt-4o-mini", 1e-7, 1e-7, quality=0.5)
+        await ModelRouter((real,), timeout_s=5, num_retries=0).call(real, [{"role": "user", "content": "hi"}])

@@ -5,10 +5,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from streams.cli import cli
+from streams.cli.main import cli
+from streams.cli.render import render_received
 from streams.client import Received, make_task
 from streams.deadletters import Origin, dead_letter
-from streams.render import render_received
 
 
 def test_make_task_fills_id_and_time_and_keeps_given_fields() -> None:

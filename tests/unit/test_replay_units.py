@@ -6,14 +6,13 @@ import re
 
 import pytest
 
-from agents.judge import LLMJudge, parse_score
-from agents.llm import LLM
+from agents.judging import Candidate, Verdict
 from agents.simulator import install_simulator
 from streams.client import Received
 from streams.replay.compare import compare_runs, output_diff, paired_interval, prompt_summary, render_text
 from streams.replay.html import render_html
 from streams.replay.range import Bound, parse_bound
-from streams.replay.run import ReplaySpec, eval_settings, prepare_tasks
+from streams.replay.run import ReplaySpec, eval_settings, make_judge, prepare_tasks
 from streams.replay.store import Run, TaskRow, load_run, run_dir, save_run
 from streams.settings import Settings
 
@@ -28,20 +27,23 @@ def test_bounds_parse_offsets_times_and_words() -> None:
         parse_bound("last tuesday")
 
 
-def test_score_parsing_takes_the_last_percentage() -> None:
-    assert parse_score("a 10% guess\nscore: 87%") == 0.87
-    assert parse_score("score: 250%") == 1.0 and parse_score("no number") == 0.0
-
-
-async def test_the_judge_is_deterministic_and_skips_empty_answers() -> None:
+async def test_the_replay_judge_is_deterministic_pinned_and_skips_empty_answers() -> None:
     install_simulator()
-    judge = LLMJudge(LLM(timeout_s=10))
-    first = await judge.score("write a parser", "1. read the module")
-    again = await judge.score("write a parser", "1. read the module")
-    other = await judge.score("write a parser", "something else entirely")
-    assert first == again and 0 < first.score <= 1 and first.model == "simulator/quality-1"
-    assert other.rationale != first.rationale
-    assert (await judge.score("x", "  ")).score == 0.0
+    judge = make_judge(Settings())
+
+    async def grade(description: str, output: str) -> Verdict:
+        task = {"task_id": "t-1", "description": description}
+        return (await judge.judge(task, [Candidate("t-1", output)])).verdicts[0]
+
+    first = await grade("write a parser", "1. read the module")
+    again = await grade("write a parser", "1. read the module")
+    other = await grade("write a parser", "something else entirely")
+    assert first == again and 0 < first.score <= 1 and first.parsed and first.model == "simulator/quality-1"
+    assert first.cost_usd > 0 and other.reason != first.reason
+    empty = await grade("x", "  ")
+    assert empty.score == 0.0 and not empty.passed and empty.cost_usd == 0.0
+    with pytest.raises(ValueError, match="not in the model table"):
+        make_judge(Settings(), "openai/gpt-nothing")
 
 
 def _row(tid: str, score: float, cost: float, out: str = "same", status: str = "ok") -> TaskRow:

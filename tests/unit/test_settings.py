@@ -74,7 +74,7 @@ def test_topic_specs_have_every_topic_once_with_the_prefix() -> None:
 
 
 def test_kafka_cluster_ids_never_look_like_an_option() -> None:
-    from streams.stack.kafka import new_cluster_id
+    from streams.devstack.kafka import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2000)]  # about 31 of 2000 would start with "-" unguarded
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

@@ -9,10 +9,10 @@ import pytest
 
 from agents.budget import BudgetLedger, MemorySpendStore, TaskBudget
 from agents.factory import RunnerConfig, build_runner
+from agents.judging import parse_scores
 from agents.models import SIMULATOR_MODELS, ConfigError, ModelInfo, load_models
 from agents.registry import AgentRegistry, load_agents
 from agents.routing import order_models
-from agents.runner import parse_scores
 from agents.simulator import install_simulator
 
 
@@ -108,7 +108,8 @@ async def test_quality_runs_candidates_in_parallel_and_the_judged_best_wins() ->
     winner = next(o for o in candidates if o["metadata"].get("winner") == "true")
     assert scores[winner["step"]] == max(scores.values())
     assert run.result["output"] == winner["output"] and run.result["metadata"]["winner_step"] == str(winner["step"])
-    assert parse_scores(judge["output"], 3) == scores
+    assert parse_scores(judge["output"], 3) == scores and all(0 <= v <= 1 for v in scores.values())
+    assert judge["metadata"]["judged"] == "1,2,3" and "unparsed" not in judge["metadata"]
     # parallel: the critical path is one candidate plus the judge, not three candidates
     assert run.result["latency_ms"] < sum(o["latency_ms"] for o in run.outputs)
     assert max(int(o["metadata"]["in_flight"]) for o in candidates) == 3

@@ -6,9 +6,9 @@ import gc
 
 from click.testing import CliRunner
 
-from streams.bench_agents import litellm_call_rate
-from streams.demo import load_sample_tasks
-from streams.demo_swarm import pattern_summary
+from streams.bench.agents import litellm_call_rate
+from streams.demo.run import load_sample_tasks
+from streams.demo.swarm import pattern_summary
 from streams.settings import Settings
 from streams.worker import settle_heap
 

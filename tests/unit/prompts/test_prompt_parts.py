@@ -10,8 +10,8 @@ import pytest
 
 from agents.experiment_report import build_report, render_html, render_text
 from agents.experiment_scoring import score_outcome
+from agents.judging import SimulatedJudge, experiment_outcome
 from agents.prompt_chooser import PromptChooser, _Snapshot
-from agents.prompt_judge import judge_output
 from agents.prompt_registry import Experiment, PromptVersion, RegistryError, variant_version
 from agents.prompt_templates import TemplateRenderError, render, template_variables
 
@@ -77,17 +77,19 @@ def test_score_outcome_counts_decides_once_and_rejects_unknown_variants() -> Non
     assert score_outcome(None, stopped, _outcome(1, "v1", True), 0).decision is None
 
 
-def test_judge_is_deterministic_and_follows_the_version_metadata() -> None:
+async def test_judge_is_deterministic_and_follows_the_version_metadata() -> None:
     def output(i: int) -> dict:
         return {"output_id": f"t{i}:1:1", "task_id": f"t{i}", "status": "ok", "created_at": 5,
                 "metadata": {"experiment": "exp", "variant": "v2", "prompt": "review", "prompt_version": "2"}}
 
-    good = [judge_output(output(i), {"simulated_success": "0.8"}) for i in range(2000)]
-    assert good[0] == judge_output(output(0), {"simulated_success": "0.8"})
+    judge = SimulatedJudge()
+    good = [await experiment_outcome(judge, output(i), {"simulated_success": "0.8"}) for i in range(2000)]
+    assert good[0] == await experiment_outcome(judge, output(0), {"simulated_success": "0.8"})
     assert 0.76 < sum(o["success"] for o in good) / 2000 < 0.84
     assert all(0 <= o["quality"] <= 1 and o["outcome_id"].startswith("judge:") for o in good)
-    assert judge_output({**output(1), "metadata": {}}, {}) is None
-    assert judge_output({**output(1), "status": "failed"}, {}) is None
+    assert {(o["experiment"], o["variant"], o["source"], o["created_at"]) for o in good} == {("exp", "v2", "judge", 5)}
+    assert await experiment_outcome(judge, {**output(1), "metadata": {}}, {}) is None
+    assert await experiment_outcome(judge, {**output(1), "status": "failed"}, {}) is None
 
 
 def _version(name: str, version: int, template: str, primary: bool = False) -> PromptVersion:

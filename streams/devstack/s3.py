@@ -9,8 +9,8 @@ import importlib.util
 import sys
 import urllib.request
 
-from streams.stack.part import Part
-from streams.stack.process import HOST, StackError, spawn
+from streams.devstack.part import Part
+from streams.devstack.process import HOST, StackError, spawn
 
 __all__ = ["S3Part"]
 

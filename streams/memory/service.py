@@ -23,9 +23,9 @@ from sinks.base import MemoryRecord
 from sinks.retrieval import Retriever
 from streams.admin import ensure_topics
 from streams.logs import get_logger
-from streams.memory import build_archive, build_retriever, build_tiers, router
+from streams.memory.processor import SinkProcessor
+from streams.memory.tiers import build_archive, build_retriever, build_tiers, router
 from streams.settings import Settings
-from streams.sink_processor import SinkProcessor
 from streams.topics import ALL_TOPICS, CODE_CHANGES, OUTPUTS, PROMPT_OUTCOMES, RESULTS, TASKS
 
 __all__ = ["MEMORY_TOPICS", "build_processors", "prefetch", "run_sinks", "serve", "start_sinks"]

@@ -16,8 +16,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from streams.stack.part import Part
-from streams.stack.process import HOST, StackError, port_open, spawn
+from streams.devstack.part import Part
+from streams.devstack.process import HOST, StackError, port_open, spawn
 
 __all__ = ["KafkaPart"]
 

@@ -10,8 +10,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar, NoReturn
 
-from streams.settings import Settings, mask_url
-from streams.stack.process import (
+from streams.devstack.process import (
     HOST,
     PartStatus,
     StackError,
@@ -23,6 +22,7 @@ from streams.stack.process import (
     tail,
     write_pid,
 )
+from streams.settings import Settings, mask_url
 
 __all__ = ["Part"]
 

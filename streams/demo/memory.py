@@ -11,7 +11,7 @@ import click
 
 from schemas import default_codec
 from streams.client import ResultWatcher, make_task, submit_tasks
-from streams.memory import build_retriever
+from streams.memory.tiers import build_retriever
 from streams.settings import Settings
 
 __all__ = ["show_memory"]

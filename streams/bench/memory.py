@@ -15,7 +15,7 @@ import click
 
 from sinks.base import MemoryRecord
 from sinks.retrieval import Retriever
-from streams.memory import build_archive, build_tiers
+from streams.memory.tiers import build_archive, build_tiers
 from streams.settings import Settings
 
 __all__ = ["memory_bench"]

@@ -11,13 +11,13 @@ import fcntl
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from streams.devstack.kafka import KafkaPart
+from streams.devstack.part import Part
+from streams.devstack.postgres import PostgresPart
+from streams.devstack.process import PartStatus, StackError
+from streams.devstack.redis import RedisPart
+from streams.devstack.s3 import S3Part
 from streams.settings import Settings
-from streams.stack.kafka import KafkaPart
-from streams.stack.part import Part
-from streams.stack.postgres import PostgresPart
-from streams.stack.process import PartStatus, StackError
-from streams.stack.redis import RedisPart
-from streams.stack.s3 import S3Part
 
 __all__ = ["LocalStack"]
 

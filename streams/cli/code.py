@@ -102,7 +102,7 @@ def show(settings: Settings, module: str, repository: Path | None) -> None:
 
 def _vectors(settings: Settings) -> VectorTier:
     """The L2 tier the documents are indexed in (pgvector, or Weaviate when WEAVIATE_URL is set)."""
-    from streams.memory import build_tiers
+    from streams.memory.tiers import build_tiers
 
     return build_tiers(settings, {"vectors"})["vectors"]  # type: ignore[return-value]
 

@@ -1,6 +1,6 @@
 """Sink processors: aiokafka batch consumers that write topics to the memory tiers, then commit.
 
-Not Faust (DESIGN.md): the bulk paths read with `getmany` in their own consumer groups and write
+Not Faust (docs/architecture.md): the bulk paths read with `getmany` in their own consumer groups and write
 whole batches. The offsets of a batch are committed only after every tier it is routed to took it:
 at-least-once delivery plus idempotent tiers gives exactly-once in effect. When a tier is down the
 processor pauses its partitions (nothing is read ahead; memory stays bounded by one batch), retries

@@ -5,8 +5,8 @@ L1 is a hot cache with TTLs, so nothing is persisted: no RDB snapshots, no appen
 
 from __future__ import annotations
 
-from streams.stack.part import Part
-from streams.stack.process import HOST, StackError, spawn
+from streams.devstack.part import Part
+from streams.devstack.process import HOST, StackError, spawn
 
 __all__ = ["RedisPart"]
 

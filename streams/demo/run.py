@@ -18,9 +18,9 @@ import click
 from schemas import Codec, default_codec
 from streams.admin import ensure_topics
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
-from streams.demo_swarm import pattern_summary
+from streams.demo.swarm import pattern_summary
+from streams.devstack import LocalStack
 from streams.settings import Settings
-from streams.stack import LocalStack
 from streams.topics import DEADLETTERS, TASKS
 
 __all__ = ["load_sample_tasks", "run_demo", "start_worker", "stop_worker"]
@@ -117,7 +117,7 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
     run_id = uuid.uuid4().hex[:6]
     click.echo(f"== starting a worker (log: {settings.data_dir / 'demo-worker.log'})")
     worker = start_worker(settings, "demo-worker.log")
-    from streams.sink_service import start_sinks  # issue 5: memory tiers beside the worker
+    from streams.memory.service import start_sinks  # issue 5: memory tiers beside the worker
 
     sinks = start_sinks(settings, "demo-sinks.log")
     started = time.monotonic()
@@ -135,11 +135,11 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
         if dead is not None:
             click.echo(f"dead letter: stage={dead['stage']} {dead['topic']}[{dead['partition']}]@{dead['offset']} "
                        f"error={dead['error'][:90]!r}")
-        from streams.demo_memory import show_memory
+        from streams.demo.memory import show_memory
 
         show_memory(settings, tasks, results)
         if settings.prompts_enabled:  # prompt A/B experiment (issue 4)
-            from streams.demo_experiment import run_experiment_demo
+            from streams.demo.experiment import run_experiment_demo
             run_experiment_demo(settings, codec)
     finally:
         stop_worker(worker)

@@ -14,8 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from streams.stack.part import Part
-from streams.stack.process import HOST, StackError
+from streams.devstack.part import Part
+from streams.devstack.process import HOST, StackError
 
 __all__ = ["PostgresPart"]
 

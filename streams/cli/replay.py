@@ -155,6 +155,6 @@ def compare(settings: Settings, run_a: str, run_b: str, html_path: Path | None, 
 @click.pass_obj
 def demo(settings: Settings, count: int) -> None:
     """Record the demo's traffic, replay it with prompt versions 1 and 2, and compare the runs (stack stays up)."""
-    from streams.replay.demo import run_replay_demo
+    from streams.demo.replay import run_replay_demo
 
     sys.exit(run_replay_demo(settings, count))

@@ -6,7 +6,7 @@ external and never started. `free_port()` is for test suites that need their own
 
 from __future__ import annotations
 
-from streams.stack.process import PartStatus, StackError, free_port, free_ports
-from streams.stack.stack import LocalStack
+from streams.devstack.process import PartStatus, StackError, free_port, free_ports
+from streams.devstack.stack import LocalStack
 
 __all__ = ["LocalStack", "PartStatus", "StackError", "free_port", "free_ports"]

@@ -21,13 +21,13 @@ from agents.prompt_registry import PromptRegistry
 from schemas import Codec, default_codec
 from streams.admin import ensure_topics
 from streams.client import ResultWatcher, submit_tasks
-from streams.demo import load_sample_tasks, start_worker, stop_worker
+from streams.demo.run import load_sample_tasks, start_worker, stop_worker
+from streams.devstack import LocalStack
 from streams.replay.compare import compare_runs, render_text
 from streams.replay.html import render_html
 from streams.replay.range import parse_bound
 from streams.replay.run import ReplaySpec, make_judge, production_run, run_replay
 from streams.settings import Settings
-from streams.stack import LocalStack
 
 __all__ = ["DEMO_PROMPT", "run_replay_demo"]
 

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from schemas import default_codec
 from streams.admin import delete_topics, ensure_topics
 from streams.client import ResultWatcher, make_task, submit_tasks
-from streams.demo import start_worker, stop_worker
+from streams.demo.run import start_worker, stop_worker
 from streams.settings import Settings
 from streams.topics import TopicSpec, topic_specs
 
@@ -123,12 +123,12 @@ def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_
         row = f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} | {raw.rate:,.0f} | {pipe.rate:,.0f} | {ratio:.3f} |"
         click.echo(f"\nfor BENCHMARKS.md:\n{row}\n")
     if "memory" in sections:
-        from streams.bench_memory import memory_bench  # issue 5: memory tiers
+        from streams.bench.memory import memory_bench  # issue 5: memory tiers
 
         click.echo("\nmemory tiers:")  # sized with --tasks: 3,000 (the default) gives 2,000 records, 200 searches
         memory_bench(settings, records=min(2000, tasks), searches=min(200, max(10, tasks // 4)))
     if "agents" in sections:
-        from streams.bench_agents import run_agent_bench  # issue 3: agent swarms
+        from streams.bench.agents import run_agent_bench  # issue 3: agent swarms
 
         click.echo("\nagent swarms:")
         run_agent_bench(settings, calls=agent_calls, tasks=agent_tasks, two_workers=two_workers)

@@ -17,7 +17,7 @@ __all__ = ["memory", "sinks"]
 @click.pass_obj
 def sinks(settings: Settings, no_prefetch: bool) -> None:
     """Run the sink processors: topics -> Redis / vectors / PostgreSQL / archive, until Ctrl-C."""
-    from streams.sink_service import run_sinks
+    from streams.memory.service import run_sinks
 
     run_sinks(settings, with_prefetch=not no_prefetch)
 
@@ -39,7 +39,7 @@ def search(settings: Settings, query: str, k: int, tenant: str | None, event_typ
     from dataclasses import asdict
 
     from sinks.base import TierUnavailable
-    from streams.memory import build_retriever
+    from streams.memory.tiers import build_retriever
 
     filters: dict[str, Any] = {k_: v for k_, v in (("tenant", tenant), ("event_type", event_type)) if v}
     try:
@@ -58,7 +58,7 @@ def search(settings: Settings, query: str, k: int, tenant: str | None, event_typ
 
 def collect_stats(settings: Settings) -> dict[str, Any]:
     """Rows per L3 table, vectors, L1 keys, archive objects, and retrieval hit rates per tier."""
-    from streams.memory import build_archive, build_retriever
+    from streams.memory.tiers import build_archive, build_retriever
 
     retriever = build_retriever(settings)
     assert retriever.l1 is not None and retriever.l2 is not None and retriever.l3 is not None

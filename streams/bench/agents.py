@@ -27,7 +27,7 @@ from agents.simulator import install_simulator
 from schemas import default_codec
 from streams.admin import delete_topics, ensure_topics
 from streams.client import ResultWatcher, make_task, read_topic, task_key
-from streams.demo import start_worker, stop_worker
+from streams.demo.run import start_worker, stop_worker
 from streams.settings import Settings
 from streams.topics import OUTPUTS, TASKS, table_specs, topic_specs
 from streams.worker import runner_config, settle_heap

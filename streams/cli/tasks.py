@@ -1,4 +1,4 @@
-"""The `agentstream` command line. Settings are built here, once, and passed down."""
+"""`agentstream worker`, `submit` and `tail`: run the pipeline, give it tasks, read its topics."""
 
 from __future__ import annotations
 
@@ -9,91 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from streams.settings import Settings
 
-BENCH_SECTIONS = ("pipeline", "memory", "agents")  # what `bench --only` can pick
-
-__all__ = ["main"]
+__all__ = ["submit", "tail", "worker"]
 
 PATTERNS = ("fast", "balanced", "quality")
 OPTIMIZATIONS = ("cost", "quality", "speed", "balanced")
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        raise click.ClickException(f"bad setting in the environment:\n{exc}") from exc
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.pass_context
-def cli(ctx: click.Context) -> None:
-    """agentstream: a Kafka-native runtime for LLM agent work.
-
-    Every setting is an environment variable (see `agentstream settings`); with none set, the
-    embedded local stack on 127.0.0.1 is used (`agentstream up`).
-    """
-    from streams.logs import configure_logging
-
-    ctx.obj = _settings()
-    configure_logging(ctx.obj)
-
-
-def _print_parts(parts: list[Any]) -> None:
-    for part in parts:
-        click.echo(f"{part.name:<9} {part.address:<28} {part.state}")
-
-
-def _stack_call(settings: Settings, action: str, with_s3: bool = False) -> list[Any]:
-    from streams.stack import LocalStack, StackError
-
-    try:
-        return getattr(LocalStack(settings, with_s3=with_s3), action)()
-    except StackError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-@cli.command()
-@click.option("--with-s3", is_flag=True, help="Also start a local S3-API server (moto) for the boto3 archive path.")
-@click.pass_obj
-def up(settings: Settings, with_s3: bool) -> None:
-    """Start the local stack (Kafka, PostgreSQL, Redis) on 127.0.0.1 and create the topics.
-
-    Parts whose URL is set in the environment are used as they are. A second `up` does nothing.
-    """
-    from streams.admin import ensure_topics
-
-    _print_parts(_stack_call(settings, "up", with_s3))
-    created = asyncio.run(ensure_topics(settings))
-    click.echo(f"topics    {len(created)} created" if created else "topics    all present")
-
-
-@cli.command()
-@click.pass_obj
-def down(settings: Settings) -> None:
-    """Stop the parts of the local stack that `up` started (data stays in the data folder)."""
-    _print_parts(_stack_call(settings, "down"))
-
-
-@cli.command()
-@click.pass_obj
-def status(settings: Settings) -> None:
-    """One line per part of the stack: name, address, state."""
-    _print_parts(_stack_call(settings, "status"))
-
-
-@cli.command()
-@click.pass_obj
-def settings(settings: Settings) -> None:
-    """Print the settings in force (secrets masked)."""
-    for name, value in settings.masked().items():
-        click.echo(f"{name:<24} {value}")
-
-
-@cli.command()
+@click.command()
 @click.option("--concurrency", type=int, default=None, help="Tasks in flight at once (AGENTSTREAM_WORKER_CONCURRENCY).")
 @click.pass_obj
 def worker(settings: Settings, concurrency: int | None) -> None:
@@ -124,7 +49,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return tasks
 
 
-@cli.command()
+@click.command()
 @click.argument("text", required=False)
 @click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Submit every task of a JSON-lines file (one object per line, with \"description\").")
@@ -177,7 +102,7 @@ async def _submit(settings: Settings, codec: Any, tasks: list[dict[str, Any]], w
             await watcher.stop()
 
 
-@cli.command()
+@click.command()
 @click.argument("topic")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a readable line.")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not at the end.")
@@ -190,7 +115,7 @@ def tail(settings: Settings, topic: str, as_json: bool, from_beginning: bool, co
 
     TOPIC is the logical name; the AGENTSTREAM_TOPIC_PREFIX, if any, is added.
     """
-    from streams.render import render_received
+    from streams.cli.render import render_received
 
     try:
         asyncio.run(_tail(settings, settings.topic(topic), as_json, from_beginning, count, idle_timeout,
@@ -211,48 +136,3 @@ async def _tail(settings: Settings, topic: str, as_json: bool, from_beginning: b
         click.echo(render(received, as_json))
 
 
-@cli.command()
-@click.option("--tasks", "count", type=int, default=20, show_default=True, help="How many sample tasks.")
-@click.option("--timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for results.")
-@click.pass_obj
-def demo(settings: Settings, count: int, timeout: float) -> None:
-    """Start the stack and a worker, run sample tasks, and print what happened."""
-    from streams.demo import run_demo
-
-    sys.exit(run_demo(settings, count, timeout))
-
-
-@cli.command()
-@click.option("--events", type=int, default=50_000, show_default=True, help="Events for the raw aiokafka baseline.")
-@click.option("--tasks", type=int, default=3_000, show_default=True, help="Tasks through the pipeline.")
-@click.option("--agent-calls", type=int, default=3_000, show_default=True,
-              help="Calls for the agent figure (a), litellm's own call rate.")
-@click.option("--agent-tasks", type=int, default=8_000, show_default=True,
-              help="Tasks per worker for the agent figures (b) and (d), at 2 s model latency.")
-@click.option("--only", "sections", multiple=True, type=click.Choice(BENCH_SECTIONS),
-              help="Run only this section (repeatable); default: all. The raw baseline always runs.")
-@click.option("--two-workers/--no-two-workers", default=True, show_default=True,
-              help="Agent figure (d): two workers in one consumer group.")
-@click.pass_obj
-def bench(settings: Settings, events: int, tasks: int, agent_calls: int, agent_tasks: int,
-          sections: tuple[str, ...], two_workers: bool) -> None:
-    """Measure the raw aiokafka baseline and the pipeline end to end on the running stack, then the
-    memory tiers and the agent swarms (litellm's call rate, one worker at 2 s latency, the latency
-    the pipeline adds, two workers). Prints ratios against the raw baseline of the same run."""
-    from streams.bench import run_bench
-
-    run_bench(settings, events, tasks, agent_calls, agent_tasks, set(sections or BENCH_SECTIONS), two_workers)
-
-
-# Commands of the other areas live beside their code; attached here, after `cli` exists.
-from streams.cli_memory import memory, sinks  # noqa: E402
-from streams.cli_prompts import experiment, prompt  # noqa: E402
-from streams.code.cli import docs, git_hook, git_watch  # noqa: E402
-from streams.replay.cli import replay  # noqa: E402
-
-for _command in (sinks, memory, replay, git_watch, git_hook, docs, prompt, experiment):
-    cli.add_command(_command)
-
-
-def main() -> None:
-    cli(prog_name="agentstream")

@@ -1,0 +1,57 @@
+"""The `agentstream` command line. Settings are built here, once, and passed down."""
+
+from __future__ import annotations
+
+import click
+from pydantic import ValidationError
+
+from streams.settings import Settings
+
+__all__ = ["main"]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"bad setting in the environment:\n{exc}") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """agentstream: a Kafka-native runtime for LLM agent work.
+
+    Every setting is an environment variable (see `agentstream settings`); with none set, the
+    embedded local stack on 127.0.0.1 is used (`agentstream up`).
+    """
+    from streams.logs import configure_logging
+
+    ctx.obj = _settings()
+    configure_logging(ctx.obj)
+
+
+@cli.command()
+@click.pass_obj
+def settings(settings: Settings) -> None:
+    """Print the settings in force (secrets masked)."""
+    for name, value in settings.masked().items():
+        click.echo(f"{name:<24} {value}")
+
+
+# Each command group lives in a module of its own; attached here, after `cli` exists.
+from streams.cli.code import docs, git_hook, git_watch  # noqa: E402
+from streams.cli.memory import memory, sinks  # noqa: E402
+from streams.cli.prompts import experiment, prompt  # noqa: E402
+from streams.cli.replay import replay  # noqa: E402
+from streams.cli.stack import down, status, up  # noqa: E402
+from streams.cli.tasks import submit, tail, worker  # noqa: E402
+from streams.cli.tooling import bench, demo  # noqa: E402
+
+for _command in (up, down, status, worker, submit, tail, demo, bench, sinks, memory, replay, git_watch, git_hook,
+                 docs, prompt, experiment):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="agentstream")

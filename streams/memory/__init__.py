@@ -1,0 +1,1 @@
+"""The memory runtime: tiers built from settings, the sink processors that fill them, and recall for agents."""
