@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(16, ge=1, alias="AGENTSTREAM_WORKER_CONCURRENCY")
     # How soon a dead worker's partitions move to the others (the broker's minimum is 6 s).
     session_timeout_s: float = Field(10.0, ge=6, alias="AGENTSTREAM_SESSION_TIMEOUT_S")
+    # Copies of every project topic (3 on a three-broker cluster); producers write with acks=all.
+    replication_factor: int = Field(1, ge=1, alias="AGENTSTREAM_REPLICATION_FACTOR")
+    # On a rebalance or a stop, how long tasks in flight may finish before they are abandoned
+    # uncommitted (the next owner runs them again); the group waits this long at most.
+    drain_timeout_s: float = Field(10.0, gt=0, alias="AGENTSTREAM_DRAIN_TIMEOUT_S")
+    # How often the task stage commits what finished (each partition up to its lowest unfinished task).
+    task_commit_interval_s: float = Field(1.0, gt=0, alias="AGENTSTREAM_TASK_COMMIT_INTERVAL_S")
 
     # The LLM side.
     # Unset: each step's model is routed by the task's optimization (issue 3); set: tried first by every step.
