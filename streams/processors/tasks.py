@@ -1,7 +1,7 @@
 """The task stage: agent.tasks -> a swarm run (in the tenant's partition) -> agent.outputs + agent.results.
 
 A plain aiokafka consumer group, not Faust: Faust commits past records its concurrent actors never
-finished or never received across a rebalance (docs/delivery.md, /work/shared/DELIVERY.md). Here
+finished or never received across a rebalance (docs/delivery.md). Here
 every offset is committed only once its task is finished, each partition up to its lowest task
 still running (`OffsetTracker`), while many tasks run at once.
 
