@@ -4,17 +4,17 @@ Why reserve: a plain "spent < budget?" check lets 50 concurrent calls all pass i
 them has spent anything. Here the check and the reservation are one step with no `await` between
 them, so on one event loop no two calls can both take the last of a budget.
 
-Where the guarantee holds: the ledger is in-process memory over a `SpendStore` (in the worker, a
-changelog-backed Faust table keyed `tenant|day`). The worker routes every task through a topic
-keyed by tenant (streams/processors/tasks.py), so all of a tenant's tasks meet in one partition,
-owned by one worker at a time: one ledger sees all of that tenant's reservations, and the tenant's
+Where the guarantee holds: the ledger is in-process memory over a `SpendStore` (in the worker, the
+compacted spend ledger topic, keyed `tenant|day`, streams/processors/ledger.py). The worker routes
+every task through a topic keyed by tenant (streams/processors/tasks.py), so all of a tenant's tasks
+meet in one partition, owned by one worker at a time, which reads the tenant's spend from the ledger
+before it starts any of them: one ledger sees all of that tenant's reservations, and the tenant's
 daily spend never exceeds its budget by more than the settle-time difference between estimate and
 real cost (zero when the model honours `max_tokens` and the prompt has at most one token per three
 characters, the estimate's assumptions: agents/swarm.py `_estimate_tokens`).
-Limits: during a rebalance the old owner's in-flight calls settle into its own copy while the new
-owner starts from the changelog, so spend in flight at that moment can be counted late (not lost:
-every settlement is written to the changelog); a worker killed between a call's answer and its
-settlement loses that one call's spend. A task's own `budget_usd` is exact (one task, one ledger).
+Limits: a worker killed between a call's answer and the broker's ack of its settlement loses that
+one call's spend; a worker cut off from the group without a revocation (a zombie) can still settle
+into its own copy. A task's own `budget_usd` is exact (one task, one ledger).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ __all__ = ["BudgetLedger", "MemorySpendStore", "Reservation", "SpendStore", "Tas
 
 
 class SpendStore(Protocol):
-    """Where settled tenant spend lives (a Faust table in the worker, a dict in tests)."""
+    """Where settled tenant spend lives (the spend ledger topic in the worker, a dict in tests)."""
 
     def get(self, key: str) -> float: ...
 

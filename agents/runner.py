@@ -25,7 +25,7 @@ from agents.prompt_chooser import PromptChooser
 from agents.redaction import redact
 from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
-from agents.swarm import StepCaller, StepContext, StepOutcome
+from agents.swarm import StepCache, StepCaller, StepContext, StepOutcome
 from schemas.events import DEFAULT_CAPABILITY, DEFAULT_PATTERN, PATTERNS, Record
 
 __all__ = ["MemorySource", "TaskRun", "TaskRunner"]
@@ -69,18 +69,19 @@ class TaskRunner:
         self.judge = ModelJudge(self.steps, registry.for_capability("judging"))  # the quality pattern's judge
         self._now = clock
 
-    async def run(self, task: Record) -> TaskRun:
-        """The task's run, with recalled memories (if a memory source is set) given to every agent."""
+    async def run(self, task: Record, cache: StepCache | None = None) -> TaskRun:
+        """The task's run, with recalled memories (if a memory source is set) given to every agent;
+        steps found in `cache` (an earlier attempt's answers) are reused, not called and paid again."""
         memories = await self.memory.recall(task) if self.memory is not None else []
-        run = await self._run(task, _memory_messages(memories))
+        run = await self._run(task, _memory_messages(memories), cache)
         return _record_memories(run, memories) if self.memory is not None else run
 
-    async def _run(self, task: Record, context: list[Record]) -> TaskRun:
+    async def _run(self, task: Record, context: list[Record], cache: StepCache | None = None) -> TaskRun:
         task = {**task, "description": redact(task["description"])}
         pattern = task.get("pattern") or DEFAULT_PATTERN
         if pattern not in PATTERNS:
             pattern = DEFAULT_PATTERN
-        ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context)
+        ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context, cache=cache)
         capability = task.get("capability") or DEFAULT_CAPABILITY
         chosen = await self.prompts.choose(task) if self.prompts is not None else None
         if chosen is not None:  # a registry prompt for the task's capability: its steps use it and record it

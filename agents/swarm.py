@@ -6,9 +6,10 @@ Bounded by the agent's own concurrency limit and a global limit on calls in flig
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agents.budget import BudgetLedger, Reservation, TaskBudget
 from agents.models import ModelInfo
@@ -17,8 +18,17 @@ from agents.registry import AgentSpec
 from agents.routing import Attempted, ChainFailed, ModelRouter, order_models
 from schemas.events import DEFAULT_OPTIMIZATION, Record, tenant_of
 
-__all__ = ["StepCaller", "StepContext", "StepOutcome"]
+__all__ = ["StepCache", "StepCaller", "StepContext", "StepOutcome"]
 
+
+
+class StepCache(Protocol):
+    """One task's answered model calls, kept durably by the caller, by (step, candidate): a task run
+    again after a crash reuses them instead of paying for them again."""
+
+    def get(self, step: int, candidate: str) -> Record | None: ...
+
+    def put(self, step: int, candidate: str, record: Record) -> None: ...
 
 
 @dataclass
@@ -30,6 +40,7 @@ class StepContext:
     pattern: str
     context: list[Record] = field(default_factory=list)  # extra messages for every step (memories)
     prompt: tuple[str, str, dict[str, str]] | None = None  # (capability, system prompt, metadata) from issue 4
+    cache: StepCache | None = None  # answers of an earlier attempt of this task (issue 11)
 
     @property
     def tenant(self) -> str:
@@ -83,6 +94,13 @@ class StepCaller:
 
     async def step(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int,
                    messages: list[dict[str, Any]], meta: dict[str, str]) -> StepOutcome:
+        candidate = meta.get("candidate", "")
+        kept = ctx.cache.get(step, candidate) if ctx.cache is not None else None
+        if kept is not None:  # answered by an earlier attempt: paid (and charged to the tenant) then
+            record = copy.deepcopy(kept)
+            record["metadata"]["reused"] = "true"
+            ctx.budget.spent += record.get("cost_usd", 0.0)
+            return StepOutcome(record, record["output"])
         messages = [{**m, "content": redact(str(m.get("content") or ""))} for m in messages]
         chain = self.router.chain(capability, ctx.optimization, spec.context_window, spec.models)
         degraded = self.ledger.should_degrade(ctx.tenant, ctx.budget)
@@ -130,6 +148,8 @@ class StepCaller:
                   "tokens_in": done.tokens_in, "tokens_out": done.tokens_out,
                   "cost_usd": self._price(spec, self.router.by_name[done.model], done.tokens_in, done.tokens_out),
                   "latency_ms": done.latency_ms, "error": None, "created_at": self._now()}
+        if ctx.cache is not None:  # after the settlement: the spend is recorded before the answer is kept
+            ctx.cache.put(step, candidate, record)
         return StepOutcome(record, text)
 
     def _failed(self, base: Record, chain: list[ModelInfo], exc: ChainFailed) -> StepOutcome:

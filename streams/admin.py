@@ -28,8 +28,8 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
         existing = set(await admin.list_topics())
         missing = [s for s in wanted if s.name not in existing]
         if missing:
-            replicas = settings.replication_factor
-            new = [NewTopic(s.name, s.partitions, replicas, topic_configs=_configs(s)) for s in missing]
+            new = [NewTopic(s.name, s.partitions, settings.replication_factor, topic_configs=_configs(s))
+                   for s in missing]
             try:
                 await admin.create_topics(new)
             except TopicAlreadyExistsError:  # another process won the race: fine

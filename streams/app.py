@@ -1,4 +1,5 @@
-"""The Faust application: built from settings, with every project topic and every processor."""
+"""The Faust application: built from settings, with every project topic and the processors that use Faust
+(prompt scoring, code changes). The task stage is a plain consumer group (streams/processors/tasks.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from schemas import Codec
 from streams.kafka import faust_broker_settings
 from streams.processors.code_changes import register_code_change_processor
 from streams.processors.scoring import register_prompt_processors
-from streams.processors.tasks import register_task_processor
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, topic_specs
 
@@ -32,14 +32,12 @@ def build_app(settings: Settings, runner: TaskRunner, codec: Codec) -> faust.App
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",
-        table_cleanup_interval=min(30.0, settings.task_dedupe_window_s),  # expired tasks-done windows
     )
     specs = {spec.name: spec for spec in topic_specs(settings)}
     topics = {}
     for name in ALL_TOPICS:
         spec = specs[settings.topic(name)]
         topics[name] = app.topic(spec.name, partitions=spec.partitions, key_serializer="raw", value_serializer="raw")
-    register_task_processor(app, topics, runner, codec, settings)
     register_code_change_processor(app, topics, codec)
     if runner.prompts is not None:  # prompt experiments (issue 4)
         register_prompt_processors(app, topics, runner.prompts, codec, settings)

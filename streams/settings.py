@@ -64,12 +64,17 @@ class Settings(BaseSettings):
     app_id: str = Field("agentstream", alias="AGENTSTREAM_APP_ID")
     topic_prefix: str = Field("", alias="AGENTSTREAM_TOPIC_PREFIX")
     partitions: int = Field(4, ge=1, alias="AGENTSTREAM_PARTITIONS")
-    # Replicas of every project topic and table changelog. Unset: min(3, AGENTSTREAM_KAFKA_BROKERS),
-    # so a three-node embedded cluster gets replication 3 (its min.insync.replicas is 2).
+    # Copies of every project topic and changelog; producers write with acks=all. Unset:
+    # min(3, AGENTSTREAM_KAFKA_BROKERS), so a three-node embedded cluster gets 3 (min.insync.replicas 2).
     replication_factor: int = Field(1, ge=1, alias="AGENTSTREAM_REPLICATION_FACTOR")
     worker_concurrency: int = Field(16, ge=1, alias="AGENTSTREAM_WORKER_CONCURRENCY")
     # How soon a dead worker's partitions move to the others (the broker's minimum is 6 s).
     session_timeout_s: float = Field(10.0, ge=6, alias="AGENTSTREAM_SESSION_TIMEOUT_S")
+    # On a rebalance or a stop, how long tasks in flight may finish before they are abandoned
+    # uncommitted (the next owner runs them again); the group waits this long at most.
+    drain_timeout_s: float = Field(10.0, gt=0, alias="AGENTSTREAM_DRAIN_TIMEOUT_S")
+    # How often the task stage commits what finished (each partition up to its lowest unfinished task).
+    task_commit_interval_s: float = Field(1.0, gt=0, alias="AGENTSTREAM_TASK_COMMIT_INTERVAL_S")
 
     # The LLM side.
     # Unset: each step's model is routed by the task's optimization (issue 3); set: tried first by every step.

@@ -16,13 +16,14 @@ __all__ = [
     "PROMPT_SCORES_TABLE",
     "PROMPT_SEEN_TABLE",
     "RESULTS",
+    "SPEND_LEDGER",
     "TABLES",
     "TASKS",
     "TASKS_BY_TENANT",
-    "TASKS_DONE_TABLE",
-    "TENANT_SPEND_TABLE",
+    "TASK_LEDGER",
     "TopicSpec",
     "changelog_topic",
+    "dedupe_expiry_s",
     "table_specs",
     "topic_specs",
 ]
@@ -36,10 +37,11 @@ CODE_CHANGES = "code.changes"
 DEADLETTERS = "agent.deadletters"
 # Tasks re-keyed by tenant, so one worker holds a tenant's budget ledger (agents/budget.py).
 TASKS_BY_TENANT = "agent.tasks.by-tenant"
-# The Faust table of tenant spend; its changelog topic is created up front like every other topic.
-TENANT_SPEND_TABLE = "tenant-spend"
-# The Faust table of answered task ids, so a redelivered task is not run (and charged) twice.
-TASKS_DONE_TABLE = "tasks-done"
+# The task stage's ledgers (streams/processors/ledger.py), partitioned like agent.tasks.by-tenant and
+# written to the tenant's partition explicitly: tenant spend per day (compacted), and per task its
+# attempts, finished model calls and "done" mark (compacted, deleted after the dedupe window).
+SPEND_LEDGER = "agent.ledger.spend"
+TASK_LEDGER = "agent.ledger.tasks"
 
 # Which Avro event type each topic carries (the contract in schemas/).
 ALL_TOPICS: dict[str, str] = {
@@ -79,8 +81,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 # statistics and the outcome ids already counted, both fed by prompt.outcomes.
 PROMPT_SCORES_TABLE = "prompt-scores"
 PROMPT_SEEN_TABLE = "prompt-seen"
-# Agent swarms (issue 3): tenant spend and answered task ids, fed by agent.tasks.by-tenant.
-TABLES: tuple[str, ...] = (PROMPT_SCORES_TABLE, PROMPT_SEEN_TABLE, TENANT_SPEND_TABLE, TASKS_DONE_TABLE)
+TABLES: tuple[str, ...] = (PROMPT_SCORES_TABLE, PROMPT_SEEN_TABLE)
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
@@ -89,13 +90,17 @@ def changelog_topic(settings: Settings, table: str) -> str:
 
 
 def table_specs(settings: Settings) -> list[TopicSpec]:
-    """The tables' changelog topics: compacted, one partition per partition of their source topic;
-    the windowed `tasks-done` also deletes what is older than its windows can hold."""
-    kept = {TASKS_DONE_TABLE: int(dedupe_expiry_s(settings) * 1000)}
-    return [TopicSpec(changelog_topic(settings, table), settings.partitions, compacted=True,
-                      retention_ms=kept.get(table)) for table in TABLES]
+    """The state topics: the Faust tables' changelogs and the task stage's ledgers, compacted, one
+    partition per partition of their source topic; the task ledger also deletes what is older than
+    the dedupe window can need (a task id is remembered for one window)."""
+    changelogs = [TopicSpec(changelog_topic(settings, table), settings.partitions, compacted=True)
+                  for table in TABLES]
+    return [*changelogs,
+            TopicSpec(settings.topic(SPEND_LEDGER), settings.partitions, compacted=True),
+            TopicSpec(settings.topic(TASK_LEDGER), settings.partitions, compacted=True,
+                      retention_ms=int(dedupe_expiry_s(settings) * 1000))]
 
 
 def dedupe_expiry_s(settings: Settings) -> float:
-    """How long a `tasks-done` window lives: the current one and the one before it stay readable."""
+    """How long the task ledger keeps a record: twice the dedupe window, so every id is kept a full window."""
     return 2 * settings.task_dedupe_window_s

@@ -1,4 +1,9 @@
-"""Run a worker: the Faust app with the LLM side wired in, until SIGTERM/SIGINT."""
+"""Run a worker until SIGTERM/SIGINT: the task stage and the Faust app, on one event loop.
+
+The task stage (streams/processors/tasks.py) is its own consumer group; it runs as a service of the
+Faust worker, so one signal stops both: the stage first (it drains its tasks, commits, leaves its
+group), then the Faust app.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 
 import faust
 import litellm
+import mode
 
 from agents.factory import RunnerConfig, build_runner
 from agents.prompt_chooser import PromptChooser
@@ -17,9 +23,10 @@ from schemas import default_codec
 from streams.admin import ensure_topics
 from streams.app import build_app
 from streams.logs import get_logger
+from streams.processors.tasks import TaskStage
 from streams.settings import Settings
 
-__all__ = ["run_worker", "runner_config", "settle_heap"]
+__all__ = ["TaskStageService", "run_worker", "runner_config", "settle_heap"]
 
 log = get_logger(__name__)
 
@@ -62,12 +69,39 @@ def run_worker(settings: Settings) -> None:
     litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
     runner = build_runner(runner_config(settings), memory=_memory(settings), prompts=_prompts(settings))
     app = build_app(settings, runner, default_codec())
+    stage = TaskStageService(TaskStage(settings, runner, default_codec()))
     settle_heap()
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
              concurrency=settings.worker_concurrency)
-    worker = faust.Worker(app, loglevel=settings.log_level if settings.log_level != "warning" else "warn",
+    worker = faust.Worker(app, stage, loglevel=settings.log_level if settings.log_level != "warning" else "warn",
                           quiet=True, redirect_stdouts=False, override_logging=False)
     worker.execute_from_commandline()
+
+
+class TaskStageService(mode.Service):
+    """The task stage as a service of the Faust worker: started with it, drained when it stops;
+    a crash of the stage crashes the worker (its supervisor restarts it)."""
+
+    def __init__(self, stage: TaskStage, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stage = stage
+        self._stop = asyncio.Event()
+        self._running: asyncio.Future[None] | None = None
+
+    async def on_start(self) -> None:
+        self._running = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await self.stage.run(self._stop)
+        except Exception as exc:  # reported, then the worker stops with an error
+            log.exception("task stage crashed", stage="tasks", error=repr(exc)[:300])
+            await self.crash(exc)
+
+    async def on_stop(self) -> None:
+        self._stop.set()
+        if self._running is not None:
+            await asyncio.shield(self._running)
 
 
 def _memory(settings: Settings) -> Any:

@@ -17,7 +17,7 @@ from schemas import Codec, DecodeError
 from schemas.events import Record
 from streams.logs import get_logger
 
-__all__ = ["DeadLetterSender", "Guard", "Handler", "Incoming", "Send", "dead_letter", "topic_sender"]
+__all__ = ["Guard", "Handler", "Incoming", "Send", "dead_letter", "topic_sender"]
 
 log = get_logger(__name__)
 
@@ -103,16 +103,3 @@ class Guard:
         """The guarded loop of a Faust agent: every event of `stream` through `call`."""
         async for event in stream.events():
             await self.call(stage, handle, Incoming.of(event.message))
-
-
-class DeadLetterSender:
-    """`Guard` for handlers that still take Faust events (the task processor)."""
-
-    def __init__(self, topic: Any, codec: Codec) -> None:
-        self.guard = Guard(codec, topic_sender(topic))
-
-    async def __call__(self, stage: str, event: Any, error: BaseException | str) -> None:
-        await self.guard.dead(stage, Incoming.of(event.message), error)
-
-    async def decode(self, event_type: str, event: Any, stage: str) -> Record | None:
-        return await self.guard.decode(event_type, Incoming.of(event.message), stage)

@@ -1,131 +1,313 @@
-"""The task processors: agent.tasks -> a swarm run (in the tenant's partition) -> agent.outputs + agent.results.
+"""The task stage: agent.tasks -> a swarm run (in the tenant's partition) -> agent.outputs + agent.results.
 
-Budgets need every task of a tenant in one partition, so in one worker: that worker's budget
-ledger then sees every reservation of the tenant (agents/budget.py states the guarantee). A task
-keyed by its tenant already is there (Kafka's default partitioner, the same partition count), and
-`task-router` runs it at once. Any other task is forwarded to agent.tasks.by-tenant keyed by tenant
-and run by `swarm` from there: one more hop, the same guarantee. Both settle spend into the
-`tenant-spend` table (changelog-backed, so a restarted worker recovers it). Records arrive as raw
-bytes and are decoded inside a guard: a record that cannot be decoded or processed becomes a dead
-letter and the stream goes on.
+A plain aiokafka consumer group, not Faust: Faust commits past records its concurrent actors never
+finished or never received across a rebalance (docs/delivery.md). Here
+every offset is committed only once its task is finished, each partition up to its lowest task
+still running (`OffsetTracker`), while many tasks run at once.
+
+One group (`<app id>-tasks`) reads agent.tasks and agent.tasks.by-tenant with the range assignor, so
+partition p of both topics, and of the ledgers, belongs to one worker: the tenant's budget is local.
+A task keyed by its tenant and in its tenant's partition runs at once; any other is forwarded to
+agent.tasks.by-tenant keyed by tenant (its offset finishes when the broker has the copy). Before a
+task runs, the ledger says whether it was answered already (or is running here): then it is skipped,
+not run or charged again. A task's offset finishes after its outputs, result and ledger writes are
+on the broker. Records that cannot be decoded or processed become dead letters and count as finished.
+
+Flow: fetched records wait in a bounded buffer per partition (full: the partition is paused, and
+`getmany` is still called so the group keeps us); on revocation, and on SIGTERM, tasks in flight get
+`drain_timeout_s` to finish, what finished is committed, the rest is cancelled uncommitted for the
+next owner, and buffered records are dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from typing import Any
 
-import faust
-from aiokafka.partitioner import murmur2
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
 
 from agents.runner import TaskRunner
 from schemas import Codec
 from schemas.events import tenant_key_of
+from streams import kafka
 from streams.logs import get_logger
-from streams.processors.guard import DeadLetterSender
+from streams.processors.guard import Guard, Incoming
+from streams.processors.ledger import LedgerSpendStore, TaskLedger, tenant_partition
+from streams.processors.offsets import OffsetTracker
 from streams.settings import Settings
-from streams.topics import (
-    DEADLETTERS,
-    OUTPUTS,
-    RESULTS,
-    TASKS,
-    TASKS_BY_TENANT,
-    TASKS_DONE_TABLE,
-    TENANT_SPEND_TABLE,
-    dedupe_expiry_s,
-)
+from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT
 
-__all__ = ["TableSpendStore", "register_task_processor", "tenant_partition"]
+__all__ = ["TaskStage", "tenant_partition"]
 
 log = get_logger(__name__)
 
 
-class TableSpendStore:
-    """The budget ledger's SpendStore over a Faust table (writes must happen while handling an event)."""
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, stage: TaskStage) -> None:
+        self.stage = stage
 
-    def __init__(self, table: Any) -> None:
-        self.table = table
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.stage.revoke(set(revoked))
 
-    def get(self, key: str) -> float:
-        return float(self.table.get(key) or 0.0)
-
-    def add(self, key: str, amount: float) -> None:
-        self.table[key] = self.get(key) + amount
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.stage.assign(set(assigned))
 
 
-def tenant_partition(tenant_key: bytes, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives a tenant key: the tenant's partition."""
-    return (murmur2(tenant_key) & 0x7FFFFFFF) % partitions
+class TaskStage:
+    """Runs the tasks of the partitions this worker owns, at most `worker_concurrency` at once."""
 
+    def __init__(self, settings: Settings, runner: TaskRunner, codec: Codec) -> None:
+        self.settings, self.runner, self.codec = settings, runner, codec
+        self.tasks_topic, self.by_tenant_topic = settings.topic(TASKS), settings.topic(TASKS_BY_TENANT)
+        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.buffer_limit = max(16, settings.worker_concurrency)  # per partition, then it is paused
+        self._buffers: dict[TopicPartition, deque[Any]] = {}
+        self._running: dict[asyncio.Task[None], tuple[TopicPartition, int]] = {}
+        self._running_ids: set[str] = set()
+        self._owned: set[TopicPartition] = set()  # assigned and their ledger read: their tasks may start
+        self._paused: set[TopicPartition] = set()
+        self._wake = asyncio.Event()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.ledger: TaskLedger | None = None
+        self.guard: Guard | None = None
+        self.answered = self.skipped = self.forwarded = self.dead = self.abandoned = 0
 
-def register_task_processor(
-    app: faust.App, topics: dict[str, faust.TopicT], runner: TaskRunner, codec: Codec, settings: Settings
-) -> Any:
-    """Attach both stages to `app`; `topics` maps logical topic names to Faust topics."""
-    outputs, results, deadletters = topics[OUTPUTS], topics[RESULTS], topics[DEADLETTERS]
-    by_tenant = topics[TASKS_BY_TENANT]
-    spend = app.Table(TENANT_SPEND_TABLE, default=float, partitions=settings.partitions,
-                      schema=faust.Schema(key_serializer="json", value_serializer="json"))
-    runner.ledger.store = TableSpendStore(spend)
-    # Tasks already answered: a task redelivered after a crash or rebalance (its offset not yet
-    # committed) is skipped instead of run and charged twice. Same partitioning as `spend`. Windowed,
-    # so it stays bounded: an id is remembered for at least one window (the current or the last one).
-    window = settings.task_dedupe_window_s
-    done = app.Table(TASKS_DONE_TABLE, default=int, partitions=settings.partitions,
-                     schema=faust.Schema(key_serializer="json", value_serializer="json"),
-                     ).tumbling(window, expires=dedupe_expiry_s(settings)).relative_to_now()
+    @property
+    def group_id(self) -> str:
+        return f"{self.settings.app_id}-tasks"
 
-    send_dead = DeadLetterSender(deadletters, codec)
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then drain, commit and leave the group."""
+        s = self.settings
+        self.producer = kafka.producer(s)
+        await self.producer.start()
+        dead_letters = s.topic(DEADLETTERS)
+        self.guard = Guard(self.codec, lambda key, value: self.producer.send_and_wait(dead_letters, value, key=key))
+        self.ledger = TaskLedger(s, self.producer)
+        await self.ledger.start()
+        self.runner.ledger.store = LedgerSpendStore(self.ledger)
+        self.consumer = kafka.consumer(
+            s, group_id=self.group_id, auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=int(s.session_timeout_s * 1000), heartbeat_interval_ms=int(s.session_timeout_s * 250),
+            # the group waits for our revocation drain: give it that plus a session
+            rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000))
+        self.consumer.subscribe([self.tasks_topic, self.by_tenant_topic], listener=_Rebalance(self))
+        await self.consumer.start()
+        log.info("task stage started", stage="tasks", group=self.group_id, concurrency=s.worker_concurrency)
+        loops = [asyncio.create_task(self._fetch()), asyncio.create_task(self._dispatch()),
+                 asyncio.create_task(self._commit_every())]
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait([stopping, *loops], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopping:
+                    task.result()  # a loop that ended on its own crashed: raise it
+        finally:
+            stopping.cancel()
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self._shut_down()
 
-    async def decode(event: faust.EventT) -> dict[str, Any] | None:
-        """The task, or None after dead-lettering bytes that are not a TaskRequested (tombstones too)."""
-        return await send_dead.decode("TaskRequested", event, "decode")
+    async def _shut_down(self) -> None:
+        assert self.consumer is not None and self.producer is not None and self.ledger is not None
+        owned = set(self._owned)
+        self._owned.clear()
+        self._buffers.clear()
+        await self._drain(set(self._running))
+        await self._commit(owned)
+        await self.consumer.stop()  # leaves the group: the partitions move at once
+        await self.ledger.stop()
+        await self.producer.stop()
+        log.info("task stage stopped", stage="tasks", answered=self.answered, skipped=self.skipped,
+                 forwarded=self.forwarded, dead_letters=self.dead, abandoned=self.abandoned)
 
-    async def route(event: faust.EventT) -> None:
-        task = await decode(event)
+    # -- the group -------------------------------------------------------------------------
+
+    async def assign(self, assigned: set[TopicPartition]) -> None:
+        """Read the ledger partitions of the new assignment to their end, then let their tasks start."""
+        assert self.ledger is not None
+        await self.ledger.catch_up({tp.partition for tp in assigned})
+        self._owned = set(assigned)
+        self._paused &= self._owned
+        log.info("partitions assigned", stage="tasks", partitions=sorted(f"{tp.topic}:{tp.partition}"
+                                                                         for tp in assigned))
+        self._wake.set()
+
+    async def revoke(self, revoked: set[TopicPartition]) -> None:
+        """Stop taking records of `revoked`, let their tasks finish within the drain deadline, commit
+        what finished, abandon the rest uncommitted (the next owner runs them), drop their buffers."""
+        self._owned -= revoked
+        for tp in revoked:
+            self._buffers.pop(tp, None)
+            self._paused.discard(tp)
+        started = time.monotonic()
+        mine = {t for t, (tp, _) in self._running.items() if tp in revoked}
+        abandoned = await self._drain(mine)
+        await self._commit(revoked)
+        for tp in revoked:
+            self.tracker.forget(tp)
+        if revoked:
+            log.info("partitions revoked", stage="tasks", in_flight=len(mine), abandoned=abandoned,
+                     seconds=round(time.monotonic() - started, 2))
+
+    async def _drain(self, tasks: set[asyncio.Task[None]]) -> int:
+        """Wait for `tasks` up to the drain deadline; cancel the rest. How many were cancelled."""
+        if not tasks:
+            return 0
+        _, late = await asyncio.wait(tasks, timeout=self.settings.drain_timeout_s)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=5.0)
+            log.warning("tasks abandoned uncommitted at the drain deadline", stage="tasks", count=len(late))
+        return len(late)
+
+    # -- fetching, starting, finishing ----------------------------------------------------
+
+    async def _fetch(self) -> None:
+        """Fetch into the buffers; pause a partition whose buffer is full, resume it once half empty."""
+        assert self.consumer is not None
+        while True:
+            got = await self.consumer.getmany(timeout_ms=200, max_records=self.buffer_limit)
+            assignment = self.consumer.assignment()
+            for tp, messages in got.items():
+                if tp in assignment:
+                    self._buffers.setdefault(tp, deque()).extend(messages)
+            self._flow()
+            if got:
+                self._wake.set()
+
+    def _flow(self) -> None:
+        assert self.consumer is not None
+        assignment = self.consumer.assignment()
+        full = {tp for tp, b in self._buffers.items() if len(b) >= self.buffer_limit and tp in assignment}
+        if full - self._paused:
+            self.consumer.pause(*(full - self._paused))
+        low = {tp for tp in self._paused if len(self._buffers.get(tp, ())) < self.buffer_limit // 2}
+        low &= assignment
+        if low:
+            self.consumer.resume(*low)
+        self._paused = (self._paused | full) - low
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._start_what_fits()
+
+    def _start_what_fits(self) -> None:
+        """Start buffered records, one partition after another, while the pool has room."""
+        limit = self.settings.worker_concurrency
+        while len(self._running) < limit:
+            started = False
+            for tp, buffer in list(self._buffers.items()):
+                if len(self._running) >= limit:
+                    break
+                if tp not in self._owned or not buffer:
+                    continue
+                message = buffer.popleft()
+                self.tracker.take(tp, message.offset)
+                task = asyncio.create_task(self._process(message))
+                self._running[task] = (tp, message.offset)
+                task.add_done_callback(self._finished)
+                started = True
+            if not started:
+                break
+        self._flow()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        tp, offset = self._running.pop(task)
+        if task.cancelled():
+            self.abandoned += 1  # not finished: committed by no one, run by the next owner
+        elif task.exception() is not None:  # the broker refused a result or ledger write: hold the partition
+            log.error("task not finished: its partition is not committed past it", stage="tasks",
+                      topic=tp.topic, partition=tp.partition, offset=offset, error=repr(task.exception())[:300])
+        else:
+            self.tracker.finish(tp, offset)
+        self._wake.set()
+
+    # -- one record ------------------------------------------------------------------------
+
+    async def _process(self, message: Any) -> None:
+        assert self.guard is not None
+        task = await self.guard.decode("TaskRequested", Incoming.of(message), "decode")
         if task is None:
+            self.dead += 1
             return
         tenant_key = tenant_key_of(task)
-        if event.key == tenant_key and event.message.partition == tenant_partition(tenant_key, settings.partitions):
-            await handle(event, task)  # already in its tenant's partition: no second hop
+        own = tenant_partition(tenant_key, self.settings.partitions)
+        if message.key == tenant_key and message.partition == own:
+            await self._handle(message, task, own)  # already in its tenant's partition: no second hop
+            return
+        assert self.producer is not None
+        try:
+            await self.producer.send_and_wait(self.by_tenant_topic, message.value, key=tenant_key, partition=own)
+            self.forwarded += 1
+        except KafkaError as exc:
+            await self._dead("route", message, exc)
+
+    async def _handle(self, message: Any, task: dict[str, Any], partition: int) -> None:
+        assert self.producer is not None and self.ledger is not None
+        task_id = task["task_id"]
+        if task_id in self._running_ids or self.ledger.is_done(task_id):
+            self.skipped += 1
+            log.info("task already done: skipped", stage="process", task_id=task_id,
+                     running=task_id in self._running_ids)
+            return
+        self._running_ids.add(task_id)
+        try:
+            attempt = self.ledger.begin(partition, task_id)
+            try:
+                run = await self.runner.run(task, cache=self.ledger.step_cache(partition, task_id))
+                run.result["metadata"]["attempt"] = str(attempt)
+                key = task_id.encode()
+                sent = [await self.producer.send(self.settings.topic(OUTPUTS), self.codec.encode("AgentOutput", o),
+                                                 key=key) for o in run.outputs]
+                sent.append(await self.producer.send(self.settings.topic(RESULTS),
+                                                     self.codec.encode("TaskResult", run.result), key=key))
+                await asyncio.gather(*sent)
+            except Exception as exc:  # a bug or a bad record must not stop the stage
+                self.ledger.end(partition, task_id, None, attempt)
+                await self._dead("process", message, exc)
+                await self.ledger.flush(partition)
+                return
+            self.ledger.end(partition, task_id, run.result["created_at"], attempt)
+            await self.ledger.flush(partition)  # spend, done mark: on the broker before the offset may move
+        finally:
+            self._running_ids.discard(task_id)
+        self.answered += 1
+        r = run.result
+        log.info("task done", stage="process", task_id=task_id, status=r["status"], attempt=attempt,
+                 pattern=r["metadata"].get("pattern"), steps=r["steps"], latency_ms=round(r["latency_ms"], 1))
+
+    async def _dead(self, stage: str, message: Any, error: BaseException | str) -> None:
+        assert self.guard is not None
+        self.dead += 1
+        await self.guard.dead(stage, Incoming.of(message), error)
+
+    async def _commit_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.task_commit_interval_s)
+            await self._commit(self._owned)
+            assert self.ledger is not None
+            self.ledger.sweep()
+
+    async def _commit(self, tps: set[TopicPartition]) -> None:
+        """Commit each of `tps` up to its lowest unfinished offset (only the ones that moved)."""
+        assert self.consumer is not None
+        offsets = self.tracker.to_commit(tps)
+        if not offsets:
             return
         try:
-            await by_tenant.send(key=tenant_key, value=event.value)
-        except Exception as exc:  # a send failure must not stop the stream
-            await send_dead("route", event, exc)
-
-    async def handle(event: faust.EventT, task: dict[str, Any]) -> None:
-        if done[task["task_id"]].now() or done[task["task_id"]].delta(window):
-            log.info("task already done: skipped", stage="process", task_id=task["task_id"])
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:  # the group moved on: the next owner starts from the last commit
+            log.warning("commit failed", stage="tasks", error=str(exc)[:200])
             return
-        try:
-            run = await runner.run(task)
-            task_key = task["task_id"].encode()
-            # Sent at once and awaited until the broker has them (not attached to the offset commit,
-            # Faust's default): only then may the task be marked done, or a crash in between would
-            # leave it marked done with no result.
-            sent = [await outputs.send(key=task_key, value=codec.encode("AgentOutput", o), force=True)
-                    for o in run.outputs]
-            sent.append(await results.send(key=task_key, value=codec.encode("TaskResult", run.result), force=True))
-            for delivery in sent:
-                await delivery
-            done[task["task_id"]] = run.result["created_at"]
-        except Exception as exc:  # a bug or a bad record must not stop the stream
-            await send_dead("process", event, exc)
-            return
-        log.info("task done", stage="process", task_id=task["task_id"], status=run.result["status"],
-                 pattern=run.result["metadata"].get("pattern"), steps=run.result["steps"],
-                 latency_ms=round(run.result["latency_ms"], 1))
-
-    @app.agent(topics[TASKS], name="task-router", concurrency=settings.worker_concurrency)
-    async def task_router(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await route(event)
-
-    @app.agent(by_tenant, name="swarm", concurrency=settings.worker_concurrency)
-    async def swarm(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            task = await decode(event)
-            if task is not None:
-                await handle(event, task)
-
-    return swarm
+        self.tracker.committed(offsets)

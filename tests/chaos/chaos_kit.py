@@ -36,9 +36,8 @@ from streams.topics import (
     OUTPUTS,
     PROMPT_OUTCOMES,
     RESULTS,
+    SPEND_LEDGER,
     TASKS,
-    TENANT_SPEND_TABLE,
-    changelog_topic,
 )
 
 __all__ = ["Audit", "Faults", "Fleet", "Load", "audit", "run_faults", "wait_answered", "wait_sinks"]
@@ -401,13 +400,13 @@ async def wait_sinks(settings: Settings, codec: Codec, timeout_s: float,
 
 
 async def tenant_spend(settings: Settings) -> dict[str, float] | None:
-    """Spend per tenant from the tenant-spend table's changelog (the last value of each `tenant|day`)."""
+    """Spend per tenant from the spend ledger (agent.ledger.spend: the last value of each `tenant|day`)."""
     last: dict[str, float] = {}
-    for r in await read_all(settings, changelog_topic(settings, TENANT_SPEND_TABLE)):
+    for r in await read_all(settings, settings.topic(SPEND_LEDGER)):
         if r.key is None:
             continue
-        key = json.loads(r.key)
-        last[key] = float(json.loads(r.value)) if r.value is not None else 0.0
+        key = r.key.decode()
+        last[json.loads(key) if key.startswith('"') else key] = float(json.loads(r.value)) if r.value else 0.0
     if not last:
         return None
     spend: dict[str, float] = defaultdict(float)

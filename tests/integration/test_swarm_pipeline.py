@@ -15,7 +15,7 @@ from streams import kafka
 from streams.client import ResultWatcher, make_task, read_topic, submit_and_wait, submit_tasks
 from streams.processors.tasks import tenant_partition
 from streams.settings import Settings
-from streams.topics import OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT, TASKS_DONE_TABLE, changelog_topic
+from streams.topics import OUTPUTS, RESULTS, TASK_LEDGER, TASKS, TASKS_BY_TENANT
 
 pytestmark = pytest.mark.integration
 
@@ -109,9 +109,9 @@ async def test_a_task_sent_again_is_skipped_within_the_dedupe_window_and_run_aft
     assert [r.record["task_id"] for r in results] == [task["task_id"]] * 2
     admin = kafka.admin(isolated)
     await admin.start()
-    try:  # bounded on the broker too: the changelog deletes what the windows no longer hold
+    try:  # bounded on the broker too: the task ledger deletes what the window no longer needs
         described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC,
-                                                                 changelog_topic(isolated, TASKS_DONE_TABLE))])
+                                                                 isolated.topic(TASK_LEDGER))])
     finally:
         await admin.close()
     configs = {name: value for name, value, *_ in described[0].resources[0][4]}

@@ -172,3 +172,41 @@ async def test_a_pinned_model_is_tried_first_whatever_the_objective() -> None:
     runner = build_runner(RunnerConfig(pinned_model="simulator/quality-1"))
     run = await runner.run(_task(1, optimization="cost"))
     assert run.outputs[0]["model"] == "simulator/quality-1"
+
+
+class _DictStepCache:
+    """A StepCache in a dict (the worker keeps it in the task ledger topic)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[tuple[int, str], dict] = {}
+
+    def get(self, step: int, candidate: str) -> dict | None:
+        return self.kept.get((step, candidate))
+
+    def put(self, step: int, candidate: str, record: dict) -> None:
+        self.kept[(step, candidate)] = record
+
+
+@pytest.mark.parametrize(("pattern", "kept_steps"), [("balanced", [(1, ""), (2, "")]),
+                                                     ("quality", [(1, "1"), (3, "3")])])
+async def test_a_run_again_reuses_the_answered_calls_and_does_not_charge_them_again(
+        pattern: str, kept_steps: list[tuple[int, str]]) -> None:
+    """A task cut short after some calls: its second attempt calls (and charges) only the others."""
+    store = MemorySpendStore()
+    runner = build_runner(RunnerConfig(quality_candidates=3), store=store)
+    first_cache = _DictStepCache()
+    first = await runner.run(_task(7, pattern=pattern, tenant="acme"), cache=first_cache)
+    assert set(first_cache.kept) == {(o["step"], o["metadata"].get("candidate", "")) for o in first.outputs}
+    paid_first = runner.ledger.tenant_spent("acme")
+    assert paid_first == pytest.approx(first.result["cost_usd"])
+    crashed = _DictStepCache()  # what the first attempt had kept when it was cut short
+    crashed.kept = {k: first_cache.kept[k] for k in kept_steps}
+    again = await runner.run(_task(7, pattern=pattern, tenant="acme"), cache=crashed)
+    reused = [o for o in again.outputs if o["metadata"].get("reused") == "true"]
+    assert sorted((o["step"], o["metadata"].get("candidate", "")) for o in reused) == kept_steps
+    assert all(o["output"] == first_cache.kept[(o["step"], o["metadata"].get("candidate", ""))]["output"]
+               for o in reused)
+    fresh_cost = sum(o["cost_usd"] for o in again.outputs if o not in reused)
+    assert runner.ledger.tenant_spent("acme") == pytest.approx(paid_first + fresh_cost)  # reused: not charged
+    assert again.result["cost_usd"] == pytest.approx(sum(o["cost_usd"] for o in again.outputs))
+    assert again.result["status"] == "ok" and again.result["steps"] == first.result["steps"]

@@ -49,10 +49,9 @@ def test_the_app_has_the_prompt_processors_and_tables_only_with_a_chooser(tmp_pa
     app = build_app(settings, build_runner(RunnerConfig(), prompts=PromptChooser(None)),  # type: ignore[arg-type]
                     default_codec())
     assert {"prompt-scoring", "prompt-judge"} <= {a.name.rsplit(".", 1)[-1] for a in app.agents.values()}
-    swarm_tables = {changelog_topic(settings, "tenant-spend"), changelog_topic(settings, "tasks-done")}
     assert {t.changelog_topic.get_topic_name() for t in app.tables.values()} == {
-        changelog_topic(settings, "prompt-scores"), changelog_topic(settings, "prompt-seen"), *swarm_tables}
+        changelog_topic(settings, "prompt-scores"), changelog_topic(settings, "prompt-seen")}
     assert {("wiring-prompt-scores-changelog", 3, True), ("wiring-prompt-seen-changelog", 3, True)} <= {
         (s.name, s.partitions, s.compacted) for s in table_specs(settings)}
     bare = build_app(settings, build_runner(RunnerConfig()), default_codec())
-    assert {t.changelog_topic.get_topic_name() for t in bare.tables.values()} == swarm_tables
+    assert not bare.tables  # the task stage keeps its state in its ledger topics, not in Faust tables

@@ -1,0 +1,275 @@
+"""The task stage's durable state: tenant spend, and per task its attempts, answered calls and "done" mark.
+
+Two topics partitioned like agent.tasks.by-tenant, each record written to the partition of its
+tenant explicitly (`tenant_partition`), so partition p of the ledgers holds exactly the state of
+the tasks of partition p: the worker that owns p reads ledger p to its end before it starts a task
+of p, and is then the only writer of it (docs/delivery.md).
+
+- agent.ledger.spend (compacted): key `tenant|day`, value the cumulative spend of that day. Written
+  after every settled call, in call order, so the last value per key is the total.
+- agent.ledger.tasks (compacted, deleted after twice the dedupe window), keys are JSON arrays:
+  `["run", id]` the attempt started, `["step", id, step, candidate]` a model call's answer (the step
+  cache), `["done", id]` the result's created_at and attempt. Run and step records are tombstoned
+  once the task is done.
+
+Writes go through one queue in order (a later cumulative spend never lands before an earlier one);
+`flush(p)` waits until the broker has every write of partition p made so far: a task's offset is
+finished only after that, so a committed task always has its spend and done mark on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import murmur2
+
+from agents.clock import now_ms
+from streams import kafka
+from streams.logs import get_logger
+from streams.settings import Settings
+from streams.topics import SPEND_LEDGER, TASK_LEDGER
+
+__all__ = ["LedgerSpendStore", "TaskLedger", "TaskStepCache", "tenant_partition"]
+
+log = get_logger(__name__)
+
+Record = dict[str, Any]
+_LOAD_TIMEOUT_S = 60.0
+
+
+def tenant_partition(tenant_key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives a tenant key: the tenant's partition."""
+    return (murmur2(tenant_key) & 0x7FFFFFFF) % partitions
+
+
+def _key(*parts: Any) -> bytes:
+    return json.dumps(parts, separators=(",", ":")).encode()
+
+
+@dataclass
+class _Write:
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes | None
+    done: asyncio.Future[None]
+
+
+class TaskLedger:
+    """In-memory view of the ledger partitions this worker has read, plus ordered writes to them."""
+
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
+        self.settings, self.producer = settings, producer
+        self.spend_topic, self.task_topic = settings.topic(SPEND_LEDGER), settings.topic(TASK_LEDGER)
+        self.window_ms = int(settings.task_dedupe_window_s * 1000)
+        self._spend: dict[str, float] = {}
+        self._done: dict[str, int] = {}  # task id -> when its result was made (ms)
+        self._runs: dict[str, int] = {}  # task id -> attempts started
+        self._steps: dict[str, dict[tuple[int, str], Record]] = {}
+        self._positions: dict[TopicPartition, int] = {}  # next offset to read, per ledger partition
+        self._queue: asyncio.Queue[_Write] = asyncio.Queue()
+        self._pending: dict[int, set[asyncio.Future[None]]] = {}
+        self._reader: AIOKafkaConsumer | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._load_lock = asyncio.Lock()
+        self._swept_at = time.monotonic()
+
+    async def start(self) -> None:
+        self._reader = kafka.consumer(self.settings, auto_offset_reset="earliest")
+        await self._reader.start()
+        self._writer = asyncio.create_task(self._write_in_order())
+
+    async def stop(self) -> None:
+        for p in list(self._pending):
+            await self.flush(p)
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if self._reader is not None:
+            await self._reader.stop()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def catch_up(self, partitions: Iterable[int]) -> None:
+        """Read ledger partitions to their current end (from where this worker last stopped reading:
+        its own writes are in memory already, re-reading them is harmless). Before any task of them."""
+        assert self._reader is not None
+        tps = [TopicPartition(topic, p) for p in sorted(set(partitions))
+               for topic in (self.spend_topic, self.task_topic)]
+        if not tps:
+            return
+        async with self._load_lock:
+            started = time.monotonic()
+            self._reader.assign(tps)
+            ends = await self._reader.end_offsets(tps)
+            for tp in tps:
+                self._reader.seek(tp, self._positions.get(tp, 0))  # out of range (deleted): reset to the start
+            behind = {tp for tp in tps if self._positions.get(tp, 0) < ends[tp]}
+            read = 0
+            while behind:
+                if time.monotonic() - started > _LOAD_TIMEOUT_S:
+                    raise TimeoutError(f"ledger partitions not read to their end: {sorted(map(str, behind))}")
+                got = await self._reader.getmany(*behind, timeout_ms=500)
+                for messages in got.values():
+                    for m in messages:
+                        self._apply(m.topic, m.key, m.value)
+                    read += len(messages)
+                for tp in list(behind):
+                    position = await self._reader.position(tp)
+                    self._positions[tp] = position
+                    if position >= ends[tp]:
+                        behind.discard(tp)
+            log.info("ledger read", stage="ledger", partitions=sorted({tp.partition for tp in tps}), records=read,
+                     seconds=round(time.monotonic() - started, 3))
+
+    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        if topic == self.spend_topic:
+            if value is None:
+                self._spend.pop(key.decode(), None)
+            else:
+                self._spend[key.decode()] = float(json.loads(value))
+            return
+        kind, task_id, *rest = json.loads(key)
+        body = None if value is None else json.loads(value)
+        if kind == "done":
+            if body is None:
+                self._done.pop(task_id, None)
+            else:
+                self._done[task_id] = int(body["at"])
+        elif kind == "run":
+            if body is None:
+                self._runs.pop(task_id, None)
+            else:
+                self._runs[task_id] = max(self._runs.get(task_id, 0), int(body["attempt"]))
+        elif kind == "step":
+            steps = self._steps.setdefault(task_id, {})
+            if body is None:
+                steps.pop((int(rest[0]), str(rest[1])), None)
+                if not steps:
+                    self._steps.pop(task_id, None)
+            else:
+                steps[(int(rest[0]), str(rest[1]))] = body
+
+    # -- spend -----------------------------------------------------------------------------
+
+    def spent(self, key: str) -> float:
+        return self._spend.get(key, 0.0)
+
+    def add_spend(self, key: str, amount: float) -> None:
+        """Add to `tenant|day` and queue the new total for the tenant's partition."""
+        total = self._spend[key] = self._spend.get(key, 0.0) + amount
+        tenant = key.rsplit("|", 1)[0]
+        partition = tenant_partition(tenant.encode(), self.settings.partitions)
+        self._put(self.spend_topic, partition, key.encode(), json.dumps(total).encode())
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def is_done(self, task_id: str) -> bool:
+        """Answered within the dedupe window."""
+        at = self._done.get(task_id)
+        return at is not None and now_ms() - at <= self.window_ms
+
+    def begin(self, partition: int, task_id: str) -> int:
+        """Record a new attempt of the task; its number (1 for the first run)."""
+        attempt = self._runs.get(task_id, 0) + 1
+        self._runs[task_id] = attempt
+        self._put(self.task_topic, partition, _key("run", task_id), json.dumps({"attempt": attempt}).encode())
+        return attempt
+
+    def step_cache(self, partition: int, task_id: str) -> TaskStepCache:
+        return TaskStepCache(self, partition, task_id)
+
+    def end(self, partition: int, task_id: str, done_at: int | None, attempt: int) -> None:
+        """The task will not run again: mark it done (unless it failed as a bug) and drop its attempt
+        and answered calls (tombstones)."""
+        if done_at is not None:
+            self._done[task_id] = done_at
+            self._put(self.task_topic, partition, _key("done", task_id),
+                      json.dumps({"at": done_at, "attempt": attempt}).encode())
+        for step, candidate in self._steps.pop(task_id, {}):
+            self._put(self.task_topic, partition, _key("step", task_id, step, candidate), None)
+        if self._runs.pop(task_id, None) is not None:
+            self._put(self.task_topic, partition, _key("run", task_id), None)
+
+    def sweep(self, every_s: float = 30.0) -> None:
+        """Forget done marks older than the window (at most every `every_s`)."""
+        if time.monotonic() - self._swept_at < every_s:
+            return
+        self._swept_at = time.monotonic()
+        oldest = now_ms() - self.window_ms
+        for task_id in [t for t, at in self._done.items() if at < oldest]:
+            del self._done[task_id]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _put(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending = self._pending.setdefault(partition, set())
+        pending.add(done)
+        done.add_done_callback(pending.discard)
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())  # reported by flush, not as "never retrieved"
+        self._queue.put_nowait(_Write(topic, partition, key, value, done))
+
+    async def flush(self, partition: int) -> None:
+        """Until the broker has every ledger write of `partition` queued so far (raises if one failed)."""
+        waiting = list(self._pending.get(partition, ()))
+        if waiting:
+            await asyncio.gather(*waiting)
+
+    async def _write_in_order(self) -> None:
+        while True:
+            write = await self._queue.get()
+            try:
+                delivery = await self.producer.send(write.topic, write.value, key=write.key,
+                                                    partition=write.partition)
+            except Exception as exc:  # reported to whoever flushes this partition
+                write.done.set_exception(exc)
+                continue
+            delivery.add_done_callback(lambda f, w=write: _settle(w.done, f))
+
+
+def _settle(done: asyncio.Future[None], delivery: asyncio.Future[Any]) -> None:
+    if done.done():
+        return
+    if delivery.cancelled():
+        done.cancel()
+    elif delivery.exception() is not None:
+        done.set_exception(delivery.exception())  # type: ignore[arg-type]
+    else:
+        done.set_result(None)
+
+
+class TaskStepCache:
+    """A task's answered model calls (agents.swarm.StepCache), kept in its ledger partition."""
+
+    def __init__(self, ledger: TaskLedger, partition: int, task_id: str) -> None:
+        self.ledger, self.partition, self.task_id = ledger, partition, task_id
+
+    def get(self, step: int, candidate: str) -> Record | None:
+        return self.ledger._steps.get(self.task_id, {}).get((step, candidate))
+
+    def put(self, step: int, candidate: str, record: Record) -> None:
+        self.ledger._steps.setdefault(self.task_id, {})[(step, candidate)] = record
+        self.ledger._put(self.ledger.task_topic, self.partition, _key("step", self.task_id, step, candidate),
+                         json.dumps(record).encode())
+
+
+class LedgerSpendStore:
+    """The budget ledger's SpendStore (agents/budget.py) over the spend ledger."""
+
+    def __init__(self, ledger: TaskLedger) -> None:
+        self.ledger = ledger
+
+    def get(self, key: str) -> float:
+        return self.ledger.spent(key)
+
+    def add(self, key: str, amount: float) -> None:
+        self.ledger.add_spend(key, amount)
