@@ -20,8 +20,12 @@ __all__ = ["delete_topics", "ensure_topics"]
 
 
 async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout_s: float = 30.0) -> list[str]:
-    """Create the missing topics; return the names created. Idempotent."""
+    """Create the missing topics; return the names created. Idempotent; retried while a node is down."""
     wanted = specs if specs is not None else topic_specs(settings) + table_specs(settings)
+    return await kafka.retrying(lambda: _ensure(settings, wanted, timeout_s), timeout_s)
+
+
+async def _ensure(settings: Settings, wanted: list[TopicSpec], timeout_s: float) -> list[str]:
     admin = kafka.admin(settings)
     await admin.start()
     try:

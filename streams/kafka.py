@@ -9,16 +9,21 @@ that cannot reach the broker on `start()` is closed (nothing is left "Unclosed")
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streams.settings import Settings
 
-__all__ = ["KafkaUnavailable", "admin", "consumer", "faust_broker_settings", "producer"]
+__all__ = ["KafkaUnavailable", "admin", "consumer", "faust_broker_settings", "producer", "retrying"]
+
+T = TypeVar("T")
 
 
 class KafkaUnavailable(RuntimeError):
@@ -105,3 +110,21 @@ def faust_broker_settings(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": settings.session_timeout_s / 4,
         "producer_acks": -1,
     }
+
+
+async def retrying(call: Callable[[], Awaitable[T]], timeout_s: float = 30.0) -> T:
+    """`call()` again while it fails for a reason Kafka calls retriable, up to `timeout_s`.
+
+    A cluster with a node down still lists it in its metadata for a while, and an admin request sent
+    to it fails with NodeNotReadyError; the next attempt goes to another node.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except KafkaError as exc:
+            if not getattr(exc, "retriable", False) or time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

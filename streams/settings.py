@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # min(3, AGENTSTREAM_KAFKA_BROKERS), so a three-node embedded cluster gets 3 (min.insync.replicas 2).
     replication_factor: int = Field(1, ge=1, alias="AGENTSTREAM_REPLICATION_FACTOR")
     worker_concurrency: int = Field(16, ge=1, alias="AGENTSTREAM_WORKER_CONCURRENCY")
+    # How long a starting worker waits for Kafka (a node may be down) and PostgreSQL to answer.
+    startup_timeout_s: float = Field(60.0, gt=0, alias="AGENTSTREAM_STARTUP_TIMEOUT_S")
     # How soon a dead worker's partitions move to the others (the broker's minimum is 6 s).
     session_timeout_s: float = Field(10.0, ge=6, alias="AGENTSTREAM_SESSION_TIMEOUT_S")
     # On a rebalance or a stop, how long tasks in flight may finish before they are abandoned

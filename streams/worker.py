@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from typing import Any
 
+import click
 import faust
 import litellm
 import mode
+import psycopg
 
 from agents.factory import RunnerConfig, build_runner
 from agents.prompt_chooser import PromptChooser
@@ -53,15 +56,29 @@ def settle_heap() -> None:
 
 
 def _prompts(settings: Settings) -> PromptChooser | None:
-    """The prompt registry view the runner chooses prompts from (issue 4); None when disabled."""
+    """The prompt registry view the runner chooses prompts from; None when disabled.
+
+    A worker started while PostgreSQL restarts waits for it (up to the start-up timeout) rather than
+    exiting: a rolling deploy and a database restart may well overlap."""
     if not settings.prompts_enabled:
         return None
-    return PromptChooser(PromptRegistry(settings.postgres_dsn).migrate(), ttl_s=settings.prompt_cache_ttl_s)
+    deadline = time.monotonic() + settings.startup_timeout_s
+    while True:
+        try:
+            registry = PromptRegistry(settings.postgres_dsn).migrate()
+            break
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"PostgreSQL did not answer for {settings.startup_timeout_s:.0f} s "
+                                           f"({exc}); start it with `agentstream up`, or set DATABASE_URL") from exc
+            log.warning("waiting for PostgreSQL", stage="worker", error=str(exc)[:200])
+            time.sleep(1.0)
+    return PromptChooser(registry, ttl_s=settings.prompt_cache_ttl_s)
 
 
 def run_worker(settings: Settings) -> None:
     """Create the topics, then consume until stopped. Blocks."""
-    asyncio.run(ensure_topics(settings))  # every topic and table changelog, up front
+    asyncio.run(ensure_topics(settings, timeout_s=settings.startup_timeout_s))  # every topic, up front
     asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs its own loop
     install_simulator(settings.simulator_latency_ms, settings.simulator_jitter_ms)
     # litellm loads much of itself lazily on its first calls; pay that once here, not on the first tasks.

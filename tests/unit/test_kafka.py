@@ -72,3 +72,32 @@ def test_commands_say_in_one_line_that_kafka_is_down(command: list[str], tmp_pat
     assert proc.returncode == 1
     assert output == (f"Error: Kafka is not reachable at 127.0.0.1:{port}: start the local stack with "
                       "`agentstream up`, or set KAFKA_BOOTSTRAP_SERVERS to your broker")
+
+
+async def test_retriable_cluster_errors_are_retried_until_they_pass_and_others_raise_at_once() -> None:
+    from aiokafka.errors import NodeNotReadyError, TopicAuthorizationFailedError
+
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise NodeNotReadyError("node 1 is down")  # what an admin request to a dead node raises
+        return "answered"
+
+    assert await kafka.retrying(flaky, timeout_s=10) == "answered" and len(calls) == 3
+
+    async def refused() -> None:
+        calls.append(1)
+        raise TopicAuthorizationFailedError("no")
+
+    calls.clear()
+    with pytest.raises(TopicAuthorizationFailedError):
+        await kafka.retrying(refused, timeout_s=10)
+    assert len(calls) == 1
+
+    async def always_down() -> None:
+        raise NodeNotReadyError("still down")
+
+    with pytest.raises(NodeNotReadyError):
+        await kafka.retrying(always_down, timeout_s=0.5)
