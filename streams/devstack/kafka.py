@@ -111,9 +111,6 @@ class KafkaPart(Part):
         super().__init__(settings, root)
         self.cluster_id_file = root / "kafka-cluster-id"
 
-    @property
-    def external(self) -> str | None:
-        return self.settings.kafka_bootstrap_servers
 
     @property
     def address(self) -> str:

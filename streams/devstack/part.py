@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar, NoReturn
 
+from pydantic import SecretStr
+
 from streams.devstack.process import (
     HOST,
     PartStatus,
@@ -33,6 +35,8 @@ class Part(ABC):
 
     name: ClassVar[str]
     url_env: ClassVar[str]  # the setting that points the project at an external server instead
+    port_setting: ClassVar[str] = ""  # the settings field of the one port the part binds (if one)
+    scheme: ClassVar[str] = ""  # how its address is written, e.g. "http://"
     ready_timeout: ClassVar[float] = 30.0
     stop_signal: ClassVar[int] = signal.SIGTERM
 
@@ -43,18 +47,23 @@ class Part(ABC):
         self.log_file = self.dir / f"{self.name}.log"
 
     @property
-    @abstractmethod
     def external(self) -> str | None:
-        """The configured URL when this part runs elsewhere (then we never start it)."""
+        """The configured URL when this part runs elsewhere (then we never start it): the `url_env` setting."""
+        value = getattr(self.settings, self.url_env.lower())
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
 
     @property
-    @abstractmethod
+    def port(self) -> int:
+        return int(getattr(self.settings, self.port_setting))
+
+    @property
     def address(self) -> str:
         """Where the embedded part listens."""
+        return f"{self.scheme}{HOST}:{self.port}"
 
-    @abstractmethod
     def ports(self) -> dict[int, str]:
         """Each port the part binds, with the environment variable that changes it."""
+        return {self.port: Settings.model_fields[self.port_setting].alias or self.port_setting.upper()}
 
     @abstractmethod
     def launch(self) -> int:

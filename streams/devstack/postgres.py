@@ -36,20 +36,9 @@ class PostgresPart(Part):
 
     name = "postgres"
     url_env = "DATABASE_URL"
+    port_setting = "postgres_port"
     ready_timeout = 30.0
     stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM would wait for every client to leave
-
-    @property
-    def external(self) -> str | None:
-        url = self.settings.database_url
-        return url.get_secret_value() if url is not None else None
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.settings.postgres_port}"
-
-    def ports(self) -> dict[int, str]:
-        return {self.settings.postgres_port: "AGENTSTREAM_POSTGRES_PORT"}
 
     @property
     def pgdata(self) -> Path:

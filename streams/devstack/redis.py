@@ -16,19 +16,8 @@ class RedisPart(Part):
 
     name = "redis"
     url_env = "REDIS_URL"
+    port_setting = "redis_port"
     ready_timeout = 15.0
-
-    @property
-    def external(self) -> str | None:
-        url = self.settings.redis_url
-        return url.get_secret_value() if url is not None else None
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.settings.redis_port}"
-
-    def ports(self) -> dict[int, str]:
-        return {self.settings.redis_port: "AGENTSTREAM_REDIS_PORT"}
 
     def launch(self) -> int:
         try:

@@ -20,18 +20,9 @@ class S3Part(Part):
 
     name = "s3"
     url_env = "S3_ENDPOINT_URL"
+    port_setting = "s3_port"
+    scheme = "http://"
     ready_timeout = 30.0
-
-    @property
-    def external(self) -> str | None:
-        return self.settings.s3_endpoint_url
-
-    @property
-    def address(self) -> str:
-        return f"http://{HOST}:{self.settings.s3_port}"
-
-    def ports(self) -> dict[int, str]:
-        return {self.settings.s3_port: "AGENTSTREAM_S3_PORT"}
 
     def launch(self) -> int:
         if importlib.util.find_spec("moto") is None:
