@@ -20,10 +20,9 @@ from typing import Any
 
 import psycopg
 import redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import Codec, DecodeError
+from streams import kafka
 from streams.client import end_offsets, make_task
 from streams.devstack import LocalStack
 from streams.devstack.process import read_pid, wait_until
@@ -182,10 +181,10 @@ class Faults:
 
 
 async def _busiest_leader(settings: Settings, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = kafka.admin(settings)
     await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
+        (described,) = await kafka.retrying(lambda: admin.describe_topics([topic]))
     finally:
         await admin.close()
     leaders = Counter(p["leader"] for p in described["partitions"] if p["leader"] >= 0)
@@ -217,8 +216,7 @@ class Load:
                          capability="coding")
 
     async def produce(self, count: int, duration_s: float, pattern: str | None = None) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_servers, acks="all",
-                                    enable_idempotence=True, linger_ms=5, request_timeout_ms=30_000)
+        producer = kafka.producer(self.settings, linger_ms=5, request_timeout_ms=30_000)
         await producer.start()
         try:
             began = time.monotonic()
@@ -262,7 +260,7 @@ class Record:
 
 async def read_all(settings: Settings, topic: str) -> list[Record]:
     """Every record of a topic up to its end offsets now (no consumer group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
+    consumer = kafka.consumer(settings)
     await consumer.start()
     out: list[Record] = []
     try:
@@ -289,7 +287,7 @@ async def read_all(settings: Settings, topic: str) -> list[Record]:
 
 async def topic_sizes(settings: Settings, topics: list[str]) -> int:
     """How many records the topics hold (end minus beginning offsets)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_servers, enable_auto_commit=False)
+    consumer = kafka.consumer(settings)
     await consumer.start()
     try:
         total = 0
@@ -554,7 +552,7 @@ async def _tasks_on_topic(settings: Settings, codec: Codec, load: Load, answered
             where[codec.decode_as("TaskRequested", r.value)["task_id"]] = (r.partition, r.offset)
         except DecodeError:
             continue
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = kafka.admin(settings)
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(settings.app_id)

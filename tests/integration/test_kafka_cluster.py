@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams import kafka
+from streams.admin import ensure_topics
 from streams.devstack import LocalStack, PartStatus, free_port_range
 from streams.devstack.process import read_pid
 from streams.settings import Settings
+from streams.topics import TopicSpec
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +55,10 @@ def test_three_nodes_are_reported_and_settings_follow_them(cluster: LocalStack) 
 
 
 async def _leader(settings: Settings, topic: str) -> tuple[int, list[int]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = kafka.admin(settings)
     await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
+        (described,) = await kafka.retrying(lambda: admin.describe_topics([topic]))
         (partition,) = described["partitions"]
         return partition["leader"], partition["isr"]
     finally:
@@ -67,16 +68,10 @@ async def _leader(settings: Settings, topic: str) -> tuple[int, list[int]]:
 async def test_a_leader_killed_loses_no_acknowledged_record(cluster: LocalStack) -> None:
     settings = cluster.settings
     topic = f"failover-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 3)])
-    finally:
-        await admin.close()
+    await ensure_topics(settings, [TopicSpec(topic, 1)])  # replication 3 (the cluster's setting), led
     leader, isr = await _leader(settings, topic)
     assert sorted(isr) == [1, 2, 3]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers, acks="all", enable_idempotence=True,
-                                request_timeout_ms=10_000, retry_backoff_ms=200)
+    producer = kafka.producer(settings, request_timeout_ms=10_000, retry_backoff_ms=200)
     await producer.start()
     sent: list[bytes] = []
     try:
@@ -97,8 +92,7 @@ async def test_a_leader_killed_loses_no_acknowledged_record(cluster: LocalStack)
     new_leader, isr = await _leader(settings, topic)
     assert new_leader != leader and leader not in isr and len(isr) == 2
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_servers, group_id=topic,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = kafka.consumer(settings, topic, group_id=topic, auto_offset_reset="earliest")
     await consumer.start()
     got: list[bytes] = []
     try:
