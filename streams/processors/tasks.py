@@ -64,7 +64,7 @@ class TaskStage:
         self.settings, self.runner, self.codec = settings, runner, codec
         self.tasks_topic, self.by_tenant_topic = settings.topic(TASKS), settings.topic(TASKS_BY_TENANT)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self.buffer_limit = max(16, settings.worker_concurrency)  # per partition, then it is paused
+        self.buffer_limit = max(64, 4 * settings.worker_concurrency)  # per partition, then it is paused
         self._buffers: dict[TopicPartition, deque[Any]] = {}
         self._running: dict[asyncio.Task[None], tuple[TopicPartition, int]] = {}
         self._running_ids: set[str] = set()
@@ -96,7 +96,8 @@ class TaskStage:
             partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=int(s.session_timeout_s * 1000), heartbeat_interval_ms=int(s.session_timeout_s * 250),
             # the group waits for our revocation drain: give it that plus a session
-            rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000))
+            rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000),
+            fetch_max_wait_ms=20)
         self.consumer.subscribe([self.tasks_topic, self.by_tenant_topic], listener=_Rebalance(self))
         await self.consumer.start()
         log.info("task stage started", stage="tasks", group=self.group_id, concurrency=s.worker_concurrency)
