@@ -206,14 +206,16 @@ class Load:
     tenant: dict[str, str] = field(default_factory=dict)
     failed: int = 0
     numbered: int = 0
+    experiment_prompt: str | None = None  # every 10th task asks for it: it runs in the prompt experiment
 
     def task(self, n: int, pattern: str | None = None) -> dict[str, Any]:
         rng = random.Random(n)
         pattern = pattern or rng.choice(PATTERNS)
+        capability = self.experiment_prompt if self.experiment_prompt and n % 10 == 0 else "coding"
         return make_task(f"Chaos task {n}: make the {rng.choice(['cache', 'queue', 'parser', 'client'])} "
                          f"handle {rng.choice(['retries', 'timeouts', 'large input', 'bad input'])}",
                          task_id=f"chaos-{self.run}-{n:05d}", tenant=rng.choice(TENANTS), pattern=pattern,
-                         capability="coding")
+                         capability=capability)
 
     async def produce(self, count: int, duration_s: float, pattern: str | None = None) -> None:
         producer = kafka.producer(self.settings, linger_ms=5, request_timeout_ms=30_000)
@@ -437,6 +439,7 @@ class Audit:
     lost_behind_commit: int = 0  # unanswered tasks whose agent.tasks offset the group committed past
     exited_alone: int = 0
     doubles_by_fault: dict[str, int] = field(default_factory=dict)
+    experiment: tuple[int, int] | None = None  # (outcomes counted, outputs that ran in the experiment)
 
     @property
     def lost(self) -> int:
@@ -469,6 +472,10 @@ class Audit:
         else:
             rows.append(("tenant spend - cost of unique tasks", f"{self.spend_delta:+.6f} USD "
                          f"({self.tenants_overcharged} tenants over)", "0", abs(self.spend_delta) < 1e-6))
+        if self.experiment is not None:
+            counted, ran = self.experiment
+            rows.append(("prompt experiment: outcomes counted / outputs that ran in it", f"{counted} / {ran}",
+                         "equal", counted == ran))
         for tier, want in self.sinks_expected.items():
             got = self.sinks_found.get(tier)
             rows.append((f"sink {tier}", "unreadable" if got is None else str(got), str(want), got == want))
@@ -577,3 +584,30 @@ async def run_faults(faults: Faults, schedule: list[str], every_s: float, first_
         await faults.run(name)
         await asyncio.sleep(max(0.0, every_s - (time.monotonic() - began)))
 
+
+async def experiment_counts(settings: Settings, codec: Codec, name: str, timeout_s: float = 90.0) -> tuple[int, int]:
+    """(outcomes the scoring processor counted, unique ok outputs that ran in the experiment), once the
+    count stops short of the outputs for `timeout_s` with no progress, or matches them."""
+    from agents.prompt_registry import PromptRegistry
+
+    ran = set()
+    for r in await read_all(settings, settings.topic(OUTPUTS)):
+        try:
+            output = codec.decode_as("AgentOutput", r.value)
+        except DecodeError:
+            continue
+        if output["metadata"].get("experiment") == name and output["status"] == "ok":
+            ran.add(output["output_id"])
+    registry = PromptRegistry(settings.postgres_dsn)
+    try:
+        counted, last_change, deadline = -1, time.monotonic(), time.monotonic() + 4 * timeout_s
+        while time.monotonic() < deadline:
+            n = sum(int(a.get("n", 0)) for a in (await asyncio.to_thread(registry.arm_stats, name)).values())
+            if n != counted:
+                counted, last_change = n, time.monotonic()
+            if counted >= len(ran) or time.monotonic() - last_change > timeout_s:
+                break
+            await asyncio.sleep(1.0)
+    finally:
+        registry.close()
+    return counted, len(ran)

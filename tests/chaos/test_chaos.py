@@ -14,8 +14,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from chaos_kit import Audit, Faults, Fleet, Load, audit, run_faults, wait_answered, wait_sinks
+from chaos_kit import Audit, Faults, Fleet, Load, audit, experiment_counts, run_faults, wait_answered, wait_sinks
 
+from agents.prompt_registry import Experiment, PromptRegistry
 from schemas import default_codec
 from streams.admin import ensure_topics
 from streams.devstack import LocalStack
@@ -36,16 +37,34 @@ def _report(report: Audit) -> None:
             out.write(f"{table}\n\n")
 
 
+def _experiment(settings: Settings) -> str:
+    """A running prompt experiment that never decides (equal variants, a huge minimum): every task that asks
+    for its prompt runs in it, so each of their outputs must be counted once by the scoring processor."""
+    run = settings.app_id.rsplit("-", 1)[-1]
+    prompt, name = f"chaos-review-{run}", f"chaos-exp-{run}"
+    registry = PromptRegistry(settings.postgres_dsn).migrate()
+    try:
+        for text in ("Review: {{ task }}", "Review, defects first: {{ task }}"):
+            registry.add_version(prompt, text, author="chaos", metadata={"simulated_success": "0.5"})
+        registry.start_experiment(Experiment(name, prompt, ["v1", "v2"], min_samples=1_000_000, alpha=0.05))
+    finally:
+        registry.close()
+    return name
+
+
 async def _run(stack: LocalStack, name: str, settings: Settings, *, tasks: int, over_s: float, schedule: list[str],
-               every_s: float, first_after_s: float, pattern: str | None = None) -> Audit:
+               every_s: float, first_after_s: float, pattern: str | None = None, experiment: bool = False) -> Audit:
     """Three workers and the sinks; the load and the faults at once; then wait, audit and print."""
     await ensure_topics(settings)
+    experiment_name = _experiment(settings) if experiment else None
     fleet = Fleet(settings)
     sinks = start_sinks(settings, f"chaos-{settings.app_id}-sinks.log")
     try:
         for _ in range(3):
             fleet.add()
         load = Load(settings, codec, settings.app_id)
+        if experiment_name is not None:
+            load.experiment_prompt = experiment_name.replace("chaos-exp-", "chaos-review-")
         await load.produce(1, 0.0, pattern)  # one task first: the workers are up once it is answered
         await wait_answered(settings, codec, set(load.sent), 180)
         faults = Faults(fleet, stack, settings)
@@ -62,7 +81,10 @@ async def _run(stack: LocalStack, name: str, settings: Settings, *, tasks: int, 
         await asyncio.sleep(5)  # a double that is still on its way
         sinks_state = await wait_sinks(settings, codec, 150)
         fleet.reap()
-        return await audit(name, settings, codec, load, faults.log, sinks_state, drain_s, len(fleet.exited_alone))
+        report = await audit(name, settings, codec, load, faults.log, sinks_state, drain_s, len(fleet.exited_alone))
+        if experiment_name is not None:
+            report.experiment = await experiment_counts(settings, codec, experiment_name)
+        return report
     finally:
         await asyncio.to_thread(fleet.stop_all)
         stop(sinks, timeout_s=30.0)
@@ -82,7 +104,7 @@ async def test_every_task_answered_once_through_scaling_crashes_and_failover(cha
     """2,000 tasks at 200-500 ms per model call over 60 s; one fault every 4 s, each kind twice."""
     settings = _settings(chaos_stack, simulator_latency_ms=350.0, simulator_jitter_ms=150.0)
     report = await _run(chaos_stack, "2,000 tasks, 200-500 ms calls, mixed faults", settings, tasks=2000,
-                        over_s=60.0, schedule=MIXED, every_s=4.0, first_after_s=4.0)
+                        over_s=60.0, schedule=MIXED, every_s=4.0, first_after_s=4.0, experiment=True)
     _report(report)
     assert not report.failures(), report.failures()
 
