@@ -5,6 +5,17 @@ from __future__ import annotations
 from streams.processors.offsets import OffsetTracker
 
 A, B = ("agent.tasks", 0), ("agent.tasks", 1)
+TP = tuple[str, int]
+
+
+def _tracker(taken: list[tuple[TP, int]], finished: list[tuple[TP, int]]) -> OffsetTracker[TP]:
+    """A tracker that handed out `taken` and saw `finished` finish, in that order."""
+    tracker: OffsetTracker[TP] = OffsetTracker()
+    for tp, offset in taken:
+        tracker.take(tp, offset)
+    for tp, offset in finished:
+        tracker.finish(tp, offset)
+    return tracker
 
 
 def test_nothing_taken_nothing_to_commit() -> None:
@@ -41,10 +52,7 @@ def test_gaps_are_not_waited_for() -> None:
 
 
 def test_partitions_are_independent_and_to_commit_reports_only_moves() -> None:
-    tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()
-    tracker.take(A, 0)
-    tracker.take(B, 7)
-    tracker.finish(B, 7)
+    tracker = _tracker([(A, 0), (B, 7)], [(B, 7)])
     assert tracker.committable() == {A: 0, B: 8}
     assert tracker.committable([B]) == {B: 8}
     tracker.committed({A: 0, B: 8})
@@ -57,10 +65,7 @@ def test_partitions_are_independent_and_to_commit_reports_only_moves() -> None:
 
 
 def test_revocation_forgets_the_partition_and_ignores_late_finishes() -> None:
-    tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()
-    tracker.take(A, 0)
-    tracker.take(A, 1)
-    tracker.finish(A, 1)
+    tracker = _tracker([(A, 0), (A, 1)], [(A, 1)])
     assert tracker.committable([A]) == {A: 0}  # what a revocation commits: 0 is abandoned, not passed
     tracker.forget(A)
     assert tracker.committable() == {}
@@ -70,8 +75,5 @@ def test_revocation_forgets_the_partition_and_ignores_late_finishes() -> None:
 
 
 def test_taking_the_same_offset_twice_counts_once() -> None:
-    tracker: OffsetTracker[tuple[str, int]] = OffsetTracker()
-    tracker.take(A, 4)
-    tracker.take(A, 4)
-    tracker.finish(A, 4)
+    tracker = _tracker([(A, 4), (A, 4)], [(A, 4)])
     assert tracker.committable() == {A: 5} and tracker.in_flight() == 0
