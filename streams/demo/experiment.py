@@ -38,8 +38,12 @@ def run_experiment_demo(settings: Settings, codec: Codec, tasks: int = 300, time
                  for i in range(tasks)]
         started = time.monotonic()
         done = len(asyncio.run(submit_and_wait(settings, codec, batch, timeout_s)))
-        deadline = time.monotonic() + 30.0
+        # The judge and the scoring processor follow the results: wait for the decision, or until every
+        # outcome is counted (then the report is final without one), at most a minute.
+        deadline = time.monotonic() + 60.0
         while registry.experiment(name).decision is None and time.monotonic() < deadline:
+            if sum(a["n"] for a in registry.arm_stats(name).values()) >= done:
+                break
             time.sleep(0.5)
         exp = registry.experiment(name)
         click.echo(f"{done}/{tasks} experiment tasks done in {time.monotonic() - started:.1f}s")
