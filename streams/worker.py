@@ -86,7 +86,7 @@ def run_worker(settings: Settings) -> None:
     litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
     runner = build_runner(runner_config(settings), memory=_memory(settings), prompts=_prompts(settings))
     app = build_app(settings, runner, default_codec())
-    stage = TaskStageService(TaskStage(settings, runner, default_codec()))
+    stage = TaskStageService(TaskStage(settings, runner, default_codec()), app, settings.startup_timeout_s)
     settle_heap()
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
              concurrency=settings.worker_concurrency)
@@ -97,19 +97,39 @@ def run_worker(settings: Settings) -> None:
 
 class TaskStageService(mode.Service):
     """The task stage as a service of the Faust worker: started with it, drained when it stops;
-    a crash of the stage crashes the worker (its supervisor restarts it)."""
+    a crash of the stage crashes the worker (its supervisor restarts it).
 
-    def __init__(self, stage: TaskStage, **kwargs: Any) -> None:
+    Tasks start only once the Faust app has settled into its group: a fresh Faust member rebalances
+    more than once at start-up and drops records that arrive meanwhile (docs/delivery.md), so outputs
+    produced at once would never reach the prompt judge."""
+
+    SETTLED_S = 3.0  # no rebalance for this long after the first one: the group has settled
+
+    def __init__(self, stage: TaskStage, app: faust.App, settle_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.stage = stage
+        self.stage, self.app, self.settle_timeout_s = stage, app, settle_timeout_s
         self._stop = asyncio.Event()
         self._running: asyncio.Future[None] | None = None
 
     async def on_start(self) -> None:
         self._running = asyncio.ensure_future(self._run())
 
+    async def _faust_settled(self) -> None:
+        deadline = time.monotonic() + self.settle_timeout_s
+        quiet_since, seen = time.monotonic(), (self.app.rebalancing_count, self.app.rebalancing)
+        while time.monotonic() < deadline and not self._stop.is_set():
+            now = (self.app.rebalancing_count, self.app.rebalancing)
+            if now != seen:
+                quiet_since, seen = time.monotonic(), now
+            if now[0] >= 1 and not now[1] and time.monotonic() - quiet_since >= self.SETTLED_S:
+                return
+            await asyncio.sleep(0.2)
+        log.warning("Faust group not settled; starting tasks anyway", stage="worker",
+                    rebalances=self.app.rebalancing_count)
+
     async def _run(self) -> None:
         try:
+            await self._faust_settled()
             await self.stage.run(self._stop)
         except Exception as exc:  # reported, then the worker stops with an error
             log.exception("task stage crashed", stage="tasks", error=repr(exc)[:300])
