@@ -26,11 +26,11 @@ from agents.assignment import hash_unit
 from agents.budget import TaskBudget
 from agents.registry import AgentSpec
 from agents.swarm import StepCaller, StepContext, StepOutcome
+from schemas.events import Record
 
 __all__ = ["DEFAULT_JUDGE_MODEL", "JUDGE_MARKER", "Candidate", "Judge", "JudgeTask", "Judgement", "ModelJudge",
            "SimulatedJudge", "Verdict", "experiment_outcome", "judge_prompt", "parse_scores"]
 
-Record = dict[str, Any]
 # A task record (task_id, description, tenant, ...), or the context of a task being run (its budget, its
 # pattern, its memories): a judge inside a run spends from the run's budget and sees what its steps saw.
 JudgeTask = Mapping[str, Any] | StepContext

@@ -18,7 +18,7 @@ import click
 
 from agents.clock import now_ms
 from schemas import default_codec
-from schemas.events import tenant_key_of
+from schemas.events import Record, tenant_key_of
 from streams import kafka
 from streams.admin import delete_topics, ensure_topics
 from streams.client import ResultWatcher, make_task
@@ -28,7 +28,6 @@ from streams.topics import TASKS, table_specs, topic_specs
 
 __all__ = ["LoadRun", "bench_workers", "drive"]
 
-Record = dict[str, Any]
 
 
 @dataclass(frozen=True)

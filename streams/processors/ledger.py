@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from agents.clock import now_ms
+from schemas.events import Record
 from streams import kafka
 from streams.logs import get_logger
 from streams.settings import Settings
@@ -39,7 +40,6 @@ __all__ = ["LedgerSpendStore", "TaskLedger", "TaskStepCache", "tenant_partition"
 
 log = get_logger(__name__)
 
-Record = dict[str, Any]
 _LOAD_TIMEOUT_S = 60.0
 
 

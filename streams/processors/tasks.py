@@ -41,7 +41,7 @@ from streams.processors.offsets import OffsetTracker
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT
 
-__all__ = ["TaskStage", "tenant_partition"]
+__all__ = ["TaskStage"]
 
 log = get_logger(__name__)
 

@@ -26,7 +26,7 @@ from streams.cli.main import cli
 from streams.client import ResultWatcher, end_offsets, submit_tasks
 from streams.demo.run import load_sample_tasks
 from streams.harness import running, start_sinks, start_worker
-from streams.processors.tasks import tenant_partition
+from streams.processors.ledger import tenant_partition
 from streams.replay.range import Bound, parse_bound, read_range
 from streams.replay.run import eval_settings
 from streams.replay.store import load_run

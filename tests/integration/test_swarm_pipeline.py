@@ -13,7 +13,7 @@ from schemas import default_codec
 from schemas.events import OPTIMIZATIONS
 from streams import kafka
 from streams.client import ResultWatcher, make_task, read_topic, submit_and_wait, submit_tasks
-from streams.processors.tasks import tenant_partition
+from streams.processors.ledger import tenant_partition
 from streams.settings import Settings
 from streams.topics import OUTPUTS, RESULTS, TASK_LEDGER, TASKS, TASKS_BY_TENANT
 
