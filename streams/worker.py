@@ -85,8 +85,9 @@ def run_worker(settings: Settings) -> None:
     # The simulator answers it (never a billed model), synchronously, outside any event loop.
     litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
     runner = build_runner(runner_config(settings), memory=_memory(settings), prompts=_prompts(settings))
-    app = build_app(settings, runner, default_codec())
-    stage = TaskStageService(TaskStage(settings, runner, default_codec()), app, settings.startup_timeout_s)
+    codec = default_codec()
+    app = build_app(settings, runner, codec)
+    stage = TaskStageService(TaskStage(settings, runner, codec), app, settings.startup_timeout_s)
     settle_heap()
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
              concurrency=settings.worker_concurrency)
