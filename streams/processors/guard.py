@@ -24,7 +24,7 @@ log = get_logger(__name__)
 _MAX_ERROR = 2000
 
 Send = Callable[[bytes | None, bytes], Awaitable[Any]]
-"""Produce one record: (key, value) -> awaited until the producer has it."""
+"""Produce one record: (key, value) -> awaited until the broker has it (or raising why it has not)."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,14 @@ def dead_letter(stage: str, origin: Incoming, error: BaseException | str) -> Rec
 
 
 def topic_sender(topic: Any) -> Send:
-    """A `Send` over a Faust topic (the Faust processors' outputs and dead letters)."""
+    """A `Send` over a Faust topic (the Faust processors' outputs and dead letters), done when the broker
+    has the record. Faust's `send` returns once the record is queued; a refusal (a record too large for
+    the topic, say) would then only be logged, never reach the handler, and the record would be lost
+    instead of dead-lettered."""
 
     async def send(key: bytes | None, value: bytes) -> Any:
-        return await topic.send(key=key, value=value)
+        delivery = await topic.send(key=key, value=value)
+        return await delivery
 
     return send
 
