@@ -32,10 +32,11 @@ from aiokafka.errors import KafkaError
 
 from agents.runner import TaskRunner
 from schemas import Codec
-from schemas.events import tenant_key_of
+from schemas.events import tenant_key_of, tenant_of
 from streams import kafka
+from streams.lifecycle import close, started
 from streams.logs import get_logger
-from streams.processors.guard import Guard, Incoming
+from streams.processors.guard import Guard, Incoming, topic_sender
 from streams.processors.ledger import LedgerSpendStore, TaskLedger, tenant_partition
 from streams.processors.offsets import OffsetTracker
 from streams.settings import Settings
@@ -84,22 +85,26 @@ class TaskStage:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then drain, commit and leave the group."""
         s = self.settings
-        self.producer = kafka.producer(s)
-        await self.producer.start()
+        self.producer = await started(lambda: kafka.producer(s), s.startup_timeout_s, "tasks-producer")
         dead_letters = s.topic(DEADLETTERS)
-        self.guard = Guard(self.codec, lambda key, value: self.producer.send_and_wait(dead_letters, value, key=key))
+        self.guard = Guard(self.codec, topic_sender(self.producer, dead_letters))
         self.ledger = TaskLedger(s, self.producer)
         await self.ledger.start()
         self.runner.ledger.store = LedgerSpendStore(self.ledger)
-        self.consumer = kafka.consumer(
-            s, group_id=self.group_id, auto_offset_reset="earliest",
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=int(s.session_timeout_s * 1000), heartbeat_interval_ms=int(s.session_timeout_s * 250),
-            # the group waits for our revocation drain: give it that plus a session
-            rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000),
-            fetch_max_wait_ms=20)
-        self.consumer.subscribe([self.tasks_topic, self.by_tenant_topic], listener=_Rebalance(self))
-        await self.consumer.start()
+
+        def consumer() -> AIOKafkaConsumer:
+            made = kafka.consumer(
+                s, group_id=self.group_id, auto_offset_reset="earliest",
+                partition_assignment_strategy=(RangePartitionAssignor,),
+                session_timeout_ms=int(s.session_timeout_s * 1000),
+                heartbeat_interval_ms=int(s.session_timeout_s * 250),
+                # the group waits for our revocation drain: give it that plus a session
+                rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000),
+                fetch_max_wait_ms=20)
+            made.subscribe([self.tasks_topic, self.by_tenant_topic], listener=_Rebalance(self))
+            return made
+
+        self.consumer = await started(consumer, s.startup_timeout_s, "tasks-consumer")
         log.info("task stage started", stage="tasks", group=self.group_id, concurrency=s.worker_concurrency)
         loops = [asyncio.create_task(self._fetch()), asyncio.create_task(self._dispatch()),
                  asyncio.create_task(self._commit_every())]
@@ -123,9 +128,9 @@ class TaskStage:
         self._buffers.clear()
         await self._drain(set(self._running))
         await self._commit(owned)
-        await self.consumer.stop()  # leaves the group: the partitions move at once
+        await close(self.consumer, "tasks-consumer")  # leaves the group: the partitions move at once
         await self.ledger.stop()
-        await self.producer.stop()
+        await close(self.producer, "tasks-producer")
         log.info("task stage stopped", stage="tasks", answered=self.answered, skipped=self.skipped,
                  forwarded=self.forwarded, dead_letters=self.dead, abandoned=self.abandoned)
 
@@ -151,6 +156,12 @@ class TaskStage:
         started = time.monotonic()
         mine = {t for t, (tp, _) in self._running.items() if tp in revoked}
         abandoned = await self._drain(mine)
+        assert self.ledger is not None
+        for p in {tp.partition for tp in revoked}:  # the next owner reads every charge made here
+            try:
+                await self.ledger.flush(p)
+            except KafkaError as exc:
+                log.warning("ledger flush failed on revocation", stage="tasks", partition=p, error=str(exc)[:200])
         await self._commit(revoked)
         for tp in revoked:
             self.tracker.forget(tp)
@@ -266,7 +277,8 @@ class TaskStage:
         try:
             attempt = self.ledger.begin(partition, task_id)
             try:
-                run = await self.runner.run(task, cache=self.ledger.step_cache(partition, task_id))
+                spend_key = self.runner.ledger.key(tenant_of(task))
+                run = await self.runner.run(task, cache=self.ledger.step_cache(partition, task_id, spend_key))
                 run.result["metadata"]["attempt"] = str(attempt)
                 key = task_id.encode()
                 sent = [await self.producer.send(self.settings.topic(OUTPUTS), self.codec.encode("AgentOutput", o),
@@ -275,12 +287,13 @@ class TaskStage:
                                                      self.codec.encode("TaskResult", run.result), key=key))
                 await asyncio.gather(*sent)
             except Exception as exc:  # a bug or a bad record must not stop the stage
-                self.ledger.end(partition, task_id, None, attempt)
                 await self._dead("process", message, exc)
                 await self.ledger.flush(partition)
+                self.ledger.forget(partition, task_id)
                 return
             self.ledger.end(partition, task_id, run.result["created_at"], attempt)
             await self.ledger.flush(partition)  # spend, done mark: on the broker before the offset may move
+            self.ledger.forget(partition, task_id)
         finally:
             self._running_ids.discard(task_id)
         self.answered += 1

@@ -24,7 +24,7 @@ from streams import kafka
 from streams.client import ResultWatcher, make_task, read_topic
 from streams.processors.ledger import tenant_partition
 from streams.settings import Settings
-from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASK_LEDGER, TASKS, TASKS_BY_TENANT
+from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, SPEND_LEDGER, TASKS, TASKS_BY_TENANT
 
 pytestmark = pytest.mark.integration
 
@@ -195,7 +195,7 @@ async def _wait_for_ledger_key(settings: Settings, wanted: list, timeout_s: floa
     consumer = kafka.consumer(settings)
     await consumer.start()
     try:
-        tps = [TopicPartition(settings.topic(TASK_LEDGER), p) for p in range(settings.partitions)]
+        tps = [TopicPartition(settings.topic(SPEND_LEDGER), p) for p in range(settings.partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         deadline = asyncio.get_running_loop().time() + timeout_s
