@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -19,7 +21,8 @@ from aiokafka.errors import KafkaError
 from streams.kafka import KafkaUnavailable
 from streams.logs import get_logger
 
-__all__ = ["Loop", "close", "run_all", "run_until_signalled", "started"]
+__all__ = ["CRASH_EXIT_CODE", "FAULT_POINTS", "Loop", "close", "crash_point", "run_all", "run_until_signalled",
+           "started"]
 
 log = get_logger(__name__)
 
@@ -65,8 +68,8 @@ async def started(make: Callable[[], T], timeout_s: float, what: str) -> T:
             return client
         except (KafkaUnavailable, KafkaError) as exc:
             retriable = isinstance(exc, KafkaUnavailable) or getattr(exc, "retriable", False)
-            with contextlib.suppress(Exception):
-                await client.stop()
+            with contextlib.suppress(Exception):  # consumers and producers stop, admin clients close
+                await (client.stop() if hasattr(client, "stop") else client.close())
             if not retriable or time.monotonic() + delay > deadline:
                 raise
             log.warning("Kafka not ready; starting again", stage="startup", client=what, error=str(exc)[:200])
@@ -82,3 +85,20 @@ async def close(client: Any, what: str, timeout_s: float = 15.0) -> None:
     except TimeoutError:
         log.warning("client not stopped in time; left to the broker's timeouts", stage="shutdown", client=what,
                     seconds=timeout_s)
+
+
+# Where a crash test may arm a worker or a sink process to die (AGENTSTREAM_FAULT_POINT).
+FAULT_POINTS = {
+    "task-after-results": "a task's outputs and result are on the broker; its done mark is not written",
+    "task-after-answer": "a task's first model call is answered and its answer queued for the ledger",
+    "sink-after-write": "a sink batch is written to every tier; its offsets are not committed",
+}
+CRASH_EXIT_CODE = 86
+
+
+def crash_point(armed: str, point: str) -> None:
+    """Exit at once, no clean-up, flushing nothing (like SIGKILL), when `point` is the armed one."""
+    if armed == point:
+        sys.stderr.write(f"agentstream: fault point {point!r} reached: exiting ({FAULT_POINTS[point]})\n")
+        sys.stderr.flush()
+        os._exit(CRASH_EXIT_CODE)

@@ -84,7 +84,7 @@ def _prompts(settings: Settings) -> PromptChooser | None:
 
 def run_worker(settings: Settings) -> None:
     """Create the topics, then consume until stopped. Blocks."""
-    asyncio.run(ensure_topics(settings, timeout_s=settings.startup_timeout_s))  # every topic, up front
+    asyncio.run(ensure_topics(settings, timeout_s=settings.startup_timeout_s, wait_for_kafka=True))  # up front
     install_simulator(settings.simulator_latency_ms, settings.simulator_jitter_ms)
     # litellm loads much of itself lazily on its first calls; pay that once here, not on the first tasks.
     # The simulator answers it (never a billed model), synchronously, outside any event loop.

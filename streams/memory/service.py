@@ -77,7 +77,7 @@ async def prefetch(settings: Settings, codec: Codec, retriever: Retriever, stop:
 
 async def serve(settings: Settings, stop: asyncio.Event, with_prefetch: bool = True) -> list[SinkProcessor]:
     """Run the processors (and the prefetcher) until `stop` is set; return them (for their counters)."""
-    await ensure_topics(settings)
+    await ensure_topics(settings, timeout_s=settings.startup_timeout_s, wait_for_kafka=True)
     codec = default_codec()
     processors = build_processors(settings, codec)
     loops: list[Loop] = [p.run for p in processors]

@@ -36,7 +36,7 @@ from aiokafka.partitioner import murmur2
 from agents.clock import now_ms
 from schemas.events import Record
 from streams import kafka
-from streams.lifecycle import close, started
+from streams.lifecycle import close, crash_point, started
 from streams.logs import get_logger
 from streams.settings import Settings
 from streams.topics import SPEND_LEDGER, TASK_LEDGER
@@ -306,6 +306,7 @@ class TaskStepCache:
 
     def put(self, step: int, candidate: str, record: Record) -> None:
         self.ledger.keep_answer(self.partition, self.task_id, step, candidate, record, self.spend_key)
+        crash_point(self.ledger.settings.fault_point, "task-after-answer")
 
 
 class LedgerSpendStore:

@@ -34,7 +34,7 @@ from agents.runner import TaskRunner
 from schemas import Codec
 from schemas.events import tenant_key_of, tenant_of
 from streams import kafka
-from streams.lifecycle import close, started
+from streams.lifecycle import close, crash_point, started
 from streams.logs import get_logger
 from streams.processors.guard import Guard, Incoming, topic_sender
 from streams.processors.ledger import LedgerSpendStore, TaskLedger, tenant_partition
@@ -71,6 +71,7 @@ class TaskStage:
         self._running_ids: set[str] = set()
         self._owned: set[TopicPartition] = set()  # assigned and their ledger read: their tasks may start
         self._paused: set[TopicPartition] = set()
+        self._catching_up: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -123,6 +124,8 @@ class TaskStage:
 
     async def _shut_down(self) -> None:
         assert self.consumer is not None and self.producer is not None and self.ledger is not None
+        if self._catching_up is not None:
+            self._catching_up.cancel()
         owned = set(self._owned)
         self._owned.clear()
         self._buffers.clear()
@@ -137,9 +140,30 @@ class TaskStage:
     # -- the group -------------------------------------------------------------------------
 
     async def assign(self, assigned: set[TopicPartition]) -> None:
-        """Read the ledger partitions of the new assignment to their end, then let their tasks start."""
+        """Read the ledger partitions of the new assignment to their end, then let their tasks start.
+        A ledger that cannot be read now (a broker down) is tried again in the background; the tasks
+        of those partitions wait for it (fetched, never started)."""
+        if not await self._catch_up(assigned):
+            self._catching_up = asyncio.create_task(self._catch_up_later(assigned))
+            return
+        self._own(assigned)
+
+    async def _catch_up(self, assigned: set[TopicPartition]) -> bool:
         assert self.ledger is not None
-        await self.ledger.catch_up({tp.partition for tp in assigned})
+        try:
+            await self.ledger.catch_up({tp.partition for tp in assigned})
+            return True
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.warning("ledger not read; the partitions' tasks wait for it", stage="tasks", error=str(exc)[:200])
+            return False
+
+    async def _catch_up_later(self, assigned: set[TopicPartition]) -> None:
+        await asyncio.sleep(2.0)
+        while not await self._catch_up(assigned):  # noqa: ASYNC110 (tried again on a timer, not waiting for an event)
+            await asyncio.sleep(2.0)
+        self._own(assigned)
+
+    def _own(self, assigned: set[TopicPartition]) -> None:
         self._owned = set(assigned)
         self._paused &= self._owned
         log.info("partitions assigned", stage="tasks", partitions=sorted(f"{tp.topic}:{tp.partition}"
@@ -149,6 +173,9 @@ class TaskStage:
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         """Stop taking records of `revoked`, let their tasks finish within the drain deadline, commit
         what finished, abandon the rest uncommitted (the next owner runs them), drop their buffers."""
+        if self._catching_up is not None:  # the assignment it was reading for is over
+            self._catching_up.cancel()
+            self._catching_up = None
         self._owned -= revoked
         for tp in revoked:
             self._buffers.pop(tp, None)
@@ -286,6 +313,7 @@ class TaskStage:
                 sent.append(await self.producer.send(self.settings.topic(RESULTS),
                                                      self.codec.encode("TaskResult", run.result), key=key))
                 await asyncio.gather(*sent)
+                crash_point(self.settings.fault_point, "task-after-results")
             except Exception as exc:  # a bug or a bad record must not stop the stage
                 await self._dead("process", message, exc)
                 await self.ledger.flush(partition)

@@ -524,7 +524,9 @@ async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults:
         before = [f.name for f in faults if f.at_ms < runs[1][0]]
         by_fault[before[-1] if before else "no fault"] += 1
     on_topic, behind = await _tasks_on_topic(settings, codec, load, set(by_task))
-    results = [runs[0][1] for runs in by_task.values()]
+    # The last result of a task is the one whose calls stand in the ledger: a result written twice (a
+    # crash between it and its done mark) may differ from the first where the rerun made a lost call again.
+    results = [runs[-1][1] for runs in by_task.values()]
     dead = [r for r in await read_all(settings, settings.topic(DEADLETTERS))]
     dead_count = 0
     for r in dead:

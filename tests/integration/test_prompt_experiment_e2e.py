@@ -1,7 +1,7 @@
 """A prompt experiment end to end on the local stack: tasks -> judge -> scoring -> decision -> new tasks use it.
 
 The simulated judge makes v2 succeed more often (its version metadata says so). In the middle the
-worker is stopped and a fresh one started (its tables come back from their changelogs), and the
+worker is stopped and a fresh one started (the state is in PostgreSQL), and the
 outcomes already counted are sent again: nothing may be lost and nothing counted twice.
 """
 
