@@ -563,7 +563,7 @@ async def _tasks_on_topic(settings: Settings, codec: Codec, load: Load, answered
     admin = kafka.admin(settings)
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
+        committed = await admin.list_consumer_group_offsets(f"{settings.app_id}-tasks")  # the task stage's group
     finally:
         await admin.close()
     tasks_topic = settings.topic(TASKS)
