@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import random
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from streams.devstack import LocalStack
 from streams.devstack.process import read_pid, wait_until
 from streams.harness import start_worker, stop
 from streams.memory.tiers import build_archive
+from streams.processors.ledger import spend_total
 from streams.settings import Settings
 from streams.topics import (
     ALL_TOPICS,
@@ -400,18 +400,17 @@ async def wait_sinks(settings: Settings, codec: Codec, timeout_s: float,
 
 
 async def tenant_spend(settings: Settings) -> dict[str, float] | None:
-    """Spend per tenant from the spend ledger (agent.ledger.spend: the last value of each `tenant|day`)."""
-    last: dict[str, float] = {}
+    """Spend per tenant from the spend ledger (agent.ledger.spend: the largest total of each `tenant|day`)."""
+    totals: dict[str, float] = {}
     for r in await read_all(settings, settings.topic(SPEND_LEDGER)):
-        if r.key is None:
-            continue
-        key = r.key.decode()
-        last[json.loads(key) if key.startswith('"') else key] = float(json.loads(r.value)) if r.value else 0.0
-    if not last:
+        charged = spend_total(r.key, r.value)
+        if charged is not None:
+            totals[charged[0]] = max(totals.get(charged[0], 0.0), charged[1])
+    if not totals:
         return None
     spend: dict[str, float] = defaultdict(float)
-    for key, value in last.items():
-        spend[key.split("|")[0]] += value
+    for key, value in totals.items():
+        spend[key.rsplit("|", 1)[0]] += value
     return dict(spend)
 
 
@@ -525,7 +524,9 @@ async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults:
         before = [f.name for f in faults if f.at_ms < runs[1][0]]
         by_fault[before[-1] if before else "no fault"] += 1
     on_topic, behind = await _tasks_on_topic(settings, codec, load, set(by_task))
-    results = [runs[0][1] for runs in by_task.values()]
+    # The last result of a task is the one whose calls stand in the ledger: a result written twice (a
+    # crash between it and its done mark) may differ from the first where the rerun made a lost call again.
+    results = [runs[-1][1] for runs in by_task.values()]
     dead = [r for r in await read_all(settings, settings.topic(DEADLETTERS))]
     dead_count = 0
     for r in dead:
@@ -562,7 +563,7 @@ async def _tasks_on_topic(settings: Settings, codec: Codec, load: Load, answered
     admin = kafka.admin(settings)
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
+        committed = await admin.list_consumer_group_offsets(f"{settings.app_id}-tasks")  # the task stage's group
     finally:
         await admin.close()
     tasks_topic = settings.topic(TASKS)

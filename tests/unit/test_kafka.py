@@ -41,13 +41,6 @@ async def test_producer_waits_for_all_replicas_and_is_idempotent_unless_told_oth
         await raw.stop()
 
 
-def test_faust_gets_the_same_servers_and_the_group_liveness_of_the_settings() -> None:
-    broker = kafka.faust_broker_settings(_settings(AGENTSTREAM_SESSION_TIMEOUT_S=12))
-    assert broker["broker"] == ["kafka://broker-a:9092", "kafka://broker-b:9092"]
-    assert broker["broker_client_id"] == "shop-worker" and broker["producer_acks"] == -1
-    assert (broker["broker_session_timeout"], broker["broker_heartbeat_interval"]) == (12, 3)
-
-
 async def test_a_client_that_cannot_reach_the_broker_is_closed_and_says_what_to_do() -> None:
     settings = Settings(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
     with warnings.catch_warnings(record=True) as caught:
