@@ -39,6 +39,7 @@ from streams.logs import get_logger
 from streams.processors.guard import Guard, Incoming, topic_sender
 from streams.processors.ledger import LedgerSpendStore, TaskLedger, tenant_partition
 from streams.processors.offsets import OffsetTracker
+from streams.processors.ordered import is_unavailable
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT
 
@@ -72,6 +73,7 @@ class TaskStage:
         self._owned: set[TopicPartition] = set()  # assigned and their ledger read: their tasks may start
         self._paused: set[TopicPartition] = set()
         self._catching_up: asyncio.Task[None] | None = None
+        self._finishing: set[asyncio.Task[Any]] = set()  # sending their results: not cancelled by a drain
         self._wake = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -197,10 +199,18 @@ class TaskStage:
                      seconds=round(time.monotonic() - started, 2))
 
     async def _drain(self, tasks: set[asyncio.Task[None]]) -> int:
-        """Wait for `tasks` up to the drain deadline; cancel the rest. How many were cancelled."""
+        """Wait for `tasks` up to the drain deadline; cancel the rest. How many were cancelled.
+
+        A task already sending its result is not cancelled: cut between its result and its done mark,
+        it would be answered again by the next owner. It gets up to half a session more (the group
+        waits the drain deadline plus a session) for those writes."""
         if not tasks:
             return 0
         _, late = await asyncio.wait(tasks, timeout=self.settings.drain_timeout_s)
+        finishing = late & self._finishing
+        if finishing:
+            _, still = await asyncio.wait(finishing, timeout=self.settings.session_timeout_s / 2)
+            late = (late - finishing) | still
         for task in late:
             task.cancel()
         if late:
@@ -307,6 +317,9 @@ class TaskStage:
                 spend_key = self.runner.ledger.key(tenant_of(task))
                 run = await self.runner.run(task, cache=self.ledger.step_cache(partition, task_id, spend_key))
                 run.result["metadata"]["attempt"] = str(attempt)
+                finishing = asyncio.current_task()
+                assert finishing is not None
+                self._finishing.add(finishing)
                 key = task_id.encode()
                 sent = [await self.producer.send(self.settings.topic(OUTPUTS), self.codec.encode("AgentOutput", o),
                                                  key=key) for o in run.outputs]
@@ -315,6 +328,8 @@ class TaskStage:
                 await asyncio.gather(*sent)
                 crash_point(self.settings.fault_point, "task-after-results")
             except Exception as exc:  # a bug or a bad record must not stop the stage
+                if is_unavailable(exc):
+                    raise  # the broker, not the task: left unfinished, run again by whoever owns it next
                 await self._dead("process", message, exc)
                 await self.ledger.flush(partition)
                 self.ledger.forget(partition, task_id)
@@ -324,6 +339,7 @@ class TaskStage:
             self.ledger.forget(partition, task_id)
         finally:
             self._running_ids.discard(task_id)
+            self._finishing.discard(asyncio.current_task())  # type: ignore[arg-type]
         self.answered += 1
         r = run.result
         log.info("task done", stage="process", task_id=task_id, status=r["status"], attempt=attempt,

@@ -439,6 +439,7 @@ class Audit:
     exited_alone: int = 0
     doubles_by_fault: dict[str, int] = field(default_factory=dict)
     experiment: tuple[int, int] | None = None  # (outcomes counted, outputs that ran in the experiment)
+    doubled_otherwise: list[str] = field(default_factory=list)  # which tasks, to find them in the logs
 
     @property
     def lost(self) -> int:
@@ -493,7 +494,10 @@ class Audit:
         return "\n".join(lines)
 
     def failures(self) -> list[str]:
-        return [f"{m}: {v} (wanted {w})" for m, v, w, ok in self.rows() if not ok]
+        failed = [f"{m}: {v} (wanted {w})" for m, v, w, ok in self.rows() if not ok]
+        if failed and self.doubled_otherwise:
+            failed.append("answered twice otherwise: " + "; ".join(self.doubled_otherwise[:10]))
+        return failed
 
 
 async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults: list[FaultRecord],
@@ -509,6 +513,7 @@ async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults:
             by_task[result["task_id"]].append((r.timestamp, result))
     crashes = sorted(f.at_ms for f in faults if f.name in CRASHES or "killed after timeout" in f.detail)
     after_crash = otherwise = same_run = 0
+    doubled_otherwise: list[str] = []
     by_fault: Counter[str] = Counter()
     for runs in by_task.values():
         runs.sort(key=lambda run: run[0])
@@ -521,6 +526,8 @@ async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults:
             after_crash += 1
         else:
             otherwise += 1
+            doubled_otherwise.append(f"{runs[0][1]['task_id']} (attempts "
+                                     f"{', '.join(res['metadata'].get('attempt', '?') for _, res in runs)})")
         before = [f.name for f in faults if f.at_ms < runs[1][0]]
         by_fault[before[-1] if before else "no fault"] += 1
     on_topic, behind = await _tasks_on_topic(settings, codec, load, set(by_task))
@@ -549,7 +556,7 @@ async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults:
     return Audit(name, len(load.sent), load.failed, len(by_task), after_crash, otherwise, same_run,
                  sum(1 for r in results if r["status"] != "ok"), dead_count, delta, overcharged,
                  sinks[0], sinks[1], faults, in_flight, drain_s, on_topic, behind, exited_alone,
-                 dict(by_fault))
+                 dict(by_fault), doubled_otherwise=doubled_otherwise)
 
 
 async def _tasks_on_topic(settings: Settings, codec: Codec, load: Load, answered: set[str]) -> tuple[int, int]:

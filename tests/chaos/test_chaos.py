@@ -79,7 +79,7 @@ async def _run(stack: LocalStack, name: str, settings: Settings, *, tasks: int, 
         await wait_answered(settings, codec, set(load.sent), 240)
         drain_s = time.monotonic() - loaded
         await asyncio.sleep(5)  # a double that is still on its way
-        sinks_state = await wait_sinks(settings, codec, 150)
+        sinks_state = await wait_sinks(settings, codec, 300)  # ends sooner once nothing moves for 45 s
         fleet.reap()
         report = await audit(name, settings, codec, load, faults.log, sinks_state, drain_s, len(fleet.exited_alone))
         if experiment_name is not None:
