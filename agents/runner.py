@@ -8,7 +8,8 @@
 
 The records returned are plain dicts shaped like the Avro contract (AgentOutput, TaskResult); the
 caller only encodes and sends them. A model failure is data (a failed step and result), not an
-exception: only bugs escape from `run`. Text is redacted before it reaches a model or a record.
+exception: only bugs escape from `run`. The task is redacted (description and metadata) as it comes in,
+before memory recall; model answers are redacted as they come back (agents/swarm.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from agents.budget import BudgetLedger, MemorySpendStore, TaskBudget
 from agents.clock import now_ms
 from agents.judging import Candidate, ModelJudge
 from agents.prompt_chooser import PromptChooser
-from agents.redaction import redact
+from agents.redaction import redact_task
 from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
 from agents.swarm import StepCache, StepCaller, StepContext, StepOutcome
@@ -71,13 +72,14 @@ class TaskRunner:
 
     async def run(self, task: Record, cache: StepCache | None = None) -> TaskRun:
         """The task's run, with recalled memories (if a memory source is set) given to every agent;
-        steps found in `cache` (an earlier attempt's answers) are reused, not called and paid again."""
+        steps found in `cache` (an earlier attempt's answers) are reused, not called and paid again.
+        The description and metadata are redacted first: recall, the models and every record see them so."""
+        task = redact_task(task)
         memories = await self.memory.recall(task) if self.memory is not None else []
         run = await self._run(task, _memory_messages(memories), cache)
         return _record_memories(run, memories) if self.memory is not None else run
 
     async def _run(self, task: Record, context: list[Record], cache: StepCache | None = None) -> TaskRun:
-        task = {**task, "description": redact(task["description"])}
         pattern = task.get("pattern") or DEFAULT_PATTERN
         if pattern not in PATTERNS:
             pattern = DEFAULT_PATTERN
