@@ -184,7 +184,8 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("private_key", re.compile(  # the block, or what is left of it when it was cut before its END line
         r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
         r"(?:(?:\s|\\[nr])+(?:[A-Za-z][A-Za-z0-9-]*: [^\n\\]*|[" + _B64 + r"]{16,}|[" + _B64 + r"]*={1,2}))*"
-        r"(?:(?:(?:\s|\\[nr])+[" + _B64 + r"]{1,15}){0,3}(?:\s|\\[nr])*-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----)?"),
+        r"(?:(?:(?:\s|\\[nr])+[" + _B64 + r"]{1,15}){0,3}(?:\s|\\[nr])*"
+        r"-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----)?"),
         "private key", _whole()),
     _Rule("anthropic_key", re.compile(r"\bsk-ant-(?P<body>[A-Za-z0-9_\-]{32,})"), "sk-ant-", _whole(_random)),
     _Rule("openai_key", re.compile(r"\bsk-(?:[a-z0-9]{2,8}-){0,2}(?P<body>[A-Za-z0-9_\-]{32,})"), "sk-",
@@ -192,18 +193,22 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("aws_access_key", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"), "akia|asia|abia|acca",
           _whole(lambda v: "EXAMPLE" not in v)),
     _Rule("aws_secret_key", re.compile(  # also `aws configure set aws_secret_access_key X` (a space, no `=`)
-        r"(?i)\b(?:aws_?)?secret_?access_?key[\"']?[ \t]*[:=\s][ \t]*[\"']?(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
+        r"(?i)\b(?:aws_?)?secret_?access_?key[\"']?[ \t]*[:=\s][ \t]*[\"']?"
+        r"(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
         "secret_?access", _group(lambda v: "EXAMPLE" not in v)),
     _Rule("aws_session_token", re.compile(
-        r"(?i)\b(?:aws_)?session_token[ \t]+(?P<secret>[A-Za-z0-9/+=]{100,})"), "session_token", _group(_not_placeholder)),
+        r"(?i)\b(?:aws_)?session_token[ \t]+(?P<secret>[A-Za-z0-9/+=]{100,})"), "session_token",
+        _group(_not_placeholder)),
     _Rule("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})"),
           "gh[pousr]_|github_pat_", _whole()),
     _Rule("gitlab_token", re.compile(
         r"\b(?:gl(?:pat|dt|ptt|rt|cbt|imt|oas|soat|ffct|ft)-|GR1348941)(?P<body>[A-Za-z0-9_\-]{20,})"),
         "gl[a-z]{1,4}-|gr1348941", _whole(_not_placeholder)),
-    _Rule("slack_token", re.compile(r"\bxox[abposre]-(?P<body>[A-Za-z0-9\-]{10,})|\bxapp-\d-[A-Z0-9]+-\d+-[a-f0-9]{32,}"),
+    _Rule("slack_token", re.compile(
+        r"\bxox[abposre]-(?P<body>[A-Za-z0-9\-]{10,})|\bxapp-\d-[A-Z0-9]+-\d+-[a-f0-9]{32,}"),
           "xox|xapp-", _whole(lambda v: _not_placeholder(v) and any(c.isdigit() for c in v))),
-    _Rule("slack_webhook", re.compile(r"(?i)\bhooks\.slack\.com/(?:services|workflows|triggers)/(?P<secret>[A-Za-z0-9_/\-]{20,})"),
+    _Rule("slack_webhook", re.compile(
+        r"(?i)\bhooks\.slack\.com/(?:services|workflows|triggers)/(?P<secret>[A-Za-z0-9_/\-]{20,})"),
           "hooks.slack", _group(_not_placeholder)),
     _Rule("discord_webhook", re.compile(r"(?i)\bdiscord(?:app)?\.com/api/webhooks/(?P<secret>\d+/[A-Za-z0-9_\-]{30,})"),
           "discord", _group(_not_placeholder)),
@@ -216,9 +221,11 @@ _RULES: tuple[_Rule, ...] = (
           _whole(lambda v: _classes(v) == 2 and _not_placeholder(v))),
     _Rule("npm_token", re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), "npm_", _whole()),
     _Rule("pypi_token", re.compile(r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}"), "pypi-", _whole()),
-    _Rule("sendgrid_key", re.compile(r"\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}(?![A-Za-z0-9_\-])"), "sg\\.", _whole()),
+    _Rule("sendgrid_key", re.compile(r"\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}(?![A-Za-z0-9_\-])"), "sg\\.",
+          _whole()),
     _Rule("jwt", re.compile(r"\beyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}"), "eyj", _whole()),
-    _Rule("azure_client_secret", re.compile(r"(?<![\w.~-])[A-Za-z0-9_\-.]{3}\dQ~(?P<body>[A-Za-z0-9_\-.~]{31,34})(?![\w.~-])"),
+    _Rule("azure_client_secret", re.compile(
+        r"(?<![\w.~-])[A-Za-z0-9_\-.]{3}\dQ~(?P<body>[A-Za-z0-9_\-.~]{31,34})(?![\w.~-])"),
           "q~", _whole(_not_placeholder)),
     _Rule("api_token", re.compile(  # other providers' documented shapes
         r"\b(?:SK[0-9a-f]{32}|key-[0-9a-f]{32}|shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}|do[opr]_v1_[a-f0-9]{64}"

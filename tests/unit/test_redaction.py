@@ -42,7 +42,7 @@ def test_recall_and_false_positive_rate() -> None:
 def test_only_the_secret_goes_and_twice_is_once() -> None:
     """The label and the text around a secret stay; redacting a redacted text changes nothing."""
     rng = random.Random(SEED)
-    for kind, text, secret in secrets(rng):
+    for kind, text, _secret in secrets(rng):
         framed = f"BEFORE {text} AFTER"
         cleaned = redact(framed)
         assert cleaned.startswith("BEFORE ") and cleaned.endswith(" AFTER") and "[REDACTED:" in cleaned, kind
@@ -51,7 +51,7 @@ def test_only_the_secret_goes_and_twice_is_once() -> None:
 
 def test_long_texts_are_redacted_but_not_cached() -> None:
     rng = random.Random(SEED)
-    kind, text, secret = secrets(rng)[0]
+    _kind, text, secret = secrets(rng)[0]
     long = "x " * CACHE_MAX_CHARS + text
     before = redaction._cached.cache_info().currsize
     assert secret not in redact(long)
