@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 from gitrepo import GitRepo  # tests/gitrepo.py (tests/ is on sys.path via its conftest)
+from redaction_corpus import secrets
 
 from sinks.docs import doc_from_result
 from streams.code.git import GitError, commit_shas, module_name, read_commit
@@ -38,6 +40,21 @@ def test_commits_are_read_with_kinds_counts_renames_and_a_cut_patch(tmp_path: Pa
     assert two["patch_truncated"] and len(two["patch"]) == 50
     with pytest.raises(GitError):
         commit_shas(repo.path, since="no-such-rev")
+
+
+def test_a_commit_is_read_with_its_message_and_patch_redacted(tmp_path: Path) -> None:
+    """Secrets in a commit never reach code.changes, even one that straddles the patch cut."""
+    (_, in_message, secret), (_, in_file, secret2) = secrets(random.Random(5))[:2]
+    repo = GitRepo(tmp_path / "r")
+    filler = "x = 1\n" * 10
+    sha = repo.commit(f"add settings\n\n{in_message}", {"settings.py": filler + in_file + "\n"})
+    patch = repo.git("show", "--format=", "--patch", sha)
+    cut = patch.index(secret2) + len(secret2) // 2  # the cut falls in the middle of the secret
+    change = read_commit(repo.path, sha, "repo", patch_limit=cut)
+    assert secret not in change["message"] and "[REDACTED:" in change["message"]
+    assert secret2[:10] not in change["patch"] and len(change["patch"]) <= cut and change["patch_truncated"]
+    whole = read_commit(repo.path, sha, "repo", patch_limit=100_000)
+    assert secret2 not in whole["patch"] and "+x = 1" in whole["patch"] and "[REDACTED:" in whole["patch"]
 
 
 def _change() -> dict:

@@ -13,7 +13,7 @@ import time
 from agents import redaction
 from agents.redaction import CACHE_MAX_CHARS, redact, redact_task
 from agents.simulator import install_simulator
-from tests.redaction_corpus import harmless, secrets
+from redaction_corpus import harmless, secrets
 
 SEED = int(os.environ.get("REDACTION_SEED") or time.time_ns() % 1_000_000)
 
