@@ -10,10 +10,11 @@ import os
 import random
 import time
 
+from redaction_corpus import harmless, secrets
+
 from agents import redaction
 from agents.redaction import CACHE_MAX_CHARS, redact, redact_task
 from agents.simulator import install_simulator
-from redaction_corpus import harmless, secrets
 
 SEED = int(os.environ.get("REDACTION_SEED") or time.time_ns() % 1_000_000)
 

@@ -123,9 +123,10 @@ async def test_overrides_are_applied_to_every_replayed_task_once() -> None:
 async def test_replayed_tasks_reach_the_judge_and_the_run_files_redacted(tmp_path) -> None:
     import random
 
+    from redaction_corpus import secrets
+
     from agents.judging import SimulatedJudge
     from streams.replay.run import _judge_rows
-    from redaction_corpus import secrets
 
     (_, text, secret), (_, meta_text, meta_secret), (_, out_text, out_secret) = secrets(random.Random(7))[:3]
     task = {"task_id": "t1", "description": f"fix: {text}", "pattern": "fast", "metadata": {"env": meta_text}}
