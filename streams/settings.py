@@ -7,9 +7,9 @@ Secrets are `SecretStr`; `masked()` is the only view that should reach a log or 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,15 +17,38 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["Settings", "mask_url"]
 
 
+_SECRET_PARAM = r"[\w.\-]*(?:password|passwd|pwd|secret|token|api_?key|apikey|access_?key|sig|signature)"  # noqa: S105 - names of secret parameters
+# to the last `@` before the query: a password may hold `@` or `/` unescaped (masking a path too is safe)
+_USERINFO_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:@/?#]*:)(?P<pw>[^?#]*)(?=@)")
+_QUERY_SECRET = re.compile(rf"(?i)(?P<head>[?&;]{_SECRET_PARAM}=)(?P<pw>[^&#;]*)")
+_DSN_SECRET = re.compile(rf"(?i)(?P<head>(?:^|\s){_SECRET_PARAM}\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S*)")
+
+
 def mask_url(url: str) -> str:
-    """Hide the password of a URL (`redis://:pw@h:1/0` -> `redis://:***@h:1/0`)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    """`url` with every password hidden: `redis://:pw@h:1/0` -> `redis://:***@h:1/0`, `?password=x` ->
+    `?password=***`, `host=h password=x` -> `host=h password=***`. Text only, so multi-host URLs
+    (`postgresql://u:p@h1:5432,h2:5433/db`) and anything else odd are fine; a PostgreSQL DSN is checked
+    with libpq's own parser (psycopg's conninfo) afterwards, and masked whole if a password survived."""
+    try:
+        masked = _USERINFO_PASSWORD.sub(r"\g<head>***", url, count=1)
+        masked = _QUERY_SECRET.sub(r"\g<head>***", masked)
+        if "://" not in masked:
+            masked = _DSN_SECRET.sub(r"\g<head>***", masked)
+        return masked if _libpq_password(masked) in (None, "***") else "***"
+    except Exception:  # never let a view of the settings crash: say nothing rather than too much
+        return "***"
+
+
+def _libpq_password(dsn: str) -> str | None:
+    """The password libpq reads in `dsn` (None: none, or not a PostgreSQL DSN)."""
+    if "://" in dsn and not dsn.startswith(("postgres://", "postgresql://")):
+        return None
+    from psycopg.conninfo import conninfo_to_dict  # here: settings must load without the driver
+
+    try:
+        return conninfo_to_dict(dsn).get("password")
+    except Exception:  # not a DSN libpq can read: the text masks above are all there is
+        return None
 
 
 class Settings(BaseSettings):
@@ -198,11 +221,13 @@ class Settings(BaseSettings):
         return env
 
     def masked(self) -> dict[str, Any]:
-        """A view safe to print or log: no secret value, passwords in URLs hidden."""
+        """A view safe to print or log: no secret value, passwords in URLs and DSNs hidden."""
         view: dict[str, Any] = {}
         for name, value in self.model_dump().items():
             if isinstance(value, SecretStr):
                 view[name] = mask_url(value.get_secret_value()) if name.endswith("_url") else "***"
+            elif isinstance(value, str) and (name.endswith(("_url", "_servers")) or "://" in value):
+                view[name] = mask_url(value)
             elif isinstance(value, Path):
                 view[name] = str(value)
             else:
