@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     # Prompt registry and A/B experiments (issue 4).
     prompts_enabled: bool = Field(True, alias="AGENTSTREAM_PROMPTS_ENABLED")
     prompt_cache_ttl_s: float = Field(1.0, ge=0, alias="AGENTSTREAM_PROMPT_CACHE_TTL_S")
+    # A rendered prompt (and any value made while rendering it) may have at most this many characters, and
+    # rendering may take at most this long; `prompt add` refuses a template that breaks either with a sample task.
+    prompt_max_chars: int = Field(1_048_576, ge=1024, alias="AGENTSTREAM_PROMPT_MAX_CHARS")
+    prompt_render_timeout_s: float = Field(1.0, gt=0, alias="AGENTSTREAM_PROMPT_RENDER_TIMEOUT_S")
     judge_enabled: bool = Field(True, alias="AGENTSTREAM_JUDGE_ENABLED")
 
     @model_validator(mode="before")
