@@ -100,4 +100,32 @@ def test_the_hook_runs_in_the_background_and_always_exits_zero(tmp_path: Path) -
     text = _hook_text(settings, tmp_path / "repo", tmp_path / "log", "/opt/bin/agentstream")
     assert text.startswith("#!/bin/sh") and text.rstrip().endswith("exit 0")
     assert "/opt/bin/agentstream git-watch" in text and "--commit HEAD" in text and ") </dev/null" in text
-    assert ': "${KAFKA_BOOTSTRAP_SERVERS=k:9092}"' in text and f"AGENTSTREAM_DATA_DIR={tmp_path}/data" in text
+    assert "then KAFKA_BOOTSTRAP_SERVERS=k:9092; fi" in text and f"AGENTSTREAM_DATA_DIR={tmp_path}/data" in text
+
+
+def test_the_hook_keeps_every_value_as_text_when_bash_runs_it(tmp_path: Path) -> None:
+    """A topic prefix or folder holding `$(...)`, backquotes or quotes reaches git-watch verbatim and runs nothing."""
+    import os
+    import subprocess
+    import time
+
+    ran = [tmp_path / f"ran{i}" for i in range(4)]
+    prefix = f"p.$(touch {ran[0]}).`touch {ran[1]}`.x'$(touch {ran[2]})'y."
+    data_dir = tmp_path / f"data$(touch {ran[3]})"
+    settings = Settings(AGENTSTREAM_DATA_DIR=data_dir, AGENTSTREAM_TOPIC_PREFIX=prefix,
+                        KAFKA_BOOTSTRAP_SERVERS="k:9092")
+    seen = tmp_path / "seen"
+    fake = tmp_path / "agentstream"  # stands in for the real command: writes what it was given
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$AGENTSTREAM_TOPIC_PREFIX" "$AGENTSTREAM_DATA_DIR" '
+                    '"$KAFKA_BOOTSTRAP_SERVERS" "$1" > "$SEEN.tmp" && mv "$SEEN.tmp" "$SEEN"\n')
+    fake.chmod(0o755)
+    hook = tmp_path / "post-commit"
+    hook.write_text(_hook_text(settings, tmp_path / "repo", tmp_path / "log", str(fake)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTSTREAM_", "KAFKA_"))}
+    env |= {"SEEN": str(seen), "KAFKA_BOOTSTRAP_SERVERS": "already:1"}  # a value already set wins
+    assert subprocess.run(["bash", str(hook)], env=env, cwd=tmp_path, timeout=30).returncode == 0
+    deadline = time.monotonic() + 20
+    while not seen.exists() and time.monotonic() < deadline:  # the hook runs git-watch in the background
+        time.sleep(0.05)
+    assert seen.read_text().splitlines() == [prefix, str(data_dir.resolve()), "already:1", "git-watch"]
+    assert not any(p.exists() for p in ran)
