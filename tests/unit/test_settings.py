@@ -151,3 +151,17 @@ def test_isolated_settings_have_topics_and_groups_of_their_own() -> None:
     assert (run.topic_prefix, run.app_id, run.worker_concurrency) == ("staging.bench-1.", "shop-bench-1", 3)
     assert run.topic(TASKS) == "staging.bench-1.agent.tasks" and base.topic(TASKS) == "staging.agent.tasks"
     assert {s.name for s in topic_specs(run)}.isdisjoint(s.name for s in topic_specs(base))
+
+
+def test_env_files_are_ignored_by_git() -> None:
+    """Secrets kept in `.env` never get committed by accident."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "-q", ".env", "deploy/.env.prod"],
+                             capture_output=True)
+    if ignored.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert ignored.returncode == 0
+    assert subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "-q", ".env.example"]).returncode == 1
