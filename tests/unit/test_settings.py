@@ -159,9 +159,9 @@ def test_env_files_are_ignored_by_git() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "-q", ".env", "deploy/.env.prod"],
-                             capture_output=True)
+    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", ".env", "deploy/.env.prod"],
+                             capture_output=True, text=True)
     if ignored.returncode == 128:
-        pytest.skip("not a git checkout")
-    assert ignored.returncode == 0
+        pytest.skip(f"not a git checkout: {ignored.stderr}")
+    assert ignored.stdout.split() == [".env", "deploy/.env.prod"]
     assert subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "-q", ".env.example"]).returncode == 1
