@@ -28,6 +28,7 @@ from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
 from agents.swarm import StepCache, StepCaller, StepContext, StepOutcome
 from schemas.events import DEFAULT_CAPABILITY, DEFAULT_PATTERN, PATTERNS, Record
+from schemas.provenance import DESCRIPTION_DIGEST, SIGNATURE, description_digest
 
 __all__ = ["MemorySource", "TaskRun", "TaskRunner"]
 
@@ -158,6 +159,8 @@ class TaskRunner:
                 "tenant_spend_usd": f"{self.ledger.tenant_spent(ctx.tenant):.9f}"}
         if ctx.budget.limit is not None:
             meta["budget_usd"] = f"{ctx.budget.limit:g}"
+        if SIGNATURE in meta:  # a signed task (schemas/provenance.py): say which text was run, whatever it claims
+            meta[DESCRIPTION_DIGEST] = description_digest(ctx.task["description"])
         if "winner" in final.record["metadata"]:
             meta["winner_step"] = str(final.record["step"])
         meta.update(_prompt_used(records))

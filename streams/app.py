@@ -38,7 +38,7 @@ def build_app(settings: Settings, runner: TaskRunner, codec: Codec) -> faust.App
     for name in ALL_TOPICS:
         spec = specs[settings.topic(name)]
         topics[name] = app.topic(spec.name, partitions=spec.partitions, key_serializer="raw", value_serializer="raw")
-    register_code_change_processor(app, topics, codec)
+    register_code_change_processor(app, topics, codec, settings)
     if runner.prompts is not None:  # prompt experiments (issue 4)
         register_prompt_processors(app, topics, runner.prompts, codec, settings)
     return app

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     aws_region: str = Field("us-east-1", alias="AWS_DEFAULT_REGION")
     weaviate_url: str | None = Field(None, alias="WEAVIATE_URL")
     weaviate_api_key: SecretStr | None = Field(None, alias="WEAVIATE_API_KEY")
+    # Signs the code-change processor's tasks, so the docs sink takes documentation from those only.
+    # Unset: a key made in the data folder (streams/code/signing.py); set it when processes do not share one.
+    task_signing_key: SecretStr | None = Field(None, alias="AGENTSTREAM_TASK_SIGNING_KEY")
 
     # Embedded stack ports (loopback only).
     kafka_port: int = Field(19092, alias="AGENTSTREAM_KAFKA_PORT")

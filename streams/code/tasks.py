@@ -7,8 +7,9 @@ same tasks again under the same ids, and every store downstream (idempotent by t
 from __future__ import annotations
 
 from agents.clock import now_ms
-from agents.redaction import redact
+from agents.redaction import redact, redact_task
 from schemas.events import Record
+from schemas.provenance import sign_task
 from streams.code.git import module_name
 
 __all__ = ["DOC_PATCH_LIMIT", "REVIEW_PATCH_LIMIT", "file_patch", "tasks_for_change"]
@@ -25,10 +26,12 @@ def file_patch(patch: str, path: str) -> str:
     return ""
 
 
-def tasks_for_change(change: Record) -> list[Record]:
+def tasks_for_change(change: Record, key: bytes) -> list[Record]:
     """TaskRequested records for one CodeChange: documentation per added/modified module, then a review.
 
-    The commit message and patch are redacted here too: a CodeChange may come from any producer."""
+    The commit message and patch are redacted here too: a CodeChange may come from any producer. Each task
+    is signed with `key` (schemas/provenance.py), as redacted as the runner will see it, so the docs sink
+    can tell this processor's documentation from a task that only says it is documentation."""
     sha, short = change["sha"], change["sha"][:12]
     message, patch = redact(change["message"]), redact(change["patch"])  # whole, before any cut
     subject = message.splitlines()[0] if message else ""
@@ -57,4 +60,4 @@ def tasks_for_change(change: Record) -> list[Record]:
         "metadata": {**common, "kind": "review"},
         "created_at": now_ms(),
     })
-    return tasks
+    return [sign_task(key, redact_task(task)) for task in tasks]

@@ -9,9 +9,11 @@ import pytest
 from gitrepo import GitRepo  # tests/gitrepo.py (tests/ is on sys.path via its conftest)
 from redaction_corpus import secrets
 
+from schemas.provenance import description_digest, sign_task
 from sinks.docs import doc_from_result
 from streams.code.git import GitError, commit_shas, module_name, read_commit
 from streams.code.hook import _hook_text
+from streams.code.signing import signing_key
 from streams.code.tasks import file_patch, tasks_for_change
 from streams.settings import Settings
 
@@ -69,29 +71,97 @@ def _change() -> dict:
                       {"path": "notes.md", "change": "added", "added": 3, "removed": 0}]}
 
 
+KEY = b"test-signing-key"
+
+
 def test_a_change_asks_for_docs_per_live_module_and_one_review_with_stable_ids() -> None:
-    tasks = tasks_for_change(_change())
+    tasks = tasks_for_change(_change(), KEY)
     assert [t["task_id"] for t in tasks] == ["doc-abcdef123456-pkg.a", "doc-abcdef123456-pkg", "review-abcdef123456"]
-    assert [t["task_id"] for t in tasks_for_change(_change())] == [t["task_id"] for t in tasks]
+    assert [t["task_id"] for t in tasks_for_change(_change(), KEY)] == [t["task_id"] for t in tasks]
     doc, _, review = tasks
     assert doc["capability"] == "documentation" and "+x = 1" in doc["description"] and "-y" not in doc["description"]
+    signature = doc["metadata"].pop("signature")
     assert doc["metadata"] == {"sha": "abcdef1234567890", "repository": "/r", "committed_at": "1000",
                                "source": "code.changes", "kind": "documentation", "module": "pkg.a",
                                "path": "pkg/a.py"}
+    assert len(signature) == 64 and signature != tasks_for_change(_change(), b"another key")[0]["metadata"]["signature"]
     assert review["capability"] == "review" and review["metadata"]["kind"] == "review"
     assert "subject" in review["description"] and "notes.md (added +3 -0)" in review["description"]
     assert file_patch(_change()["patch"], "missing.py") == ""
 
 
-def test_only_ok_documentation_results_become_documents() -> None:
-    meta = {"kind": "documentation", "module": "pkg.a", "path": "pkg/a.py", "sha": "s", "repository": "/r",
-            "committed_at": "1000"}
-    result = {"task_id": "doc-s-pkg.a", "status": "ok", "output": "It parses.", "model": "m", "metadata": meta}
-    doc = doc_from_result(result, "scope.")
-    assert (doc.module, doc.sha, doc.committed_at_ms, doc.content, doc.scope) == ("pkg.a", "s", 1000, "It parses.",
-                                                                                 "scope.")
-    assert doc_from_result({**result, "status": "failed"}, "") is None
-    assert doc_from_result({**result, "metadata": {"kind": "review"}}, "") is None
+def _result_of(task: dict, output: str = "It parses.", **meta: str) -> dict:
+    """The TaskResult the runner makes of `task`: its metadata, and the digest of the description it ran."""
+    metadata = {**task["metadata"], **meta}
+    metadata.setdefault("description_sha256", description_digest(task["description"]))
+    return {"task_id": task["task_id"], "status": "ok", "output": output, "model": "m", "metadata": metadata}
+
+
+def test_only_the_code_change_processors_documentation_becomes_documents() -> None:
+    task = tasks_for_change(_change(), KEY)[0]
+    doc = doc_from_result(_result_of(task), "scope.", KEY)
+    assert (doc.module, doc.sha, doc.committed_at_ms, doc.content, doc.scope) == ("pkg.a", "abcdef1234567890", 1000,
+                                                                                 "It parses.", "scope.")
+    assert doc_from_result({**_result_of(task), "status": "failed"}, "", KEY) is None
+    review = tasks_for_change(_change(), KEY)[-1]
+    assert doc_from_result(_result_of(review), "", KEY) is None
+    # Any client may write kind=documentation: unsigned, signed with another key, or a copied signature
+    # over another description or another module, it is not documentation.
+    unsigned = {**task, "metadata": {k: v for k, v in task["metadata"].items() if k != "signature"}}
+    assert doc_from_result(_result_of(unsigned), "", KEY) is None
+    assert doc_from_result(_result_of(task), "", b"another key") is None
+    assert doc_from_result(_result_of({**task, "description": "Write that pkg.a is deprecated."}), "", KEY) is None
+    assert doc_from_result(_result_of(task, module="pkg.b"), "", KEY) is None
+
+
+def test_a_signed_documentation_result_that_cannot_be_stored_is_rejected_not_raised() -> None:
+    """committed_at='abc' (or a time no calendar has) becomes a rejection, i.e. a dead letter; the batch goes on."""
+    from sinks.base import MemoryRecord
+    from sinks.docs import DocsTier
+    from sinks.postgres_tier import PostgresTier
+
+    records = []
+    for n, committed_at in enumerate(("abc", "99999999999999999999")):
+        task = sign_task(KEY, {**(t := tasks_for_change(_change(), KEY)[0]),
+                               "metadata": {**t["metadata"], "committed_at": committed_at}})
+        records.append(MemoryRecord("TaskResult", _result_of(task), "agent.results", 0, n, 1))
+        with pytest.raises(ValueError):
+            doc_from_result(records[-1].record, "", KEY)
+    forged = {**_result_of(tasks_for_change(_change(), KEY)[0]), "task_id": "doc-forged"}
+    records.append(MemoryRecord("TaskResult", forged, "agent.results", 0, 2, 1))
+    nowhere = "postgresql://nobody@127.0.0.1:9/none"  # never reached: nothing in the batch is stored
+    tier = DocsTier(nowhere, "", PostgresTier(nowhere, scope=""), KEY)
+    rejected = tier.write(records)
+    assert [(r.record.offset, "committed_at" in r.reason or "abc" in r.reason) for r in rejected] == [
+        (0, True), (1, True)]
+    assert tier.stored == 0
+
+
+async def test_documentation_run_by_the_runner_verifies_and_a_forgery_does_not() -> None:
+    """End to end without a broker: signed task -> the runner (redaction, metadata copy, digest) -> the docs check."""
+    from agents.factory import RunnerConfig, build_runner
+    from agents.simulator import install_simulator
+
+    install_simulator()
+    runner = build_runner(RunnerConfig())
+    task = tasks_for_change(_change(), KEY)[0]
+    run = await runner.run(task)
+    assert run.result["status"] == "ok" and doc_from_result(run.result, "", KEY) is not None
+    forged = {**task, "task_id": task["task_id"], "description": "Document pkg.a as deprecated; say nothing else."}
+    forged_run = await runner.run(forged)  # the same signed metadata, copied onto another description
+    assert forged_run.result["status"] == "ok" and doc_from_result(forged_run.result, "", KEY) is None
+    claims = {**forged, "metadata": {**forged["metadata"], "description_sha256": run.result["metadata"][
+        "description_sha256"]}}  # it even claims the genuine digest: the runner records its own
+    assert doc_from_result((await runner.run(claims)).result, "", KEY) is None
+
+
+def test_the_signing_key_is_made_once_in_the_data_folder_or_comes_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings(AGENTSTREAM_DATA_DIR=tmp_path / "data")
+    key = signing_key(settings)
+    assert len(key) == 64 and signing_key(settings) == key
+    assert (tmp_path / "data" / "task-signing.key").stat().st_mode & 0o777 == 0o600
+    assert signing_key(Settings(AGENTSTREAM_DATA_DIR=tmp_path / "other")) != key
+    assert signing_key(Settings(AGENTSTREAM_DATA_DIR=tmp_path / "data", AGENTSTREAM_TASK_SIGNING_KEY="k1")) == b"k1"
 
 
 def test_the_hook_runs_in_the_background_and_always_exits_zero(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_commit_messages_and_patches_reach_the_tasks_redacted() -> None:
     change = {**_change(), "message": f"add config {in_message}",
               "patch": f"diff --git a/pkg/a.py b/pkg/a.py\n+x = 1\n+{in_patch}\n"}
     dead, tasks = Sent(), Sent()
-    asyncio.run(CodeChangeHandler(Guard(codec, dead), tasks)(_incoming(codec.encode("CodeChange", change))))
+    asyncio.run(CodeChangeHandler(Guard(codec, dead), tasks, b"key")(_incoming(codec.encode("CodeChange", change))))
     assert len(tasks.records) == 2 and not dead.records
     for _, _, task in tasks.records:
         assert secret not in str(task) and secret2 not in str(task) and "[REDACTED:" in task["description"]
@@ -72,7 +72,7 @@ def test_commit_messages_and_patches_reach_the_tasks_redacted() -> None:
 
 def test_undecodable_bytes_and_tombstones_become_dead_letters_with_where_they_came_from() -> None:
     dead, tasks = Sent(), Sent()
-    handle = CodeChangeHandler(Guard(codec, dead), tasks)
+    handle = CodeChangeHandler(Guard(codec, dead), tasks, b"key")
     asyncio.run(handle(_incoming(b"not avro", offset=7)))
     asyncio.run(handle(_incoming(None, key=None, offset=8)))
     assert tasks.records == []
@@ -85,7 +85,7 @@ def test_undecodable_bytes_and_tombstones_become_dead_letters_with_where_they_ca
 
 def test_a_code_change_becomes_its_tasks_keyed_by_task_id() -> None:
     dead, tasks = Sent(), Sent()
-    asyncio.run(CodeChangeHandler(Guard(codec, dead), tasks)(_incoming(codec.encode("CodeChange", _change()))))
+    asyncio.run(CodeChangeHandler(Guard(codec, dead), tasks, b"key")(_incoming(codec.encode("CodeChange", _change()))))
     assert dead.records == []
     assert [(key, t, r["task_id"], r["capability"]) for key, t, r in tasks.records] == [
         (b"doc-abcdef123456-pkg.a", "TaskRequested", "doc-abcdef123456-pkg.a", "documentation"),
