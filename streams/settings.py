@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # min(3, AGENTSTREAM_KAFKA_BROKERS), so a three-node embedded cluster gets 3 (min.insync.replicas 2).
     replication_factor: int = Field(1, ge=1, alias="AGENTSTREAM_REPLICATION_FACTOR")
     worker_concurrency: int = Field(16, ge=1, alias="AGENTSTREAM_WORKER_CONCURRENCY")
+    # The largest record any producer of the project sends (the Faust app's and every aiokafka one): one
+    # figure, so a record one of them took can be forwarded by another. The broker must accept as much.
+    max_record_bytes: int = Field(1_048_576, ge=1024, alias="AGENTSTREAM_MAX_RECORD_BYTES")
     # How long a starting worker waits for Kafka (a node may be down) and PostgreSQL to answer.
     startup_timeout_s: float = Field(60.0, gt=0, alias="AGENTSTREAM_STARTUP_TIMEOUT_S")
     # How soon a dead worker's partitions move to the others (the broker's minimum is 6 s).

@@ -101,3 +101,17 @@ async def test_retriable_cluster_errors_are_retried_until_they_pass_and_others_r
 
     with pytest.raises(NodeNotReadyError):
         await kafka.retrying(always_down, timeout_s=0.5)
+
+
+async def test_every_producer_takes_the_same_largest_record() -> None:
+    """The Faust app's producer and the aiokafka ones agree, so a task one accepted can be forwarded by another."""
+    import faust
+
+    for settings in (_settings(), _settings(AGENTSTREAM_MAX_RECORD_BYTES=2_000_000)):
+        app = faust.App("size-check", **kafka.faust_broker_settings(settings))
+        producer = kafka.producer(settings)
+        try:
+            assert app.conf.producer_max_request_size == producer._max_request_size == settings.max_record_bytes
+        finally:
+            await producer.stop()
+    assert _settings().max_record_bytes == 1_048_576
