@@ -1,8 +1,9 @@
 """One outcome applied to one experiment's state: the pure step the scoring processor runs.
 
-The state is a JSON-friendly dict (it lives in a changelog-backed Faust table): each variant's
-running statistics, the number of outcomes counted, and the decision once taken. Keeping the step
-free of Faust and of I/O makes it testable on its own and identical in the processor and a replay.
+The state is a JSON-friendly dict (it lives in PostgreSQL, `PromptRegistry.count_outcome`): each
+variant's running statistics, the number of outcomes counted, and the decision once taken (with the
+statistics it was taken on). Keeping the step free of I/O makes it testable on its own and identical
+in the processor and a replay.
 """
 
 from __future__ import annotations
@@ -57,5 +58,5 @@ def score_outcome(state: State | None, exp: Experiment, outcome: dict[str, Any],
     if state["decision"] is None and exp.status == "running" and verdict.decision in ("promote", "stop"):
         decision = verdict
         state["decision"] = {"decision": verdict.decision, "winner": verdict.winner, "reason": verdict.reason,
-                             "at": now_ms, "n": state["n"]}
+                             "at": now_ms, "n": state["n"], "stats": verdict.stats}
     return ScoreStep(state, decision, point)

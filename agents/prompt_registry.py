@@ -10,9 +10,10 @@ The DSN is passed in: this module never reads the environment; it connects throu
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -20,6 +21,9 @@ from psycopg.rows import dict_row
 from agents.prompt_templates import DEFAULT_LIMITS, RenderLimits, check_template, template_variables
 from sinks.migrations import Migration, apply_migrations
 from sinks.pg import connect
+
+if TYPE_CHECKING:  # the scoring step imports this module
+    from agents.experiment_scoring import ScoreStep
 
 __all__ = ["MIGRATIONS", "Experiment", "PromptRegistry", "PromptVersion", "RegistryError", "variant_version"]
 
@@ -68,6 +72,19 @@ CREATE TABLE prompt_experiment_history (
     stats       jsonb       NOT NULL,
     at          timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (experiment, seq)
+);
+"""),
+    Migration("prompts", 2, """
+CREATE TABLE prompt_experiment_state (
+    experiment  text        PRIMARY KEY,
+    state       jsonb       NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE prompt_outcomes_counted (
+    outcome_id  text        PRIMARY KEY,
+    experiment  text        NOT NULL,
+    seq         integer     NOT NULL,
+    counted_at  timestamptz NOT NULL DEFAULT now()
 );
 """),
 )
@@ -242,6 +259,37 @@ class PromptRegistry:
         return bool(updated)
 
     # -- statistics written by the scoring processor ---------------------------------------------
+
+    def count_outcome(self, name: str, outcome_id: str, step: Callable[[dict[str, Any] | None], ScoreStep]
+                      ) -> ScoreStep | None:
+        """Count an outcome once, in one transaction: its id, the experiment's new state (`step` of the
+        stored one), each variant's statistics, a history point, and the decision it takes, if any.
+        None when the id was counted already (a redelivered outcome). Outcomes of one experiment
+        are counted one at a time, whichever worker reads them."""
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"experiment:{name}",))
+            if self.conn.execute("SELECT 1 FROM prompt_outcomes_counted WHERE outcome_id = %s",
+                                 (outcome_id,)).fetchone() is not None:
+                return None
+            row = self.conn.execute("SELECT state FROM prompt_experiment_state WHERE experiment = %s",
+                                    (name,)).fetchone()
+            result = step(None if row is None else row["state"])
+            n = int(result.state["n"])
+            self.conn.execute("INSERT INTO prompt_outcomes_counted (outcome_id, experiment, seq) VALUES (%s, %s, %s)",
+                              (outcome_id, name, n))
+            self.conn.execute(
+                "INSERT INTO prompt_experiment_state (experiment, state) VALUES (%s, %s) ON CONFLICT (experiment) "
+                "DO UPDATE SET state = excluded.state, updated_at = now()", (name, json.dumps(result.state)))
+            self.save_stats(name, result.state["arms"], n, result.point)
+            if result.decision is not None:
+                d = result.decision
+                self.record_decision(name, d.decision, d.winner, d.reason)
+        return result
+
+    def experiment_state(self, name: str) -> dict[str, Any] | None:
+        """The scoring state of an experiment (None before its first outcome)."""
+        row = self.conn.execute("SELECT state FROM prompt_experiment_state WHERE experiment = %s", (name,)).fetchone()
+        return None if row is None else row["state"]
 
     def save_stats(self, name: str, arms: dict[str, dict[str, Any]], seq: int, point: dict[str, float]) -> None:
         """Upsert each variant's statistics and add history point `seq` (idempotent on replay)."""

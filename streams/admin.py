@@ -13,21 +13,28 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streams import kafka
+from streams.lifecycle import started
 from streams.settings import Settings
 from streams.topics import TopicSpec, table_specs, topic_specs
 
 __all__ = ["delete_topics", "ensure_topics"]
 
 
-async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout_s: float = 30.0) -> list[str]:
-    """Create the missing topics; return the names created. Idempotent; retried while a node is down."""
+async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout_s: float = 30.0,
+                        wait_for_kafka: bool = False) -> list[str]:
+    """Create the missing topics; return the names created. Idempotent; retried while a node is down,
+    and while Kafka cannot be reached at all with `wait_for_kafka` (a starting worker), else that is
+    a KafkaUnavailable at once (a command at the terminal)."""
     wanted = specs if specs is not None else topic_specs(settings) + table_specs(settings)
-    return await kafka.retrying(lambda: _ensure(settings, wanted, timeout_s), timeout_s)
+    return await kafka.retrying(lambda: _ensure(settings, wanted, timeout_s, wait_for_kafka), timeout_s)
 
 
-async def _ensure(settings: Settings, wanted: list[TopicSpec], timeout_s: float) -> list[str]:
-    admin = kafka.admin(settings)
-    await admin.start()
+async def _ensure(settings: Settings, wanted: list[TopicSpec], timeout_s: float, wait_for_kafka: bool) -> list[str]:
+    if wait_for_kafka:
+        admin = await started(lambda: kafka.admin(settings), timeout_s, "admin")
+    else:
+        admin = kafka.admin(settings)
+        await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in wanted if s.name not in existing]

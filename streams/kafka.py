@@ -1,5 +1,5 @@
-"""Every Kafka client of the project is made here, from the settings: consumers, producers, admin
-clients and the Faust app's broker settings.
+"""Every Kafka client of the project is made here, from the settings: consumers, producers and admin
+clients.
 
 This is the only module that knows how to connect (bootstrap servers, client id and, in one spot,
 `_connection`, the security options), so a broker setting is added once for every client. A client
@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streams.settings import Settings
 
-__all__ = ["KafkaUnavailable", "admin", "consumer", "faust_broker_settings", "producer", "retrying"]
+__all__ = ["KafkaUnavailable", "admin", "consumer", "producer", "retrying"]
 
 T = TypeVar("T")
 
@@ -91,7 +91,7 @@ def consumer(settings: Settings, *topics: str, group_id: str | None = None, **ov
 def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """A producer (not started) that a record is sent by once and kept by every in-sync replica:
     acks="all" and idempotence, unless `overrides` say otherwise (the raw baseline of the bench); records up to
-    the settings' max_record_bytes, as the Faust app's producer."""
+    the settings' max_record_bytes, the one figure for every producer of the project."""
     options = {"acks": "all", "enable_idempotence": True, "max_request_size": settings.max_record_bytes, **overrides,
                **_connection(settings, "producer")}
     return _Producer(**options)
@@ -100,19 +100,6 @@ def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
 def admin(settings: Settings) -> AIOKafkaAdminClient:
     """An admin client (not started); close it with `close()`."""
     return _Admin(**_connection(settings, "admin"))
-
-
-def faust_broker_settings(settings: Settings) -> dict[str, Any]:
-    """The broker part of the Faust app's settings: the same servers and client id as every other client,
-    the group's liveness from the settings, acks from all in-sync replicas. Credentials will go here too."""
-    return {
-        "broker": [f"kafka://{server.strip()}" for server in settings.kafka_servers.split(",")],
-        "broker_client_id": f"{settings.app_id}-worker",
-        "broker_session_timeout": settings.session_timeout_s,
-        "broker_heartbeat_interval": settings.session_timeout_s / 4,
-        "producer_acks": -1,
-        "producer_max_request_size": settings.max_record_bytes,  # as every aiokafka producer (`producer`)
-    }
 
 
 async def retrying(call: Callable[[], Awaitable[T]], timeout_s: float = 30.0) -> T:

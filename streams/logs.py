@@ -42,7 +42,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     )
     # Libraries log through the standard library; keep their noise at warning level.
     logging.basicConfig(stream=out, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("aiokafka", "faust", "mode", "kafka", "LiteLLM", "litellm", "httpx"):
+    for name in ("aiokafka", "kafka", "LiteLLM", "litellm", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

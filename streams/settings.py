@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     app_id: str = Field("agentstream", alias="AGENTSTREAM_APP_ID")
     topic_prefix: str = Field("", alias="AGENTSTREAM_TOPIC_PREFIX")
     partitions: int = Field(4, ge=1, alias="AGENTSTREAM_PARTITIONS")
-    # Copies of every project topic and changelog; producers write with acks=all. Unset:
+    # Copies of every project topic and ledger; producers write with acks=all. Unset:
     # min(3, AGENTSTREAM_KAFKA_BROKERS), so a three-node embedded cluster gets 3 (min.insync.replicas 2).
     replication_factor: int = Field(1, ge=1, alias="AGENTSTREAM_REPLICATION_FACTOR")
     worker_concurrency: int = Field(16, ge=1, alias="AGENTSTREAM_WORKER_CONCURRENCY")
@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(10.0, gt=0, alias="AGENTSTREAM_DRAIN_TIMEOUT_S")
     # How often the task stage commits what finished (each partition up to its lowest unfinished task).
     task_commit_interval_s: float = Field(1.0, gt=0, alias="AGENTSTREAM_TASK_COMMIT_INTERVAL_S")
+    # Tests only: the process exits at once (as if SIGKILLed) when it reaches this named point, so a
+    # crash test kills at the dangerous moment every time (streams/lifecycle.py `crash_point`). Off: "".
+    fault_point: str = Field("", alias="AGENTSTREAM_FAULT_POINT")
 
     # The LLM side.
     # Unset: each step's model is routed by the task's optimization (issue 3); set: tried first by every step.

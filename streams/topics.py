@@ -13,16 +13,12 @@ __all__ = [
     "OUTPUTS",
     "PROMPT_DECISIONS",
     "PROMPT_OUTCOMES",
-    "PROMPT_SCORES_TABLE",
-    "PROMPT_SEEN_TABLE",
     "RESULTS",
     "SPEND_LEDGER",
-    "TABLES",
     "TASKS",
     "TASKS_BY_TENANT",
     "TASK_LEDGER",
     "TopicSpec",
-    "changelog_topic",
     "dedupe_expiry_s",
     "table_specs",
     "topic_specs",
@@ -63,7 +59,7 @@ class TopicSpec:
     name: str
     partitions: int
     compacted: bool = False
-    retention_ms: int | None = None  # with compacted: compact,delete (a windowed table's changelog)
+    retention_ms: int | None = None  # with compacted: compact,delete (records needed for a window only)
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -76,27 +72,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-# Changelog-backed Faust tables (their changelog topics are created up front, compacted, with the
-# partition count of the topic that feeds them). Prompt experiments (issue 4): per-experiment
-# statistics and the outcome ids already counted, both fed by prompt.outcomes.
-PROMPT_SCORES_TABLE = "prompt-scores"
-PROMPT_SEEN_TABLE = "prompt-seen"
-TABLES: tuple[str, ...] = (PROMPT_SCORES_TABLE, PROMPT_SEEN_TABLE)
-
-
-def changelog_topic(settings: Settings, table: str) -> str:
-    """The name Faust gives a table's changelog topic: `<app id>-<table>-changelog`."""
-    return f"{settings.app_id}-{table}-changelog"
-
-
 def table_specs(settings: Settings) -> list[TopicSpec]:
-    """The state topics: the Faust tables' changelogs and the task stage's ledgers, compacted, one
-    partition per partition of their source topic; the task ledger also deletes what is older than
-    the dedupe window can need (a task id is remembered for one window)."""
-    changelogs = [TopicSpec(changelog_topic(settings, table), settings.partitions, compacted=True)
-                  for table in TABLES]
-    return [*changelogs,
-            TopicSpec(settings.topic(SPEND_LEDGER), settings.partitions, compacted=True),
+    """The state topics: the task stage's ledgers, compacted, one partition per partition of the task
+    topics; the task ledger also deletes what is older than the dedupe window can need (a task id is
+    remembered for one window)."""
+    return [TopicSpec(settings.topic(SPEND_LEDGER), settings.partitions, compacted=True),
             TopicSpec(settings.topic(TASK_LEDGER), settings.partitions, compacted=True,
                       retention_ms=int(dedupe_expiry_s(settings) * 1000))]
 

@@ -1,8 +1,10 @@
-"""Run a worker until SIGTERM/SIGINT: the task stage and the Faust app, on one event loop.
+"""Run a worker until SIGTERM/SIGINT: the task stage and the ordered processors (prompt judge, prompt
+scoring, code changes), each its own consumer group, on one event loop.
 
-The task stage (streams/processors/tasks.py) is its own consumer group; it runs as a service of the
-Faust worker, so one signal stops both: the stage first (it drains its tasks, commits, leaves its
-group), then the Faust app.
+No Faust: its consumer commits past records its actors never finished or never received across a
+rebalance (docs/delivery.md), so every stage runs on an aiokafka group that commits only what it
+handled. One signal stops them all: each finishes or gives back what it holds, commits and leaves
+its group; then the process exits 0.
 """
 
 from __future__ import annotations
@@ -13,24 +15,28 @@ import time
 from typing import Any
 
 import click
-import faust
 import litellm
-import mode
 import psycopg
 
 from agents.factory import RunnerConfig, build_runner
 from agents.prompt_chooser import PromptChooser
 from agents.prompt_registry import PromptRegistry
 from agents.prompt_templates import RenderLimits
+from agents.runner import TaskRunner
 from agents.simulator import install_simulator
-from schemas import default_codec
+from schemas import Codec, default_codec
+from streams import kafka
 from streams.admin import ensure_topics
-from streams.app import build_app
+from streams.lifecycle import Loop, close, run_all, run_until_signalled, started
 from streams.logs import get_logger
+from streams.processors.code_changes import code_change_processor
+from streams.processors.guard import Guard, Send, topic_sender
+from streams.processors.scoring import prompt_processors
 from streams.processors.tasks import TaskStage
 from streams.settings import Settings
+from streams.topics import DEADLETTERS
 
-__all__ = ["TaskStageService", "run_worker", "runner_config", "settle_heap"]
+__all__ = ["run_worker", "runner_config", "serve_worker", "settle_heap"]
 
 log = get_logger(__name__)
 
@@ -80,68 +86,35 @@ def _prompts(settings: Settings) -> PromptChooser | None:
 
 def run_worker(settings: Settings) -> None:
     """Create the topics, then consume until stopped. Blocks."""
-    asyncio.run(ensure_topics(settings, timeout_s=settings.startup_timeout_s))  # every topic, up front
-    asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs its own loop
+    asyncio.run(ensure_topics(settings, timeout_s=settings.startup_timeout_s, wait_for_kafka=True))  # up front
     install_simulator(settings.simulator_latency_ms, settings.simulator_jitter_ms)
     # litellm loads much of itself lazily on its first calls; pay that once here, not on the first tasks.
     # The simulator answers it (never a billed model), synchronously, outside any event loop.
     litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
     runner = build_runner(runner_config(settings), memory=_memory(settings), prompts=_prompts(settings))
-    codec = default_codec()
-    app = build_app(settings, runner, codec)
-    stage = TaskStageService(TaskStage(settings, runner, codec), app, settings.startup_timeout_s)
     settle_heap()
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
              concurrency=settings.worker_concurrency)
-    worker = faust.Worker(app, stage, loglevel=settings.log_level if settings.log_level != "warning" else "warn",
-                          quiet=True, redirect_stdouts=False, override_logging=False)
-    worker.execute_from_commandline()
+    run_until_signalled(lambda stop: serve_worker(settings, runner, default_codec(), stop))
+    log.info("worker stopped", stage="worker")
 
 
-class TaskStageService(mode.Service):
-    """The task stage as a service of the Faust worker: started with it, drained when it stops;
-    a crash of the stage crashes the worker (its supervisor restarts it).
+async def serve_worker(settings: Settings, runner: TaskRunner, codec: Codec, stop: asyncio.Event) -> None:
+    """The task stage and the ordered processors until `stop` is set (or one of them fails)."""
+    producer = await started(lambda: kafka.producer(settings), settings.startup_timeout_s, "producer")
 
-    Tasks start only once the Faust app has settled into its group: a fresh Faust member rebalances
-    more than once at start-up and drops records that arrive meanwhile (docs/delivery.md), so outputs
-    produced at once would never reach the prompt judge."""
+    def send(topic: str) -> Send:
+        return topic_sender(producer, settings.topic(topic))
 
-    SETTLED_S = 3.0  # no rebalance for this long after the first one: the group has settled
-
-    def __init__(self, stage: TaskStage, app: faust.App, settle_timeout_s: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.stage, self.app, self.settle_timeout_s = stage, app, settle_timeout_s
-        self._stop = asyncio.Event()
-        self._running: asyncio.Future[None] | None = None
-
-    async def on_start(self) -> None:
-        self._running = asyncio.ensure_future(self._run())
-
-    async def _faust_settled(self) -> None:
-        deadline = time.monotonic() + self.settle_timeout_s
-        quiet_since, seen = time.monotonic(), (self.app.rebalancing_count, self.app.rebalancing)
-        while time.monotonic() < deadline and not self._stop.is_set():
-            now = (self.app.rebalancing_count, self.app.rebalancing)
-            if now != seen:
-                quiet_since, seen = time.monotonic(), now
-            if now[0] >= 1 and not now[1] and time.monotonic() - quiet_since >= self.SETTLED_S:
-                return
-            await asyncio.sleep(0.2)
-        log.warning("Faust group not settled; starting tasks anyway", stage="worker",
-                    rebalances=self.app.rebalancing_count)
-
-    async def _run(self) -> None:
-        try:
-            await self._faust_settled()
-            await self.stage.run(self._stop)
-        except Exception as exc:  # reported, then the worker stops with an error
-            log.exception("task stage crashed", stage="tasks", error=repr(exc)[:300])
-            await self.crash(exc)
-
-    async def on_stop(self) -> None:
-        self._stop.set()
-        if self._running is not None:
-            await asyncio.shield(self._running)
+    guard = Guard(codec, send(DEADLETTERS))
+    processors = [code_change_processor(settings, guard, send)]
+    if runner.prompts is not None:  # prompt experiments (issue 4)
+        processors += prompt_processors(settings, codec, guard, send, runner.prompts.invalidate)
+    loops: list[Loop] = [TaskStage(settings, runner, codec).run, *(p.run for p in processors)]
+    try:
+        await run_all(loops, stop)
+    finally:
+        await close(producer, "producer")
 
 
 def _memory(settings: Settings) -> Any:

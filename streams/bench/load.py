@@ -48,8 +48,8 @@ class LoadRun:
 @contextmanager
 def bench_workers(settings: Settings, workers: int = 1, **overrides: Any) -> Iterator[Settings]:
     """`workers` workers in one consumer group on topics of this run's own (settings `isolated`, with
-    `overrides`); yields those settings. The workers are stopped and the run's topics and table
-    changelogs deleted when the block ends."""
+    `overrides`); yields those settings. The workers are stopped and the run's topics and ledgers
+    deleted when the block ends."""
     run = uuid.uuid4().hex[:8]
     bench = settings.isolated(f"bench-{run}", **overrides)
     asyncio.run(ensure_topics(bench))

@@ -22,6 +22,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from schemas import Codec, DecodeError
 from sinks.base import MemoryRecord, Rejection, Tier, TierUnavailable
 from streams import kafka
+from streams.lifecycle import crash_point
 from streams.logs import get_logger
 from streams.processors.guard import Guard, Incoming
 from streams.settings import Settings
@@ -156,6 +157,7 @@ class SinkProcessor:
             for rejection in rejected:
                 r = rejection.record
                 await self._dead(f"sink-{name}", r, rejection.reason)
+        crash_point(self.settings.fault_point, "sink-after-write")
         await self._commit(messages)
         self.batches += 1
 

@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 
@@ -22,6 +20,7 @@ from sinks.base import MemoryRecord
 from sinks.retrieval import Retriever
 from streams import kafka
 from streams.admin import ensure_topics
+from streams.lifecycle import Loop, run_all, run_until_signalled
 from streams.logs import get_logger
 from streams.memory.processor import SinkProcessor
 from streams.memory.tiers import build_archive, build_retriever, build_tiers, router
@@ -79,34 +78,22 @@ async def prefetch(settings: Settings, codec: Codec, retriever: Retriever, stop:
 
 async def serve(settings: Settings, stop: asyncio.Event, with_prefetch: bool = True) -> list[SinkProcessor]:
     """Run the processors (and the prefetcher) until `stop` is set; return them (for their counters)."""
-    await ensure_topics(settings)
+    await ensure_topics(settings, timeout_s=settings.startup_timeout_s, wait_for_kafka=True)
     codec = default_codec()
     processors = build_processors(settings, codec)
-    jobs = [asyncio.create_task(p.run(stop)) for p in processors]
+    loops: list[Loop] = [p.run for p in processors]
     if with_prefetch and settings.memory_context_k > 0:
-        jobs.append(asyncio.create_task(prefetch(settings, codec, build_retriever(settings), stop)))
-    done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
-    stop.set()
-    await asyncio.gather(*jobs, return_exceptions=True)
-    for job in done:
-        if job.exception() is not None:
-            raise job.exception()  # type: ignore[misc]
+        retriever = build_retriever(settings)
+        loops.append(lambda stop: prefetch(settings, codec, retriever, stop))
+    await run_all(loops, stop)
     return processors
 
 
 def run_sinks(settings: Settings, with_prefetch: bool = True) -> None:
     """Blocks until SIGTERM/SIGINT."""
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        log.info("sinks starting", stage="sinks", kafka=settings.kafka_servers)
-        await serve(settings, stop, with_prefetch)
-
-    asyncio.run(main())
+    log.info("sinks starting", stage="sinks", kafka=settings.kafka_servers)
+    run_until_signalled(lambda stop: serve(settings, stop, with_prefetch))
 
 
 def start_sinks(settings: Settings, log_name: str = "sinks.log") -> subprocess.Popen[bytes]:

@@ -1,1 +1,1 @@
-"""Faust stream processors. (In Faust these are "agents"; here that word means LLM agents.)"""
+"""Stream processors on aiokafka consumer groups. (A Faust "agent" is a processor; here "agent" means an LLM agent.)"""

@@ -1,24 +1,23 @@
 """The code-change processor: code.changes -> documentation and review tasks on agent.tasks.
 
 A record that cannot be decoded or turned into tasks becomes a dead letter (streams/processors/guard.py)
-and the stream goes on. `CodeChangeHandler` is the whole logic; `register_code_change_processor` wires it to Faust.
+and the stream goes on. `CodeChangeHandler` is the whole logic; it runs on an ordered consumer
+(streams/processors/ordered.py): a change is committed only once its tasks are on the broker.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
-import faust
-
-from schemas import Codec
 from streams.code.signing import signing_key
 from streams.code.tasks import tasks_for_change
 from streams.logs import get_logger
-from streams.processors.guard import Guard, Incoming, Send, topic_sender
+from streams.processors.guard import Guard, Incoming, Send
+from streams.processors.ordered import OrderedConsumer
 from streams.settings import Settings
-from streams.topics import CODE_CHANGES, DEADLETTERS, TASKS
+from streams.topics import CODE_CHANGES, TASKS
 
-__all__ = ["CodeChangeHandler", "register_code_change_processor"]
+__all__ = ["CodeChangeHandler", "code_change_processor"]
 
 log = get_logger(__name__)
 
@@ -41,14 +40,7 @@ class CodeChangeHandler:
         log.info("code change", stage=STAGE, sha=change["sha"][:12], tasks=len(tasks))
 
 
-def register_code_change_processor(app: faust.App, topics: dict[str, faust.TopicT], codec: Codec,
-                                   settings: Settings) -> Any:
-    """Attach the processor to `app`; `topics` maps logical topic names to Faust topics."""
-    guard = Guard(codec, topic_sender(topics[DEADLETTERS]))
-    handle = CodeChangeHandler(guard, topic_sender(topics[TASKS]), signing_key(settings))
-
-    @app.agent(topics[CODE_CHANGES], name="code-change-processor")
-    async def code_change_processor(stream: faust.StreamT) -> None:
-        await guard.consume(stream, STAGE, handle)
-
-    return code_change_processor
+def code_change_processor(settings: Settings, guard: Guard, send: Callable[[str], Send]) -> OrderedConsumer:
+    """code.changes -> tasks; `send(topic)` sends to a project topic."""
+    return OrderedConsumer(settings, STAGE, [settings.topic(CODE_CHANGES)], guard,
+                           CodeChangeHandler(guard, send(TASKS), signing_key(settings)))

@@ -1,9 +1,9 @@
 """The processor guard: decode-or-dead-letter and the guarded loop, for every consumer of the project.
 
 A record that fails at a stage becomes a DeadLetter (stage, topic, partition, offset, error, the
-original bytes) and the stream goes on. Handlers see an `Incoming` (a Faust event's message, an
-aiokafka ConsumerRecord or a MemoryRecord all have its five fields), so they are plain callables
-that unit tests drive without Faust or Kafka; the sends are injected as async callables.
+original bytes) and the stream goes on. Handlers see an `Incoming` (an aiokafka ConsumerRecord or a
+MemoryRecord both have its five fields), so they are plain callables that unit tests drive without
+Kafka; the sends are injected as async callables.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Incoming:
 
     @classmethod
     def of(cls, message: Any) -> Incoming:
-        """From anything with these five attributes (faust `event.message`, aiokafka records, MemoryRecord)."""
+        """From anything with these five attributes (aiokafka records, MemoryRecord)."""
         return cls(message.value, message.key, message.topic, message.partition, message.offset)
 
 
@@ -65,11 +65,11 @@ def dead_letter(stage: str, origin: Incoming, error: BaseException | str) -> Rec
     }
 
 
-def topic_sender(topic: Any) -> Send:
-    """A `Send` over a Faust topic (the Faust processors' outputs and dead letters)."""
+def topic_sender(producer: Any, topic: str) -> Send:
+    """A `Send` to `topic` through an aiokafka producer, awaited until the broker has the record."""
 
     async def send(key: bytes | None, value: bytes) -> Any:
-        return await topic.send(key=key, value=value)
+        return await producer.send_and_wait(topic, value, key=key)
 
     return send
 
@@ -94,15 +94,3 @@ class Guard:
         except DecodeError as exc:
             await self.dead(stage, incoming, exc)
             return None
-
-    async def call(self, stage: str, handle: Handler, incoming: Incoming) -> None:
-        """Run `handle`; an exception becomes a dead letter at `stage`, never the end of the stream."""
-        try:
-            await handle(incoming)
-        except Exception as exc:  # a bug or a bad record must not stop the stream
-            await self.dead(stage, incoming, exc)
-
-    async def consume(self, stream: Any, stage: str, handle: Handler) -> None:
-        """The guarded loop of a Faust agent: every event of `stream` through `call`."""
-        async for event in stream.events():
-            await self.call(stage, handle, Incoming.of(event.message))

@@ -1,49 +1,37 @@
 """Prompt experiments in the stream: judge outputs, score outcomes, decide, and act on decisions.
 
 - judge: agent.outputs that ran under an experiment -> a PromptOutcome on prompt.outcomes (the
-  simulated judge of agents/judging.py), keyed by experiment.
-- scoring: prompt.outcomes -> per-experiment statistics in a changelog-backed Faust table (one
-  partition owns an experiment, since outcomes are keyed by it), each outcome_id counted once
-  (a second changelog-backed table of counted ids), the sequential rule checked after every
-  outcome, and on promote/stop: the registry updated (the winner becomes primary), the worker's
-  prompt cache dropped, and a PromptDecision sent to prompt.decisions.
-Records arrive as raw bytes and are decoded inside the guard (streams/processors/guard.py); failures
-become dead letters. The handlers are plain classes; `register_prompt_processors` wires them to Faust.
+  simulated judge of agents/judging.py), keyed by experiment, its id stable per output.
+- score: prompt.outcomes -> the experiment's statistics in PostgreSQL. Each outcome is counted once,
+  in one transaction with the new state, the statistics, a history point and the decision it takes
+  (`PromptRegistry.count_outcome`); on promote/stop the winner becomes primary, the worker's prompt
+  cache is dropped and a PromptDecision (id `experiment:decision`) goes to prompt.decisions. An
+  outcome read again (after a crash or a rebalance) counts nothing and sends the decision again, if
+  there is one, so a decision is never lost between the database and the topic.
+Both run on ordered consumers (streams/processors/ordered.py): nothing is committed unhandled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
-
-import faust
 
 from agents.clock import now_ms
 from agents.experiment_scoring import score_outcome
 from agents.judging import SimulatedJudge, experiment_outcome
-from agents.prompt_chooser import PromptChooser
 from agents.prompt_registry import Experiment, PromptRegistry
 from schemas import Codec
 from streams.logs import get_logger
-from streams.processors.guard import Guard, Incoming, Send, topic_sender
+from streams.processors.guard import Guard, Incoming, Send
+from streams.processors.ordered import OrderedConsumer
 from streams.settings import Settings
-from streams.topics import (
-    DEADLETTERS,
-    OUTPUTS,
-    PROMPT_DECISIONS,
-    PROMPT_OUTCOMES,
-    PROMPT_SCORES_TABLE,
-    PROMPT_SEEN_TABLE,
-)
+from streams.topics import OUTPUTS, PROMPT_DECISIONS, PROMPT_OUTCOMES
 
-__all__ = ["ExperimentCache", "OutcomeScorer", "OutputJudge", "register_prompt_processors"]
+__all__ = ["ExperimentCache", "OutcomeScorer", "OutputJudge", "prompt_processors"]
 
 log = get_logger(__name__)
-
-# The app's serializers are raw bytes; the tables hold JSON (experiment name -> state, outcome id -> n).
-_JSON = faust.Schema(key_serializer="json", value_serializer="json")
 
 
 class ExperimentCache:
@@ -62,44 +50,39 @@ class ExperimentCache:
 
 
 class OutcomeScorer:
-    """One PromptOutcome -> the experiment's statistics, and a decision once the rule says so.
+    """One PromptOutcome -> counted once in the experiment's statistics, and a decision once the rule says so."""
 
-    `scores` (experiment -> state) and `seen` (outcome id -> n) are Faust tables in the worker, dicts in tests.
-    """
-
-    def __init__(self, guard: Guard, experiments: ExperimentCache, scores: MutableMapping[str, Any],
-                 seen: MutableMapping[str, Any], send_decision: Send, on_decision: Callable[[], None]) -> None:
-        self.guard, self.experiments, self.scores, self.seen = guard, experiments, scores, seen
+    def __init__(self, guard: Guard, experiments: ExperimentCache, send_decision: Send,
+                 on_decision: Callable[[], None]) -> None:
+        self.guard, self.experiments = guard, experiments
         self.send_decision, self.on_decision = send_decision, on_decision
 
     async def __call__(self, incoming: Incoming) -> None:
         outcome = await self.guard.decode("PromptOutcome", incoming, "score-decode")
         if outcome is None:
             return
-        name = outcome["experiment"]
-        if incoming.key != name.encode():
-            # The table is partitioned like the topic: an outcome must be keyed by its experiment.
-            await self.guard.dead("score-key", incoming, f"outcome key {incoming.key!r} is not its experiment {name!r}")
-            return
-        oid = outcome["outcome_id"]
-        if self.seen.get(oid) is not None:
-            log.info("duplicate outcome", stage="score", experiment=name, outcome_id=oid)
-            return
+        name, oid = outcome["experiment"], outcome["outcome_id"]
         exp = await self.experiments.get(name)  # an unknown experiment: RegistryError, a dead letter
-        step = score_outcome(self.scores.get(name), exp, outcome, now_ms())
-        self.scores[name] = step.state
-        self.seen[oid] = step.state["n"]
         registry = self.experiments.registry
-        await asyncio.to_thread(registry.save_stats, name, step.state["arms"], step.state["n"], step.point)
+        step = await asyncio.to_thread(registry.count_outcome, name, oid,
+                                       lambda state: score_outcome(state, exp, outcome, now_ms()))
+        if step is None:
+            log.info("duplicate outcome", stage="score", experiment=name, outcome_id=oid)
+            state = await asyncio.to_thread(registry.experiment_state, name)
+            if state is not None and state.get("decision"):
+                await self._send(name, state["decision"])  # it may not have left before a crash
+            return
         if step.decision is not None:
-            d = step.decision
-            await asyncio.to_thread(registry.record_decision, name, d.decision, d.winner, d.reason)
             self.on_decision()
-            record = {"decision_id": f"{name}:{d.decision}", "experiment": name, "decision": d.decision,
-                      "winner": d.winner, "reason": d.reason, "stats": d.stats, "created_at": now_ms()}
-            await self.send_decision(name.encode(), self.guard.codec.encode("PromptDecision", record))
-            log.info("prompt decision", stage="score", experiment=name, decision=d.decision, winner=d.winner,
-                     n=step.state["n"])
+            await self._send(name, step.state["decision"])
+            log.info("prompt decision", stage="score", experiment=name, decision=step.decision.decision,
+                     winner=step.decision.winner, n=step.state["n"])
+
+    async def _send(self, name: str, decision: dict[str, Any]) -> None:
+        record = {"decision_id": f"{name}:{decision['decision']}", "experiment": name,
+                  "decision": decision["decision"], "winner": decision["winner"], "reason": decision["reason"],
+                  "stats": decision.get("stats") or {}, "created_at": int(decision["at"])}
+        await self.send_decision(name.encode(), self.guard.codec.encode("PromptDecision", record))
 
 
 class OutputJudge:
@@ -123,24 +106,13 @@ class OutputJudge:
             await self.send_outcome(outcome["experiment"].encode(), self.guard.codec.encode("PromptOutcome", outcome))
 
 
-def register_prompt_processors(app: faust.App, topics: dict[str, faust.TopicT], chooser: PromptChooser,
-                               codec: Codec, settings: Settings) -> None:
-    """Attach the judge and scoring processors and their tables to `app`."""
-    guard = Guard(codec, topic_sender(topics[DEADLETTERS]))
-    outcomes_topic = topics[PROMPT_OUTCOMES]
-    # Their own connections: the chooser's is used elsewhere.
+def prompt_processors(settings: Settings, codec: Codec, guard: Guard, send: Callable[[str], Send],
+                      on_decision: Callable[[], None]) -> list[OrderedConsumer]:
+    """The scoring consumer, and the judge unless disabled; `send(topic)` sends to a project topic."""
     experiments = ExperimentCache(PromptRegistry(settings.postgres_dsn), settings.prompt_cache_ttl_s)
-    scores = app.Table(PROMPT_SCORES_TABLE, default=None, partitions=settings.partitions, schema=_JSON)
-    seen = app.Table(PROMPT_SEEN_TABLE, default=None, partitions=settings.partitions, schema=_JSON)
-    score = OutcomeScorer(guard, experiments, scores, seen, topic_sender(topics[PROMPT_DECISIONS]), chooser.invalidate)
-
-    @app.agent(outcomes_topic, name="prompt-scoring", concurrency=1)
-    async def prompt_scoring(stream: faust.StreamT) -> None:
-        await guard.consume(stream, "score", score)
-
+    score = OutcomeScorer(guard, experiments, send(PROMPT_DECISIONS), on_decision)
+    consumers = [OrderedConsumer(settings, "score", [settings.topic(PROMPT_OUTCOMES)], guard, score)]
     if settings.judge_enabled:
-        judge = OutputJudge(guard, PromptRegistry(settings.postgres_dsn), topic_sender(outcomes_topic))
-
-        @app.agent(topics[OUTPUTS], name="prompt-judge", concurrency=1)
-        async def experiment_judge(stream: faust.StreamT) -> None:
-            await guard.consume(stream, "judge", judge)
+        judge = OutputJudge(guard, PromptRegistry(settings.postgres_dsn), send(PROMPT_OUTCOMES))
+        consumers.append(OrderedConsumer(settings, "judge", [settings.topic(OUTPUTS)], guard, judge))
+    return consumers

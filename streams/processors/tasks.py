@@ -32,12 +32,14 @@ from aiokafka.errors import KafkaError
 
 from agents.runner import TaskRunner
 from schemas import Codec
-from schemas.events import tenant_key_of
+from schemas.events import tenant_key_of, tenant_of
 from streams import kafka
+from streams.lifecycle import close, crash_point, started
 from streams.logs import get_logger
-from streams.processors.guard import Guard, Incoming
+from streams.processors.guard import Guard, Incoming, topic_sender
 from streams.processors.ledger import LedgerSpendStore, TaskLedger, tenant_partition
 from streams.processors.offsets import OffsetTracker
+from streams.processors.ordered import is_unavailable
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT
 
@@ -70,6 +72,8 @@ class TaskStage:
         self._running_ids: set[str] = set()
         self._owned: set[TopicPartition] = set()  # assigned and their ledger read: their tasks may start
         self._paused: set[TopicPartition] = set()
+        self._catching_up: asyncio.Task[None] | None = None
+        self._finishing: set[asyncio.Task[Any]] = set()  # sending their results: not cancelled by a drain
         self._wake = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -84,22 +88,26 @@ class TaskStage:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then drain, commit and leave the group."""
         s = self.settings
-        self.producer = kafka.producer(s)
-        await self.producer.start()
+        self.producer = await started(lambda: kafka.producer(s), s.startup_timeout_s, "tasks-producer")
         dead_letters = s.topic(DEADLETTERS)
-        self.guard = Guard(self.codec, lambda key, value: self.producer.send_and_wait(dead_letters, value, key=key))
+        self.guard = Guard(self.codec, topic_sender(self.producer, dead_letters))
         self.ledger = TaskLedger(s, self.producer)
         await self.ledger.start()
         self.runner.ledger.store = LedgerSpendStore(self.ledger)
-        self.consumer = kafka.consumer(
-            s, group_id=self.group_id, auto_offset_reset="earliest",
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=int(s.session_timeout_s * 1000), heartbeat_interval_ms=int(s.session_timeout_s * 250),
-            # the group waits for our revocation drain: give it that plus a session
-            rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000),
-            fetch_max_wait_ms=20)
-        self.consumer.subscribe([self.tasks_topic, self.by_tenant_topic], listener=_Rebalance(self))
-        await self.consumer.start()
+
+        def consumer() -> AIOKafkaConsumer:
+            made = kafka.consumer(
+                s, group_id=self.group_id, auto_offset_reset="earliest",
+                partition_assignment_strategy=(RangePartitionAssignor,),
+                session_timeout_ms=int(s.session_timeout_s * 1000),
+                heartbeat_interval_ms=int(s.session_timeout_s * 250),
+                # the group waits for our revocation drain: give it that plus a session
+                rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000),
+                fetch_max_wait_ms=20)
+            made.subscribe([self.tasks_topic, self.by_tenant_topic], listener=_Rebalance(self))
+            return made
+
+        self.consumer = await started(consumer, s.startup_timeout_s, "tasks-consumer")
         log.info("task stage started", stage="tasks", group=self.group_id, concurrency=s.worker_concurrency)
         loops = [asyncio.create_task(self._fetch()), asyncio.create_task(self._dispatch()),
                  asyncio.create_task(self._commit_every())]
@@ -118,23 +126,46 @@ class TaskStage:
 
     async def _shut_down(self) -> None:
         assert self.consumer is not None and self.producer is not None and self.ledger is not None
+        if self._catching_up is not None:
+            self._catching_up.cancel()
         owned = set(self._owned)
         self._owned.clear()
         self._buffers.clear()
         await self._drain(set(self._running))
         await self._commit(owned)
-        await self.consumer.stop()  # leaves the group: the partitions move at once
+        await close(self.consumer, "tasks-consumer")  # leaves the group: the partitions move at once
         await self.ledger.stop()
-        await self.producer.stop()
+        await close(self.producer, "tasks-producer")
         log.info("task stage stopped", stage="tasks", answered=self.answered, skipped=self.skipped,
                  forwarded=self.forwarded, dead_letters=self.dead, abandoned=self.abandoned)
 
     # -- the group -------------------------------------------------------------------------
 
     async def assign(self, assigned: set[TopicPartition]) -> None:
-        """Read the ledger partitions of the new assignment to their end, then let their tasks start."""
+        """Read the ledger partitions of the new assignment to their end, then let their tasks start.
+        A ledger that cannot be read now (a broker down) is tried again in the background; the tasks
+        of those partitions wait for it (fetched, never started)."""
+        if not await self._catch_up(assigned):
+            self._catching_up = asyncio.create_task(self._catch_up_later(assigned))
+            return
+        self._own(assigned)
+
+    async def _catch_up(self, assigned: set[TopicPartition]) -> bool:
         assert self.ledger is not None
-        await self.ledger.catch_up({tp.partition for tp in assigned})
+        try:
+            await self.ledger.catch_up({tp.partition for tp in assigned})
+            return True
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.warning("ledger not read; the partitions' tasks wait for it", stage="tasks", error=str(exc)[:200])
+            return False
+
+    async def _catch_up_later(self, assigned: set[TopicPartition]) -> None:
+        await asyncio.sleep(2.0)
+        while not await self._catch_up(assigned):  # noqa: ASYNC110 (tried again on a timer, not waiting for an event)
+            await asyncio.sleep(2.0)
+        self._own(assigned)
+
+    def _own(self, assigned: set[TopicPartition]) -> None:
         self._owned = set(assigned)
         self._paused &= self._owned
         log.info("partitions assigned", stage="tasks", partitions=sorted(f"{tp.topic}:{tp.partition}"
@@ -144,6 +175,9 @@ class TaskStage:
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         """Stop taking records of `revoked`, let their tasks finish within the drain deadline, commit
         what finished, abandon the rest uncommitted (the next owner runs them), drop their buffers."""
+        if self._catching_up is not None:  # the assignment it was reading for is over
+            self._catching_up.cancel()
+            self._catching_up = None
         self._owned -= revoked
         for tp in revoked:
             self._buffers.pop(tp, None)
@@ -151,6 +185,12 @@ class TaskStage:
         started = time.monotonic()
         mine = {t for t, (tp, _) in self._running.items() if tp in revoked}
         abandoned = await self._drain(mine)
+        assert self.ledger is not None
+        for p in {tp.partition for tp in revoked}:  # the next owner reads every charge made here
+            try:
+                await self.ledger.flush(p)
+            except KafkaError as exc:
+                log.warning("ledger flush failed on revocation", stage="tasks", partition=p, error=str(exc)[:200])
         await self._commit(revoked)
         for tp in revoked:
             self.tracker.forget(tp)
@@ -159,10 +199,18 @@ class TaskStage:
                      seconds=round(time.monotonic() - started, 2))
 
     async def _drain(self, tasks: set[asyncio.Task[None]]) -> int:
-        """Wait for `tasks` up to the drain deadline; cancel the rest. How many were cancelled."""
+        """Wait for `tasks` up to the drain deadline; cancel the rest. How many were cancelled.
+
+        A task already sending its result is not cancelled: cut between its result and its done mark,
+        it would be answered again by the next owner. It gets up to half a session more (the group
+        waits the drain deadline plus a session) for those writes."""
         if not tasks:
             return 0
         _, late = await asyncio.wait(tasks, timeout=self.settings.drain_timeout_s)
+        finishing = late & self._finishing
+        if finishing:
+            _, still = await asyncio.wait(finishing, timeout=self.settings.session_timeout_s / 2)
+            late = (late - finishing) | still
         for task in late:
             task.cancel()
         if late:
@@ -266,23 +314,32 @@ class TaskStage:
         try:
             attempt = self.ledger.begin(partition, task_id)
             try:
-                run = await self.runner.run(task, cache=self.ledger.step_cache(partition, task_id))
+                spend_key = self.runner.ledger.key(tenant_of(task))
+                run = await self.runner.run(task, cache=self.ledger.step_cache(partition, task_id, spend_key))
                 run.result["metadata"]["attempt"] = str(attempt)
+                finishing = asyncio.current_task()
+                assert finishing is not None
+                self._finishing.add(finishing)
                 key = task_id.encode()
                 sent = [await self.producer.send(self.settings.topic(OUTPUTS), self.codec.encode("AgentOutput", o),
                                                  key=key) for o in run.outputs]
                 sent.append(await self.producer.send(self.settings.topic(RESULTS),
                                                      self.codec.encode("TaskResult", run.result), key=key))
                 await asyncio.gather(*sent)
+                crash_point(self.settings.fault_point, "task-after-results")
             except Exception as exc:  # a bug or a bad record must not stop the stage
-                self.ledger.end(partition, task_id, None, attempt)
+                if is_unavailable(exc):
+                    raise  # the broker, not the task: left unfinished, run again by whoever owns it next
                 await self._dead("process", message, exc)
                 await self.ledger.flush(partition)
+                self.ledger.forget(partition, task_id)
                 return
             self.ledger.end(partition, task_id, run.result["created_at"], attempt)
             await self.ledger.flush(partition)  # spend, done mark: on the broker before the offset may move
+            self.ledger.forget(partition, task_id)
         finally:
             self._running_ids.discard(task_id)
+            self._finishing.discard(asyncio.current_task())  # type: ignore[arg-type]
         self.answered += 1
         r = run.result
         log.info("task done", stage="process", task_id=task_id, status=r["status"], attempt=attempt,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import random
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from streams.devstack import LocalStack
 from streams.devstack.process import read_pid, wait_until
 from streams.harness import start_worker, stop
 from streams.memory.tiers import build_archive
+from streams.processors.ledger import spend_total
 from streams.settings import Settings
 from streams.topics import (
     ALL_TOPICS,
@@ -400,18 +400,17 @@ async def wait_sinks(settings: Settings, codec: Codec, timeout_s: float,
 
 
 async def tenant_spend(settings: Settings) -> dict[str, float] | None:
-    """Spend per tenant from the spend ledger (agent.ledger.spend: the last value of each `tenant|day`)."""
-    last: dict[str, float] = {}
+    """Spend per tenant from the spend ledger (agent.ledger.spend: the largest total of each `tenant|day`)."""
+    totals: dict[str, float] = {}
     for r in await read_all(settings, settings.topic(SPEND_LEDGER)):
-        if r.key is None:
-            continue
-        key = r.key.decode()
-        last[json.loads(key) if key.startswith('"') else key] = float(json.loads(r.value)) if r.value else 0.0
-    if not last:
+        charged = spend_total(r.key, r.value)
+        if charged is not None:
+            totals[charged[0]] = max(totals.get(charged[0], 0.0), charged[1])
+    if not totals:
         return None
     spend: dict[str, float] = defaultdict(float)
-    for key, value in last.items():
-        spend[key.split("|")[0]] += value
+    for key, value in totals.items():
+        spend[key.rsplit("|", 1)[0]] += value
     return dict(spend)
 
 
@@ -440,6 +439,7 @@ class Audit:
     exited_alone: int = 0
     doubles_by_fault: dict[str, int] = field(default_factory=dict)
     experiment: tuple[int, int] | None = None  # (outcomes counted, outputs that ran in the experiment)
+    doubled_otherwise: list[str] = field(default_factory=list)  # which tasks, to find them in the logs
 
     @property
     def lost(self) -> int:
@@ -494,7 +494,10 @@ class Audit:
         return "\n".join(lines)
 
     def failures(self) -> list[str]:
-        return [f"{m}: {v} (wanted {w})" for m, v, w, ok in self.rows() if not ok]
+        failed = [f"{m}: {v} (wanted {w})" for m, v, w, ok in self.rows() if not ok]
+        if failed and self.doubled_otherwise:
+            failed.append("answered twice otherwise: " + "; ".join(self.doubled_otherwise[:10]))
+        return failed
 
 
 async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults: list[FaultRecord],
@@ -510,6 +513,7 @@ async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults:
             by_task[result["task_id"]].append((r.timestamp, result))
     crashes = sorted(f.at_ms for f in faults if f.name in CRASHES or "killed after timeout" in f.detail)
     after_crash = otherwise = same_run = 0
+    doubled_otherwise: list[str] = []
     by_fault: Counter[str] = Counter()
     for runs in by_task.values():
         runs.sort(key=lambda run: run[0])
@@ -522,10 +526,14 @@ async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults:
             after_crash += 1
         else:
             otherwise += 1
+            doubled_otherwise.append(f"{runs[0][1]['task_id']} (attempts "
+                                     f"{', '.join(res['metadata'].get('attempt', '?') for _, res in runs)})")
         before = [f.name for f in faults if f.at_ms < runs[1][0]]
         by_fault[before[-1] if before else "no fault"] += 1
     on_topic, behind = await _tasks_on_topic(settings, codec, load, set(by_task))
-    results = [runs[0][1] for runs in by_task.values()]
+    # The last result of a task is the one whose calls stand in the ledger: a result written twice (a
+    # crash between it and its done mark) may differ from the first where the rerun made a lost call again.
+    results = [runs[-1][1] for runs in by_task.values()]
     dead = [r for r in await read_all(settings, settings.topic(DEADLETTERS))]
     dead_count = 0
     for r in dead:
@@ -548,7 +556,7 @@ async def audit(name: str, settings: Settings, codec: Codec, load: Load, faults:
     return Audit(name, len(load.sent), load.failed, len(by_task), after_crash, otherwise, same_run,
                  sum(1 for r in results if r["status"] != "ok"), dead_count, delta, overcharged,
                  sinks[0], sinks[1], faults, in_flight, drain_s, on_topic, behind, exited_alone,
-                 dict(by_fault))
+                 dict(by_fault), doubled_otherwise=doubled_otherwise)
 
 
 async def _tasks_on_topic(settings: Settings, codec: Codec, load: Load, answered: set[str]) -> tuple[int, int]:
@@ -562,7 +570,7 @@ async def _tasks_on_topic(settings: Settings, codec: Codec, load: Load, answered
     admin = kafka.admin(settings)
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
+        committed = await admin.list_consumer_group_offsets(f"{settings.app_id}-tasks")  # the task stage's group
     finally:
         await admin.close()
     tasks_topic = settings.topic(TASKS)

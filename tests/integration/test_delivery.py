@@ -22,9 +22,10 @@ from schemas import default_codec
 from schemas.events import tenant_key_of
 from streams import kafka
 from streams.client import ResultWatcher, make_task, read_topic
+from streams.lifecycle import CRASH_EXIT_CODE
 from streams.processors.ledger import tenant_partition
 from streams.settings import Settings
-from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASK_LEDGER, TASKS, TASKS_BY_TENANT
+from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, SPEND_LEDGER, TASKS, TASKS_BY_TENANT
 
 pytestmark = pytest.mark.integration
 
@@ -122,16 +123,15 @@ async def test_a_rebalance_and_a_sigterm_with_tasks_in_flight_lose_nothing_and_r
     watcher = ResultWatcher(isolated, codec)
     await watcher.start()
     sending, sampling = asyncio.create_task(keep_sending()), asyncio.create_task(watch.run(stop))
-    tasks_group = isolated.model_copy(update={"app_id": f"{isolated.app_id}-tasks"})
     try:
         while len(watcher.results) < 6:  # the first worker is under way ...
             await asyncio.sleep(0.2)
             await watcher.wait(list(offsets.values()), 0.3)
         worker_factory(**slow)  # ... a second joins: a rebalance while the first has tasks in flight
-        await wait_for_stable_group(tasks_group, 2, timeout_s=90, settle_s=3)
+        await wait_for_stable_group(isolated, 2, timeout_s=90, settle_s=3)
         first.send_signal(signal.SIGTERM)  # then the first stops gracefully, again with tasks in flight
         assert await asyncio.to_thread(first.wait, 30) == 0
-        await wait_for_stable_group(tasks_group, 1, timeout_s=60, settle_s=0)
+        await wait_for_stable_group(isolated, 1, timeout_s=60, settle_s=0)
     finally:
         stop.set()
         await sending
@@ -195,7 +195,7 @@ async def _wait_for_ledger_key(settings: Settings, wanted: list, timeout_s: floa
     consumer = kafka.consumer(settings)
     await consumer.start()
     try:
-        tps = [TopicPartition(settings.topic(TASK_LEDGER), p) for p in range(settings.partitions)]
+        tps = [TopicPartition(settings.topic(SPEND_LEDGER), p) for p in range(settings.partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         deadline = asyncio.get_running_loop().time() + timeout_s
@@ -253,3 +253,34 @@ def test_the_range_assignor_puts_partition_p_of_both_task_topics_on_one_worker()
             owned = {topic: set(parts) for topic, parts in member.assignment}
             assert owned.get(topics[0], set()) == owned.get(topics[1], set())
         assert sum(len(dict(m.assignment).get(topics[0], [])) for m in assignment.values()) == partitions
+
+
+@pytest.mark.parametrize("point", ["task-after-results", "task-after-answer"])
+async def test_a_worker_killed_at_the_dangerous_moment_answers_every_task_once_in_effect_and_charges_once(
+        isolated: Settings, worker_factory, point: str) -> None:
+    """The worker dies (no clean-up, nothing flushed) at a fault point: right after a task's result is on
+    the broker and before its done mark (the window for a second result), or right after a call's answer
+    is queued (the window where a charge could outlive its answer). After a restart every task has an
+    `ok` last result, and the tenant's spend is the sum of the last results' costs: no call charged twice."""
+    doomed = worker_factory(fault_point=point, simulator_latency_ms=100.0)
+    tasks = [make_task(f"a balanced task {n} ({point})", tenant="acme", pattern="balanced") for n in range(3)]
+    watcher = ResultWatcher(isolated, codec)
+    await watcher.start()
+    try:
+        await _produce(isolated, tasks)
+        assert await asyncio.to_thread(doomed.wait, 120) == CRASH_EXIT_CODE  # it died at the point, not before
+        worker_factory()
+        await watcher.wait([t["task_id"] for t in tasks], 120)
+        probe = make_task("the probe after the crash", tenant="acme")
+        await _produce(isolated, [probe])
+        await watcher.wait([probe["task_id"]], 60)
+    finally:
+        await watcher.stop()
+    last: dict[str, dict] = {}
+    for r in [r async for r in read_topic(isolated, codec, isolated.topic(RESULTS), from_beginning=True,
+                                          idle_timeout_s=1.5)]:
+        last[r.record["task_id"]] = r.record
+    assert set(last) == {t["task_id"] for t in [*tasks, probe]}
+    assert all(r["status"] == "ok" for r in last.values())
+    spent = float(last[probe["task_id"]]["metadata"]["tenant_spend_usd"])
+    assert spent == pytest.approx(sum(r["cost_usd"] for r in last.values()), rel=1e-9, abs=1e-12)

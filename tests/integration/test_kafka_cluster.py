@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from schemas import default_codec
 from streams import kafka
 from streams.admin import ensure_topics
-from streams.devstack import LocalStack, PartStatus, free_port_range
+from streams.client import make_task, submit_and_wait
+from streams.devstack import LocalStack, PartStatus, free_port_range, free_ports
 from streams.devstack.process import read_pid
+from streams.harness import start_worker, stop
 from streams.settings import Settings
 from streams.topics import TopicSpec
 
@@ -112,3 +115,31 @@ async def test_a_leader_killed_loses_no_acknowledged_record(cluster: LocalStack)
             break
         await asyncio.sleep(0.5)
     assert sorted(isr) == [1, 2, 3]
+
+
+async def test_a_worker_started_before_kafka_and_postgresql_waits_for_them_then_answers() -> None:
+    """A rolling deploy can start workers while the cluster or the database restarts: the worker waits
+    for both (AGENTSTREAM_STARTUP_TIMEOUT_S), it does not exit."""
+    kafka_port, controller, postgres = free_ports(3)
+    root = Path(tempfile.mkdtemp(prefix="agentstream-late-stack-"))
+    root.chmod(0o755)  # the embedded PostgreSQL runs as an unprivileged user and must traverse it
+    settings = Settings(AGENTSTREAM_DATA_DIR=root, AGENTSTREAM_KAFKA_PORT=kafka_port,
+                        AGENTSTREAM_KAFKA_CONTROLLER_PORT=controller, AGENTSTREAM_POSTGRES_PORT=postgres,
+                        AGENTSTREAM_MEMORY_CONTEXT_K=0, AGENTSTREAM_STARTUP_TIMEOUT_S=120,
+                        REDIS_URL="redis://cache.example:6379/0")  # memory recall is off: never contacted
+    worker = start_worker(settings, "early-worker.log")
+    stack = LocalStack(settings)
+    try:
+        await asyncio.sleep(4)
+        assert worker.poll() is None, (root / "early-worker.log").read_text()[-2000:]  # waiting, not exited
+        await asyncio.to_thread(stack.up)
+        await ensure_topics(settings, timeout_s=60)  # the worker creates them too: whoever comes first
+        task = make_task("answered by a worker that started first")
+        results = await submit_and_wait(settings, default_codec(), [task], 120.0)
+        assert results[task["task_id"]]["status"] == "ok"
+        log = (root / "early-worker.log").read_text()
+        assert "waiting for PostgreSQL" in log or "Kafka not ready" in log
+    finally:
+        stop(worker)
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The processor guard and the processors' handlers, driven without Faust or Kafka."""
+"""The processor guard and the processors' handlers, driven without Kafka."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from agents.prompt_registry import PromptRegistry
 from schemas import default_codec
 from streams.processors.code_changes import CodeChangeHandler
 from streams.processors.guard import Guard, Incoming, dead_letter
-from streams.processors.scoring import ExperimentCache, OutcomeScorer, OutputJudge
+from streams.processors.scoring import OutputJudge
 
 codec = default_codec()
 # Never connected: the paths tested here end before the registry is asked anything.
@@ -90,45 +90,6 @@ def test_a_code_change_becomes_its_tasks_keyed_by_task_id() -> None:
     assert [(key, t, r["task_id"], r["capability"]) for key, t, r in tasks.records] == [
         (b"doc-abcdef123456-pkg.a", "TaskRequested", "doc-abcdef123456-pkg.a", "documentation"),
         (b"review-abcdef123456", "TaskRequested", "review-abcdef123456", "review")]
-
-
-def test_a_handler_that_raises_is_dead_lettered_at_the_guarded_stage_and_the_next_record_still_runs() -> None:
-    dead, handled = Sent(), []
-
-    async def handle(incoming: Incoming) -> None:
-        if incoming.offset == 1:
-            raise RuntimeError("boom")
-        handled.append(incoming.offset)
-
-    guard = Guard(codec, dead)
-    for offset in (1, 2):
-        asyncio.run(guard.call("code-tasks", handle, _incoming(b"x", offset=offset)))
-    assert handled == [2]
-    assert [(d["stage"], d["offset"], d["error"]) for _, _, d in dead.records] == [
-        ("code-tasks", 1, "RuntimeError: boom")]
-
-
-def _scorer(dead: Sent, decisions: Sent, seen: dict[str, Any]) -> OutcomeScorer:
-    return OutcomeScorer(Guard(codec, dead), ExperimentCache(UNREACHABLE, 30.0), {}, seen, decisions,
-                         lambda: None)
-
-
-def test_an_outcome_not_keyed_by_its_experiment_is_dead_lettered_and_not_scored() -> None:
-    dead, decisions, seen = Sent(), Sent(), {}
-    scorer = _scorer(dead, decisions, seen)
-    value = codec.encode("PromptOutcome", outcome("t1"))  # experiment "exp"
-    asyncio.run(scorer(Incoming(value, b"other", "t.prompt.outcomes", 0, 3)))
-    assert [(key, d["stage"], d["offset"], d["payload"]) for key, _, d in dead.records] == [
-        (b"other", "score-key", 3, value)]
-    assert "'exp'" in dead.records[0][2]["error"]
-    assert scorer.scores == {} and seen == {} and decisions.records == []
-
-
-def test_an_outcome_counted_before_is_skipped() -> None:
-    dead, decisions, seen = Sent(), Sent(), {"o-t1": 4}
-    scorer = _scorer(dead, decisions, seen)
-    asyncio.run(scorer(Incoming(codec.encode("PromptOutcome", outcome("t1")), b"exp", "t.prompt.outcomes", 0, 3)))
-    assert dead.records == [] and decisions.records == [] and scorer.scores == {} and seen == {"o-t1": 4}
 
 
 def test_the_judge_passes_outputs_outside_experiments_and_dead_letters_what_is_not_an_output() -> None:

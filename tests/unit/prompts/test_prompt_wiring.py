@@ -1,4 +1,4 @@
-"""The runner's prompt hook and the app wiring of the prompt processors (no servers)."""
+"""The runner's prompt hook and the worker's wiring of the prompt processors (no servers)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from typing import Any
 
 from agents.factory import RunnerConfig, build_runner
 from agents.models import register_models
-from agents.prompt_chooser import ChosenPrompt, PromptChooser
+from agents.prompt_chooser import ChosenPrompt
 from agents.simulator import install_simulator
 from schemas import default_codec
-from streams.app import build_app
+from streams.processors.guard import Guard
+from streams.processors.scoring import prompt_processors
 from streams.settings import Settings
-from streams.topics import changelog_topic, table_specs
+from streams.topics import table_specs
 
 
 class _FixedChooser:
@@ -44,14 +45,18 @@ async def test_runner_records_the_chosen_variant_on_its_output() -> None:
     assert plain.outputs[0]["output"] != run.outputs[0]["output"]  # the system prompt reached the model
 
 
-def test_the_app_has_the_prompt_processors_and_tables_only_with_a_chooser(tmp_path) -> None:
+def test_the_worker_runs_scoring_and_the_judge_on_ordered_consumers_and_no_table(tmp_path) -> None:
     settings = Settings(AGENTSTREAM_DATA_DIR=tmp_path, AGENTSTREAM_APP_ID="wiring", AGENTSTREAM_PARTITIONS=3)
-    app = build_app(settings, build_runner(RunnerConfig(), prompts=PromptChooser(None)),  # type: ignore[arg-type]
-                    default_codec())
-    assert {"prompt-scoring", "prompt-judge"} <= {a.name.rsplit(".", 1)[-1] for a in app.agents.values()}
-    assert {t.changelog_topic.get_topic_name() for t in app.tables.values()} == {
-        changelog_topic(settings, "prompt-scores"), changelog_topic(settings, "prompt-seen")}
-    assert {("wiring-prompt-scores-changelog", 3, True), ("wiring-prompt-seen-changelog", 3, True)} <= {
-        (s.name, s.partitions, s.compacted) for s in table_specs(settings)}
-    bare = build_app(settings, build_runner(RunnerConfig()), default_codec())
-    assert not bare.tables  # the task stage keeps its state in its ledger topics, not in Faust tables
+    guard = Guard(default_codec(), _never_sent)
+    consumers = prompt_processors(settings, default_codec(), guard, lambda topic: _never_sent, lambda: None)
+    assert {(c.group_id, tuple(c.topics)) for c in consumers} == {
+        ("wiring-score", ("prompt.outcomes",)), ("wiring-judge", ("agent.outputs",))}
+    quiet = Settings(AGENTSTREAM_DATA_DIR=tmp_path, AGENTSTREAM_APP_ID="wiring", AGENTSTREAM_JUDGE_ENABLED=False)
+    assert [c.name for c in prompt_processors(quiet, default_codec(), guard, lambda topic: _never_sent,
+                                              lambda: None)] == ["score"]
+    # the experiments' state is in PostgreSQL: the only state topics are the task stage's ledgers
+    assert {s.name for s in table_specs(settings)} == {"agent.ledger.spend", "agent.ledger.tasks"}
+
+
+async def _never_sent(key: bytes | None, value: bytes) -> None:
+    raise AssertionError("nothing is sent while wiring")
