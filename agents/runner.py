@@ -8,7 +8,8 @@
 
 The records returned are plain dicts shaped like the Avro contract (AgentOutput, TaskResult); the
 caller only encodes and sends them. A model failure is data (a failed step and result), not an
-exception: only bugs escape from `run`. Text is redacted before it reaches a model or a record.
+exception: only bugs escape from `run`. The task is redacted (description and metadata) as it comes in,
+before memory recall; model answers are redacted as they come back (agents/swarm.py).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from agents.budget import BudgetLedger, MemorySpendStore, TaskBudget
 from agents.clock import now_ms
 from agents.judging import Candidate, ModelJudge
 from agents.prompt_chooser import PromptChooser
-from agents.redaction import redact
+from agents.redaction import redact_task
 from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
 from agents.swarm import StepCache, StepCaller, StepContext, StepOutcome
 from schemas.events import DEFAULT_CAPABILITY, DEFAULT_PATTERN, PATTERNS, Record
+from schemas.provenance import DESCRIPTION_DIGEST, SIGNATURE, description_digest
 
 __all__ = ["MemorySource", "TaskRun", "TaskRunner"]
 
@@ -71,13 +73,14 @@ class TaskRunner:
 
     async def run(self, task: Record, cache: StepCache | None = None) -> TaskRun:
         """The task's run, with recalled memories (if a memory source is set) given to every agent;
-        steps found in `cache` (an earlier attempt's answers) are reused, not called and paid again."""
+        steps found in `cache` (an earlier attempt's answers) are reused, not called and paid again.
+        The description and metadata are redacted first: recall, the models and every record see them so."""
+        task = redact_task(task)
         memories = await self.memory.recall(task) if self.memory is not None else []
         run = await self._run(task, _memory_messages(memories), cache)
         return _record_memories(run, memories) if self.memory is not None else run
 
     async def _run(self, task: Record, context: list[Record], cache: StepCache | None = None) -> TaskRun:
-        task = {**task, "description": redact(task["description"])}
         pattern = task.get("pattern") or DEFAULT_PATTERN
         if pattern not in PATTERNS:
             pattern = DEFAULT_PATTERN
@@ -156,6 +159,8 @@ class TaskRunner:
                 "tenant_spend_usd": f"{self.ledger.tenant_spent(ctx.tenant):.9f}"}
         if ctx.budget.limit is not None:
             meta["budget_usd"] = f"{ctx.budget.limit:g}"
+        if SIGNATURE in meta:  # a signed task (schemas/provenance.py): say which text was run, whatever it claims
+            meta[DESCRIPTION_DIGEST] = description_digest(ctx.task["description"])
         if "winner" in final.record["metadata"]:
             meta["winner_step"] = str(final.record["step"])
         meta.update(_prompt_used(records))
