@@ -7,7 +7,8 @@ if the registry has no such prompt, the runner keeps its built-in prompt. The re
 into a cache that is refreshed after `ttl_s`, and at once after `invalidate()` (called when a
 PromptDecision arrives), so a promotion takes effect on the next task. If the registry cannot be
 read, the last view is kept (none yet: the built-in prompts), so a database outage does not stop
-tasks.
+tasks. A template that cannot be rendered for a task within the limits (agents/prompt_templates.py)
+leaves that task with the built-in prompt; one that ran out of time is not rendered again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from agents.assignment import split_variant, thompson_variant
 from agents.clock import now_ms
 from agents.prompt_registry import Experiment, PromptRegistry, PromptVersion, RegistryError, variant_version
-from agents.prompt_templates import render
+from agents.prompt_templates import DEFAULT_LIMITS, RenderLimits, TemplateLimitError, TemplateRenderError, render
 from schemas.events import DEFAULT_CAPABILITY, tenant_of
 
 __all__ = ["ChosenPrompt", "PromptChooser"]
@@ -52,9 +53,11 @@ class PromptChooser:
     """Chooses prompt versions from a cached view of the registry."""
 
     def __init__(self, registry: PromptRegistry, ttl_s: float = 1.0, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, limits: RenderLimits = DEFAULT_LIMITS) -> None:
         self.registry = registry
         self.ttl_s = ttl_s
+        self.limits = limits
+        self._too_slow: set[tuple[str, int]] = set()  # versions that ran out of time once: not rendered again
         self._rng = rng or random.Random()
         self._clock = clock
         self._snapshot: _Snapshot | None = None
@@ -138,7 +141,15 @@ class PromptChooser:
         template = snap.versions[(name, version)].template
         variables = {"task": task.get("description", ""), "capability": name,
                      "tenant": tenant_of(task), "task_id": task["task_id"]}
-        return ChosenPrompt(render(template, variables), meta)
+        if (name, version) in self._too_slow:
+            return None
+        try:
+            return ChosenPrompt(render(template, variables, self.limits), meta)
+        except TemplateRenderError as exc:  # the task goes on with the agent's own prompt
+            if isinstance(exc, TemplateLimitError) and exc.limit == "time":
+                self._too_slow.add((name, version))
+            log.warning("prompt %s v%s not rendered, the agent's own prompt is used: %s", name, version, exc)
+            return None
 
 
 def _pinned_version(task: dict[str, Any], name: str) -> int | None:

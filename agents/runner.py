@@ -8,7 +8,8 @@
 
 The records returned are plain dicts shaped like the Avro contract (AgentOutput, TaskResult); the
 caller only encodes and sends them. A model failure is data (a failed step and result), not an
-exception: only bugs escape from `run`. Text is redacted before it reaches a model or a record.
+exception: only bugs escape from `run`. The task is redacted (description and metadata) as it comes in,
+before memory recall; model answers are redacted as they come back (agents/swarm.py).
 A task that asks for something unknown (agents/validation.py) is answered `rejected` before
 anything else happens: no memory recalled, no model called, nothing charged.
 """
@@ -24,12 +25,13 @@ from agents.budget import BudgetLedger, MemorySpendStore, TaskBudget
 from agents.clock import now_ms
 from agents.judging import Candidate, ModelJudge
 from agents.prompt_chooser import PromptChooser
-from agents.redaction import redact
+from agents.redaction import redact, redact_task
 from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
 from agents.swarm import StepCache, StepCaller, StepContext, StepOutcome
 from agents.validation import Problem, describe, task_problems
 from schemas.events import DEFAULT_CAPABILITY, DEFAULT_PATTERN, Record, tenant_of
+from schemas.provenance import DESCRIPTION_DIGEST, SIGNATURE, description_digest
 
 __all__ = ["MemorySource", "TaskRun", "TaskRunner"]
 
@@ -75,7 +77,9 @@ class TaskRunner:
     async def run(self, task: Record, cache: StepCache | None = None) -> TaskRun:
         """The task's run, with recalled memories (if a memory source is set) given to every agent;
         steps found in `cache` (an earlier attempt's answers) are reused, not called and paid again.
+        The description and metadata are redacted first: recall, the models and every record see them so.
         A task with invalid fields gets a `rejected` result and no outputs."""
+        task = redact_task(task)
         problems = await self._problems(task)
         if problems:
             return TaskRun([], self._rejected(task, problems))
@@ -84,7 +88,6 @@ class TaskRunner:
         return _record_memories(run, memories) if self.memory is not None else run
 
     async def _run(self, task: Record, context: list[Record], cache: StepCache | None = None) -> TaskRun:
-        task = {**task, "description": redact(task["description"])}
         pattern = task.get("pattern") or DEFAULT_PATTERN
         ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context, cache=cache)
         capability = task.get("capability") or DEFAULT_CAPABILITY
@@ -178,6 +181,8 @@ class TaskRunner:
                 "tenant_spend_usd": f"{self.ledger.tenant_spent(ctx.tenant):.9f}"}
         if ctx.budget.limit is not None:
             meta["budget_usd"] = f"{ctx.budget.limit:g}"
+        if SIGNATURE in meta:  # a signed task (schemas/provenance.py): say which text was run, whatever it claims
+            meta[DESCRIPTION_DIGEST] = description_digest(ctx.task["description"])
         if "winner" in final.record["metadata"]:
             meta["winner_step"] = str(final.record["step"])
         meta.update(_prompt_used(records))

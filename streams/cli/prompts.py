@@ -20,9 +20,10 @@ def _registry(settings: Settings) -> Iterator[object]:
     import psycopg
 
     from agents.prompt_registry import PromptRegistry, RegistryError
-    from agents.prompt_templates import TemplateRenderError
+    from agents.prompt_templates import RenderLimits, TemplateRenderError
 
-    registry = PromptRegistry(settings.postgres_dsn)
+    registry = PromptRegistry(settings.postgres_dsn,
+                              limits=RenderLimits(settings.prompt_max_chars, settings.prompt_render_timeout_s))
     try:
         yield registry.migrate()
     except (RegistryError, TemplateRenderError) as exc:
@@ -55,9 +56,19 @@ def prompt() -> None:
 @click.option("--meta", multiple=True, help="KEY=VALUE metadata (repeatable).")
 @click.pass_obj
 def prompt_add(settings: Settings, name: str, file_: Path, author: str, meta: tuple[str, ...]) -> None:
-    """Add the text of FILE as the next version of prompt NAME (named after a capability, e.g. coding)."""
+    """Add the text of FILE as the next version of prompt NAME (named after a capability, e.g. coding).
+
+    The template is rendered once with a sample task first; one that breaks the sandbox's limits (output size,
+    rendering time, huge repetitions or powers) or uses an unknown variable is refused, with the reason."""
+    from agents.prompt_templates import RenderLimits, TemplateRenderError, check_template
+
+    text = file_.read_text()
+    try:  # before the registry is opened: a refused template needs no database to say why
+        check_template(text, RenderLimits(settings.prompt_max_chars, settings.prompt_render_timeout_s), name)
+    except TemplateRenderError as exc:
+        raise click.ClickException(f"{name}: not added: {exc}") from exc
     with _registry(settings) as reg:
-        v = reg.add_version(name, file_.read_text(), author=author, metadata=_meta(meta))
+        v = reg.add_version(name, text, author=author, metadata=_meta(meta))
     click.echo(f"{v.name} v{v.version} added" + (" (primary)" if v.is_primary else "")
                + f"; variables: {', '.join(v.variables) or '-'}")
 

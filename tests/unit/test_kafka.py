@@ -94,3 +94,16 @@ async def test_retriable_cluster_errors_are_retried_until_they_pass_and_others_r
 
     with pytest.raises(NodeNotReadyError):
         await kafka.retrying(always_down, timeout_s=0.5)
+
+
+async def test_every_producer_takes_the_same_largest_record() -> None:
+    """One figure for every producer (task stage, processors, sinks, clients, the bench's raw one), so a record
+    one of them took can be forwarded or dead-lettered by another."""
+    for settings in (_settings(), _settings(AGENTSTREAM_MAX_RECORD_BYTES=2_000_000)):
+        producers = [kafka.producer(settings), kafka.producer(settings, acks=1, enable_idempotence=False)]
+        try:
+            assert {p._max_request_size for p in producers} == {settings.max_record_bytes}
+        finally:
+            for p in producers:
+                await p.stop()
+    assert _settings().max_record_bytes == 1_048_576

@@ -118,3 +118,32 @@ async def test_overrides_are_applied_to_every_replayed_task_once() -> None:
     assert (ev.topic_prefix, ev.app_id, ev.model) == ("p.eval-r.", "app-eval-r", "simulator/fast-1")
     assert base.judge_enabled and not ev.judge_enabled  # a replay never feeds production's experiments
     assert eval_settings(base, "r").model == base.model
+
+
+async def test_replayed_tasks_reach_the_judge_and_the_run_files_redacted(tmp_path) -> None:
+    import random
+
+    from redaction_corpus import secrets
+
+    from agents.judging import SimulatedJudge
+    from streams.replay.run import _judge_rows
+
+    (_, text, secret), (_, meta_text, meta_secret), (_, out_text, out_secret) = secrets(random.Random(7))[:3]
+    task = {"task_id": "t1", "description": f"fix: {text}", "pattern": "fast", "metadata": {"env": meta_text}}
+    spec = ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"))
+    tasks = prepare_tasks([Received("agent.tasks", 0, 5, b"t1", "TaskRequested", task, None)], spec)
+    seen: list[object] = []
+
+    class Recording(SimulatedJudge):
+        async def judge(self, task, candidates):  # what the judge is given
+            seen.append((task, candidates))
+            return await super().judge(task, candidates)
+
+    result = {"status": "ok", "output": f"done; {out_text}", "model": "m", "cost_usd": 0.0, "latency_ms": 1.0}
+    rows = await _judge_rows(Recording(), tasks, {"t1": result})
+    settings = Settings(AGENTSTREAM_DATA_DIR=tmp_path)
+    folder = save_run(settings, Run("r", {}, rows))
+    written = (folder / "results.jsonl").read_text()
+    for leaked in (secret, meta_secret, out_secret):
+        assert leaked not in str(tasks) and leaked not in str(seen) and leaked not in written
+    assert "[REDACTED:" in written
