@@ -18,6 +18,7 @@ from memory_helpers import outcome, output, produce, result
 from schemas import default_codec
 from streams.admin import ensure_topics
 from streams.harness import start_sinks, stop
+from streams.lifecycle import CRASH_EXIT_CODE
 from streams.memory.service import MEMORY_TOPICS, build_processors
 from streams.memory.tiers import build_archive
 from streams.settings import Settings
@@ -164,3 +165,28 @@ async def test_postgres_down_pauses_the_sink_and_it_catches_up(isolated: Setting
         await asyncio.wait_for(asyncio.gather(*jobs), 60)
         part.down()
     assert counts["tasks"] == 60 and counts["steps"] == 60 and counts["outcomes"] == 2 and counts["vectors"] == 60
+
+
+async def test_a_sink_killed_after_writing_a_batch_and_before_committing_it_writes_nothing_twice(
+        isolated: Settings) -> None:
+    """The sink process dies (no clean-up) right after its first batch reached every tier and before the
+    batch's offsets are committed: the restarted sink reads the batch again and every tier holds each
+    event once (rows, vectors and archive objects keyed by event and offset)."""
+    settings = _fast(isolated)
+    await ensure_topics(settings)
+    n = 30
+    items = _events("crash", n)
+    await produce(settings, items)
+    doomed = start_sinks(settings.model_copy(update={"fault_point": "sink-after-write"}),
+                         f"sinks-{settings.app_id}-doomed.log")
+    assert await asyncio.to_thread(doomed.wait, 120) == CRASH_EXIT_CODE
+    written_before = _counts(settings)
+    assert written_before["tasks"] + written_before["archived"] > 0  # a batch was in the tiers at the crash
+    proc = start_sinks(settings, f"sinks-{settings.app_id}-after.log")
+    try:
+        await _all_consumed(settings)
+    finally:
+        stop(proc)
+    total = len(items)
+    assert _counts(settings) == {"tasks": n, "steps": n, "outcomes": 1, "vectors": n, "archived": total,
+                                 "archived_distinct": total}
