@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -47,7 +48,8 @@ def run_until_signalled(main: Loop) -> None:
 
 
 def print_tasks() -> None:
-    """Every asyncio task of this process with the line it waits on, to stderr (the process log)."""
+    """Every asyncio task of this process with the line it waits on, then every thread's stack (a tier
+    call runs in a thread), to stderr (the process log)."""
     tasks = sorted(asyncio.all_tasks(), key=lambda t: t.get_name())
     sys.stderr.write(f"agentstream: {len(tasks)} tasks at {time.strftime('%H:%M:%S')}\n")
     for task in tasks:
@@ -59,6 +61,7 @@ def print_tasks() -> None:
             awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
         sys.stderr.write(f"  {task.get_name()}: {' -> '.join(chain[-5:]) or 'done'}\n")
     sys.stderr.flush()
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)  # what the worker threads (to_thread) run
 
 
 async def run_all(loops: list[Loop], stop: asyncio.Event) -> None:
