@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import faulthandler
 import os
 import signal
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -60,8 +61,11 @@ def print_tasks() -> None:
                 chain.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno})")
             awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
         sys.stderr.write(f"  {task.get_name()}: {' -> '.join(chain[-5:]) or 'done'}\n")
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():  # what the threads (tier calls, to_thread) run
+        sys.stderr.write(f"  thread {names.get(ident, ident)}:\n")
+        sys.stderr.write("".join("    " + line for line in traceback.format_stack(frame, limit=4)))
     sys.stderr.flush()
-    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)  # what the worker threads (to_thread) run
 
 
 async def run_all(loops: list[Loop], stop: asyncio.Event) -> None:
