@@ -95,6 +95,7 @@ class TaskStage:
                 rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000),
                 fetch_max_wait_ms=20)
             made.subscribe([self.tasks_topic, self.by_tenant_topic], listener=RebalanceHooks(self.revoke, self.assign))
+            self.consumer = made  # the listener may run (and commit) before start() returns
             return made
 
         self.consumer = await started(consumer, s.startup_timeout_s, "tasks-consumer")
