@@ -25,7 +25,7 @@ from agents.prompt_registry import Experiment, PromptRegistry, PromptVersion, Re
 from agents.prompt_templates import render
 from schemas.events import DEFAULT_CAPABILITY, tenant_of
 
-__all__ = ["ChosenPrompt", "PromptChooser"]
+__all__ = ["ChosenPrompt", "PromptChooser", "prompt_variables"]
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,13 @@ class PromptChooser:
             return None
         meta["prompt_version"] = str(version)
         template = snap.versions[(name, version)].template
-        variables = {"task": task.get("description", ""), "capability": name,
-                     "tenant": tenant_of(task), "task_id": task["task_id"]}
-        return ChosenPrompt(render(template, variables), meta)
+        return ChosenPrompt(render(template, prompt_variables(task, name)), meta)
+
+
+def prompt_variables(task: dict[str, Any], name: str) -> dict[str, str]:
+    """The variables a template of prompt `name` is rendered with for `task` (and the only ones it may use)."""
+    return {"task": task.get("description", ""), "capability": name, "tenant": tenant_of(task),
+            "task_id": task["task_id"]}
 
 
 def _pinned_version(task: dict[str, Any], name: str) -> int | None:
