@@ -64,9 +64,8 @@ def self_check(production: Run, faithful: Comparison) -> str | None:
     Each replayed step runs on the model production's step used, so every answer must be the same."""
     if production.meta["missing"]:
         return f"{production.meta['missing']} production task(s) have no result to compare with"
-    if faithful.only_b or faithful.only_a:
-        return f"{len(faithful.only_a) + len(faithful.only_b)} task(s) not answered ok in both runs: " \
-               f"{', '.join((faithful.only_a + faithful.only_b)[:3])}"
+    if unpaired := sorted(set(faithful.only_a) | set(faithful.only_b)):
+        return f"{len(unpaired)} task(s) not answered ok in both runs: {', '.join(unpaired[:3])}"
     differing = [p for p in faithful.pairs if not p.same_output]
     if not differing:
         return None

@@ -1,0 +1,275 @@
+"""Issue 19 on the real stack: commands tell the truth. Waits end with a reason (dead letters), names
+are checked before work starts, a failure is one line, replays are faithful to production, the demo's
+experiment counts what it says, typed vector searches find their documents, the worker stays offline."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from agents.prompt_registry import PromptRegistry
+from schemas import default_codec
+from streams.admin import ensure_topics
+from streams.cli.main import cli
+from streams.client import make_task, read_topic, submit_and_wait
+from streams.harness import stop
+from streams.settings import Settings
+from streams.topics import RESULTS
+
+pytestmark = pytest.mark.integration
+
+codec = default_codec()
+
+
+def _invoke(settings: Settings, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), env=settings.as_env())
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), \
+        f"a traceback reached the user: {result.exception!r}\n{result.output}"
+    return result.exit_code, result.output
+
+
+def _agentstream(settings: Settings, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """`agentstream ARGS` as a user runs it: a process, its stdout and stderr together."""
+    proc = subprocess.run([sys.executable, "-m", "streams", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **settings.as_env(), "AGENTSTREAM_LOG_FORMAT": "json", **(env or {})},
+                          check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _broken_prompt(settings: Settings) -> str:
+    """A prompt whose primary template uses a variable no worker gives: every task for it is dead-lettered.
+    Stored straight into the registry (`prompt add` refuses it now); named after the task's capability."""
+    name = f"broken-{uuid.uuid4().hex[:8]}"
+    registry = PromptRegistry(settings.postgres_dsn).migrate()
+    try:
+        registry.add_version(name, "Review this: {{ no_such_variable }}")
+    finally:
+        registry.close()
+    return name
+
+
+def test_submit_wait_and_replay_end_on_a_dead_letter_with_its_stage_and_error(isolated: Settings,
+                                                                            worker_factory) -> None:
+    worker_factory()
+    prompt = _broken_prompt(isolated)
+    code, out = _agentstream(isolated, "submit", "check the parser", "--capability", prompt, "--wait",
+                             "--timeout", "240")
+    task_id = re.search(r"submitted 1 task\(s\): (\S+)", out)[1]
+    assert code == 1, out
+    assert f"{task_id}  dead-lettered at stage process: TemplateRenderError: missing template variable " \
+           "'no_such_variable'" in out
+    assert "no result" not in out
+
+    code, out = _invoke(isolated, "replay", "--from", "earliest", "--name", f"dead-{uuid.uuid4().hex[:6]}",
+                        "--timeout", "240")
+    assert code == 1, out
+    assert f"{task_id}  dead-lettered at stage process: TemplateRenderError" in out
+    assert "1 dead-lettered, 0 without a result" in out
+
+
+async def test_the_watcher_reports_dead_letters_of_its_own_tasks_only(isolated: Settings, worker_factory) -> None:
+    worker_factory()
+    prompt = _broken_prompt(isolated)
+    bad = make_task("a task that fails", capability=prompt)
+    good = make_task("a task that runs", capability="documentation")
+    told: list[tuple[str, str]] = []
+    results = await submit_and_wait(isolated, codec, [bad, good], 240,
+                                    on_dead=lambda tid, dead: told.append((tid, dead["stage"])))
+    assert set(results) == {good["task_id"]} and told == [(bad["task_id"], "process")]
+
+
+def test_submit_to_topics_that_do_not_exist_says_so_at_once(isolated: Settings) -> None:
+    code, out = _agentstream(isolated.isolated("nowhere"), "submit", "hello")
+    assert code == 1 and "Traceback" not in out
+    assert f"Error: topic '{isolated.topic_prefix}nowhere.agent.tasks' does not exist: `agentstream up` creates" in out
+
+
+def test_submit_without_wait_leaves_nothing_unclosed(isolated: Settings) -> None:
+    asyncio.run(ensure_topics(isolated))
+    code, out = _agentstream(isolated, "submit", "hello", env={"PYTHONWARNINGS": "always", "PYTHONDEVMODE": "1"})
+    assert code == 0 and "submitted 1 task(s): task-" in out
+    assert "Unclosed" not in out and "Traceback" not in out, out
+
+
+def test_prompt_versions_are_2_or_v2_and_names_are_checked_before_work(isolated: Settings, tmp_path) -> None:
+    name = f"spell-{uuid.uuid4().hex[:8]}"
+    for version, text in ((1, "Review: {{ task }}"), (2, "Review carefully for {{ tenant }}: {{ task }}")):
+        (tmp_path / f"v{version}.j2").write_text(text)
+        code, out = _invoke(isolated, "prompt", "add", name, "--file", str(tmp_path / f"v{version}.j2"))
+        assert code == 0 and f"{name} v{version} added" in out
+    for args in (["prompt", "show", name, "2"], ["prompt", "show", name, "v2"], ["prompt", "show", name,
+                                                                                "--version", "v2"]):
+        code, out = _invoke(isolated, *args)
+        assert code == 0 and out.startswith(f"# {name} v2 ") and "Review carefully" in out, (args, out)
+    for v1, v2 in (("v1", "v2"), ("1", "2"), ("v1", "2")):
+        code, out = _invoke(isolated, "prompt", "diff", name, v1, v2)
+        assert code == 0 and f"--- {name} v1" in out and f"+++ {name} v2" in out and "+Review carefully" in out
+
+    code, out = _invoke(isolated, "replay", "--from", "earliest", "--name", "pins", "--prompt", f"{name}=9")
+    assert code == 1 and f"prompt '{name}' has no version 9 in the registry (it has versions 1, 2" in out
+    code, out = _invoke(isolated, "replay", "--from", "earliest", "--name", "pins", "--prompt", "no-such-prompt=v1")
+    assert code == 1 and "no such prompt" in out
+
+    exp = f"exp-{uuid.uuid4().hex[:6]}-with-a-name-longer-than-any-fixed-column"
+    code, out = _invoke(isolated, "experiment", "start", exp, "--prompt", name, "--variants", "1,2")
+    assert code == 0 and "v1, v2" in out
+    code, out = _invoke(isolated, "experiment", "list")
+    header, *rows = out.splitlines()
+    row = next(r for r in rows if r.startswith(exp))
+    assert row.split()[1:5] == [name, "v1,v2", "split", "running"]
+    assert header.index("decision") == len(row) - 1  # "-": the decision column lines up under its header
+    code, out = _invoke(isolated, "experiment", "stop", exp)
+    assert code == 0
+
+
+def test_prompt_add_renders_a_sample_task_and_stores_nothing_it_refuses(isolated: Settings, tmp_path) -> None:
+    name = f"checked-{uuid.uuid4().hex[:8]}"
+    cases = {"typo.j2": ("Review: {{ taks }}", "missing template variable 'taks'; a template may use task, "
+                         "capability, tenant, task_id"),
+             "escape.j2": ("{{ task.__class__.__mro__ }}", "SecurityError"),
+             "broken.j2": ("{% if task %}unclosed", "does not parse")}
+    for file, (text, why) in cases.items():
+        (tmp_path / file).write_text(text)
+        code, out = _invoke(isolated, "prompt", "add", name, "--file", str(tmp_path / file))
+        assert code == 1 and why in out and "nothing stored" in out, (file, out)
+    registry = PromptRegistry(isolated.postgres_dsn)
+    try:
+        assert registry.versions(name) == []
+    finally:
+        registry.close()
+
+
+def test_a_bad_agents_file_stops_the_worker_with_one_line(isolated: Settings, tmp_path) -> None:
+    asyncio.run(ensure_topics(isolated))
+    bad = tmp_path / "agents.toml"
+    bad.write_text('[[agents]]\nname = "coder"\ncapabilities = ["coding"]\nprompt = "x"\ncolour = "blue"\n')
+    code, out = _agentstream(isolated, "worker", env={"AGENTSTREAM_AGENTS_FILE": str(bad)})
+    assert code == 1 and "Traceback" not in out, out
+    error = [line for line in out.splitlines() if line.startswith("Error: ")]
+    assert len(error) == 1 and str(bad) in error[0] and "colour" in error[0] and "unknown field" in error[0]
+
+
+def test_an_experiment_report_into_a_missing_folder_is_one_line(isolated: Settings, tmp_path) -> None:
+    name = f"rep-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "p.j2").write_text("{{ task }}")
+    for _ in range(2):
+        assert _invoke(isolated, "prompt", "add", name, "--file", str(tmp_path / "p.j2"))[0] == 0
+    assert _invoke(isolated, "experiment", "start", name, "--prompt", name, "--variants", "v1,v2")[0] == 0
+    target = tmp_path / "missing" / "report.html"
+    code, out = _agentstream(isolated, "experiment", "report", name, "--html", str(target))
+    assert code == 1 and "Traceback" not in out
+    assert out.strip().splitlines()[-1] == f"Error: {target}: No such file or directory: create its folder " \
+                                           "first, or give another path"
+    _invoke(isolated, "experiment", "stop", name)
+
+
+def test_the_demo_experiment_counts_only_after_the_worker_has_the_experiment(isolated: Settings,
+                                                                             worker_factory) -> None:
+    """The worker keeps its view of the registry for 5 s and has just read it: tasks sent at once after
+    the experiment starts would run without it. The demo sends single tasks until one runs under it."""
+    from streams.demo.experiment import run_experiment_demo
+
+    worker_factory(prompt_cache_ttl_s=5.0)
+    warm = make_task("read the registry now", capability="documentation")
+    assert asyncio.run(submit_and_wait(isolated, codec, [warm], 120))
+    failed = run_experiment_demo(isolated, codec, 120, 120.0)
+    assert failed is None
+    name = next(r["metadata"]["experiment"] for r in asyncio.run(_results(isolated))
+                if r["metadata"].get("experiment"))
+    registry = PromptRegistry(isolated.postgres_dsn)
+    try:
+        counted = sum(int(a["n"]) for a in registry.arm_stats(name).values())
+        exp = registry.experiment(name)
+    finally:
+        registry.close()
+    ran = {r["task_id"]: r["metadata"].get("experiment") for r in asyncio.run(_results(isolated))
+           if r["task_id"].startswith(name)}
+    numbered = [tid for tid in ran if re.fullmatch(rf"{name}-\d{{4}}", tid)]
+    assert len(numbered) == 119 and all(ran[tid] == name for tid in numbered)  # every counted task had it
+    assert sum(1 for v in ran.values() if v == name) == 120
+    assert counted == 120 or exp.decision is not None
+
+
+async def _results(settings: Settings) -> list[dict]:
+    return [r.record async for r in read_topic(settings, codec, settings.topic(RESULTS), from_beginning=True,
+                                               idle_timeout_s=2.0) if r.record is not None]
+
+
+def test_a_typed_vector_search_finds_its_type_among_many_nearer_memories(stack_settings: Settings) -> None:
+    """HNSW returns its ef_search nearest rows before the type filter: 200 other memories nearer the query
+    than the one document used to leave `docs search` with nothing."""
+    from sinks.pgvector_tier import PgVectorStore
+    from sinks.vectors import VectorItem
+
+    store = PgVectorStore(stack_settings.postgres_dsn, scope=f"typed-{uuid.uuid4().hex[:8]}")
+    rng = np.random.default_rng(7)
+    query = rng.normal(size=384)
+    query /= np.linalg.norm(query)
+
+    def item(n: int, event_type: str, vector: np.ndarray) -> VectorItem:
+        return VectorItem(uuid.uuid4(), f"{event_type}:{n}", event_type, 0, f"t{n}", "default", f"text {n}",
+                          "test", vector / np.linalg.norm(vector), 1_764_000_000_000)
+
+    near = [item(n, "TaskResult", query + 0.3 * rng.normal(size=384)) for n in range(200)]
+    far = item(999, "ModuleDoc", query + 3.0 * rng.normal(size=384))
+    try:
+        store.upsert([*near, far])
+        hits = store.search(query, 5, {"event_type": "ModuleDoc"})
+        assert [h.event_id for h in hits] == ["ModuleDoc:999"]
+        assert len(store.search(query, 5, {})) == 5  # untyped searches still take the index
+    finally:
+        store.close()
+
+
+class _Listener:
+    """A TCP port that counts the connections made to it (a proxy nobody should use)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+
+def test_the_worker_never_reaches_for_the_network(isolated: Settings) -> None:
+    """litellm would fetch its model cost map at import: the worker runs with every HTTP(S) request sent to a
+    proxy that counts them, without the test suite's own offline switch, and none is made."""
+    asyncio.run(ensure_topics(isolated))
+    proxy = _Listener()
+    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    env.update({**isolated.as_env(), "AGENTSTREAM_LOG_FORMAT": "json", "NO_PROXY": "",
+                "HTTP_PROXY": f"http://127.0.0.1:{proxy.port}", "HTTPS_PROXY": f"http://127.0.0.1:{proxy.port}"})
+    env["no_proxy"] = ""
+    log = isolated.data_dir / f"offline-{isolated.app_id}.log"
+    worker = subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env, stdout=log.open("wb"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        task = make_task("answer offline", capability="documentation")
+        assert asyncio.run(submit_and_wait(isolated, codec, [task], 180)), log.read_text()[-3000:]
+    finally:
+        stop(worker)
+        proxy.sock.close()
+    text = log.read_text()
+    assert "worker starting" in text
+    assert proxy.connections == 0 and "model_prices" not in text and "cost map" not in text.lower(), text[-3000:]
