@@ -206,29 +206,42 @@ async def _results(settings: Settings) -> list[dict]:
 
 
 def test_a_typed_vector_search_finds_its_type_among_many_nearer_memories(stack_settings: Settings) -> None:
-    """HNSW returns its ef_search nearest rows before the type filter: 200 other memories nearer the query
-    than the one document used to leave `docs search` with nothing."""
+    """HNSW returns its ef_search nearest rows before the type filter: with 1,000 other memories nearer the
+    query than any of 100 documents, `docs search` used to find nothing. In a database of its own, analyzed,
+    so the planner takes the HNSW index as it does on a user's stack."""
+    import psycopg
+    from psycopg import sql
+
     from sinks.pgvector_tier import PgVectorStore
     from sinks.vectors import VectorItem
 
-    store = PgVectorStore(stack_settings.postgres_dsn, scope=f"typed-{uuid.uuid4().hex[:8]}")
+    name = f"typed{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack_settings.postgres_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = f"{stack_settings.postgres_dsn.rsplit('/', 1)[0]}/{name}"
+    store = PgVectorStore(dsn)
     rng = np.random.default_rng(7)
     query = rng.normal(size=384)
     query /= np.linalg.norm(query)
 
-    def item(n: int, event_type: str, vector: np.ndarray) -> VectorItem:
+    def item(n: int, event_type: str, spread: float) -> VectorItem:
+        vector = query + spread * rng.normal(size=384)
         return VectorItem(uuid.uuid4(), f"{event_type}:{n}", event_type, 0, f"t{n}", "default", f"text {n}",
                           "test", vector / np.linalg.norm(vector), 1_764_000_000_000)
 
-    near = [item(n, "TaskResult", query + 0.3 * rng.normal(size=384)) for n in range(200)]
-    far = item(999, "ModuleDoc", query + 3.0 * rng.normal(size=384))
+    docs = [item(n, "ModuleDoc", 3.0) for n in range(100)]
     try:
-        store.upsert([*near, far])
+        store.upsert([item(n, "TaskResult", 0.3) for n in range(1000)] + docs)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("ANALYZE memory_vectors")
         hits = store.search(query, 5, {"event_type": "ModuleDoc"})
-        assert [h.event_id for h in hits] == ["ModuleDoc:999"]
-        assert len(store.search(query, 5, {})) == 5  # untyped searches still take the index
+        nearest = sorted(docs, key=lambda d: -float(np.dot(d.vector, query)))[:5]
+        assert [h.event_id for h in hits] == [d.event_id for d in nearest]
+        assert {h.event_type for h in store.search(query, 5, {})} == {"TaskResult"}  # untyped: as before
     finally:
         store.close()
+        with psycopg.connect(stack_settings.postgres_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 class _Listener:
