@@ -7,7 +7,8 @@ if the registry has no such prompt, the runner keeps its built-in prompt. The re
 into a cache that is refreshed after `ttl_s`, and at once after `invalidate()` (called when a
 PromptDecision arrives), so a promotion takes effect on the next task. If the registry cannot be
 read, the last view is kept (none yet: the built-in prompts), so a database outage does not stop
-tasks.
+tasks. A template that cannot be rendered for a task within the limits (agents/prompt_templates.py)
+leaves that task with the built-in prompt; one that ran out of time is not rendered again.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.assignment import split_variant, thompson_variant
+from agents.clock import now_ms
 from agents.prompt_registry import Experiment, PromptRegistry, PromptVersion, RegistryError, variant_version
-from agents.prompt_templates import render
+from agents.prompt_templates import DEFAULT_LIMITS, RenderLimits, TemplateLimitError, TemplateRenderError, render
 from schemas.events import DEFAULT_CAPABILITY, tenant_of
 
-__all__ = ["ChosenPrompt", "PromptChooser", "prompt_variables"]
+__all__ = ["ChosenPrompt", "PromptChooser"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class ChosenPrompt:
 @dataclass
 class _Snapshot:
     versions: dict[tuple[str, int], PromptVersion] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)  # every prompt name with a version
     primary: dict[str, int] = field(default_factory=dict)
     running: dict[str, Experiment] = field(default_factory=dict)  # by prompt name
     posteriors: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # bandit experiments
@@ -50,13 +53,16 @@ class PromptChooser:
     """Chooses prompt versions from a cached view of the registry."""
 
     def __init__(self, registry: PromptRegistry, ttl_s: float = 1.0, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, limits: RenderLimits = DEFAULT_LIMITS) -> None:
         self.registry = registry
         self.ttl_s = ttl_s
+        self.limits = limits
+        self._too_slow: set[tuple[str, int]] = set()  # versions that ran out of time once: not rendered again
         self._rng = rng or random.Random()
         self._clock = clock
         self._snapshot: _Snapshot | None = None
         self._loaded_at = 0.0
+        self._read_at_ms = 0  # when the cached view was read (epoch ms), to compare with tasks' created_at
         self._lock = asyncio.Lock()
 
     def invalidate(self) -> None:
@@ -68,6 +74,7 @@ class PromptChooser:
         snap = _Snapshot()
         for v in self.registry.versions():
             snap.versions[(v.name, v.version)] = v
+            snap.names.add(v.name)
             if v.is_primary:
                 snap.primary[v.name] = v.version
         for exp in self.registry.experiments("running"):
@@ -78,9 +85,12 @@ class PromptChooser:
                     var: _posterior(arms.get(var, {}), exp.metric) for var in exp.variants}
         return snap
 
-    async def _current(self) -> _Snapshot:
+    async def _current(self, read_before_ms: int | None = None) -> _Snapshot:
+        """The cached view; read again when it expired, or was read before `read_before_ms` (epoch ms)."""
         async with self._lock:
-            if self._snapshot is None or self._clock() - self._loaded_at > self.ttl_s:
+            if (self._snapshot is None or self._clock() - self._loaded_at > self.ttl_s
+                    or (read_before_ms is not None and self._read_at_ms < read_before_ms)):
+                self._read_at_ms = now_ms()
                 try:
                     self._snapshot = await asyncio.to_thread(self.load)
                 except Exception as exc:  # registry unreachable: tasks go on with what we knew (or built-ins)
@@ -89,6 +99,18 @@ class PromptChooser:
                     self._snapshot = self._snapshot or _Snapshot()
                 self._loaded_at = self._clock()
             return self._snapshot
+
+    async def has_prompt(self, name: str, asked_at_ms: int | None = None) -> bool:
+        """Whether the registry holds a prompt called `name` (a task's capability may name one).
+
+        A name the cached view lacks is looked up again if the view was read before `asked_at_ms`
+        (the task's created_at), so a prompt added just before its tasks were sent is found; tasks
+        older than the view cost no read."""
+        if name in (await self._current()).names:
+            return True
+        if asked_at_ms is None or self._read_at_ms >= asked_at_ms:
+            return False
+        return name in (await self._current(read_before_ms=asked_at_ms)).names
 
     async def choose(self, task: dict[str, Any]) -> ChosenPrompt | None:
         snap = await self._current()
@@ -117,13 +139,17 @@ class PromptChooser:
             return None
         meta["prompt_version"] = str(version)
         template = snap.versions[(name, version)].template
-        return ChosenPrompt(render(template, prompt_variables(task, name)), meta)
-
-
-def prompt_variables(task: dict[str, Any], name: str) -> dict[str, str]:
-    """The variables a template of prompt `name` is rendered with for `task` (and the only ones it may use)."""
-    return {"task": task.get("description", ""), "capability": name, "tenant": tenant_of(task),
-            "task_id": task["task_id"]}
+        variables = {"task": task.get("description", ""), "capability": name,
+                     "tenant": tenant_of(task), "task_id": task["task_id"]}
+        if (name, version) in self._too_slow:
+            return None
+        try:
+            return ChosenPrompt(render(template, variables, self.limits), meta)
+        except TemplateRenderError as exc:  # the task goes on with the agent's own prompt
+            if isinstance(exc, TemplateLimitError) and exc.limit == "time":
+                self._too_slow.add((name, version))
+            log.warning("prompt %s v%s not rendered, the agent's own prompt is used: %s", name, version, exc)
+            return None
 
 
 def _pinned_version(task: dict[str, Any], name: str) -> int | None:

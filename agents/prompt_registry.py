@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import dict_row
 
-from agents.prompt_templates import template_variables
+from agents.prompt_templates import DEFAULT_LIMITS, RenderLimits, check_template, template_variables
 from sinks.migrations import Migration, apply_migrations
 from sinks.pg import connect
 
@@ -139,8 +139,9 @@ class Experiment:
 class PromptRegistry:
     """Reads and writes the registry over one connection (autocommit; writes in transactions)."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, limits: RenderLimits = DEFAULT_LIMITS) -> None:
         self._dsn = dsn
+        self.limits = limits  # what a new version must render within (tested with a sample task)
         self._conn: psycopg.Connection | None = None
 
     @property
@@ -163,8 +164,12 @@ class PromptRegistry:
 
     def add_version(self, name: str, template: str, *, author: str = "", metadata: dict[str, Any] | None = None
                     ) -> PromptVersion:
-        """Store `template` as the next version of `name`; the first version becomes primary."""
+        """Store `template` as the next version of `name`; the first version becomes primary.
+
+        It is rendered once with sample variables first: TemplateRenderError (TemplateLimitError for a broken
+        limit) says why a template that a task could not use is refused."""
         variables = template_variables(template)  # also proves it parses
+        check_template(template, self.limits, capability=name)
         with self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"prompt:{name}",))
             row = self.conn.execute("SELECT coalesce(max(version), 0) AS v FROM prompt_versions WHERE name = %s",

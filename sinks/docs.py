@@ -7,7 +7,10 @@ their L3 rows. `scope` is the topic prefix of the writer, in both tiers, so eval
 never mix their documents with production's.
 
 `DocsTier` is how documentation results get there: a memory tier the sink processor drives
-(`agentstream docs sink`), with the same backoff, rejections and dead letters as the other tiers.
+(`agentstream docs sink`), with the same backoff, rejections and dead letters as the other tiers. Only the
+code-change processor's own documentation tasks count: their signature (schemas/provenance.py) must hold,
+so a task that merely says `kind=documentation` never becomes a module's documentation. A signed result
+whose fields cannot be stored (a commit time that is not a time) is rejected, i.e. dead-lettered.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from schemas.events import Record
+from schemas.provenance import verify_result
 from sinks.base import MemoryRecord, Rejection, Tier
 from sinks.migrations import Migration, apply_migrations
 from sinks.pg import PgConnection
@@ -65,13 +69,22 @@ class ModuleDoc:
     model: str
 
 
-def doc_from_result(result: Record, scope: str) -> ModuleDoc | None:
-    """The document in a TaskResult, or None when it is not an ok documentation result."""
+_MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant PostgreSQL and Python agree on
+
+
+def doc_from_result(result: Record, scope: str, key: bytes) -> ModuleDoc | None:
+    """The document in a TaskResult, or None when it is not an ok documentation result of a task the
+    code-change processor signed with `key`. A signed one that cannot be stored raises ValueError."""
     meta = result.get("metadata") or {}
-    if meta.get("kind") != "documentation" or result["status"] != "ok" or not meta.get("module"):
+    if meta.get("kind") != "documentation" or result.get("status") != "ok" or not meta.get("module"):
         return None
+    if not verify_result(key, result):
+        return None  # documentation by its own say-so: any client can write that
+    committed_at = int(meta.get("committed_at") or 0)  # ValueError for "abc"
+    if not 0 <= committed_at <= _MAX_TIME_MS:
+        raise ValueError(f"committed_at {committed_at} is not a time")
     return ModuleDoc(result["task_id"], scope, meta.get("repository", ""), meta["module"], meta.get("path", ""),
-                     meta.get("sha", ""), int(meta.get("committed_at") or 0), result["output"], result["model"])
+                     meta.get("sha", ""), committed_at, result["output"], result["model"])
 
 
 def setup_docs(conn: psycopg.Connection) -> None:
@@ -152,9 +165,9 @@ class DocsTier(Tier):
 
     name = "docs"
 
-    def __init__(self, dsn: str, scope: str, vectors: Tier) -> None:
+    def __init__(self, dsn: str, scope: str, vectors: Tier, key: bytes) -> None:
         self.pg = PgConnection(dsn, self.name, MIGRATIONS)
-        self.scope, self.vectors = scope, vectors
+        self.scope, self.vectors, self.key = scope, vectors, key
         self.stored = 0
 
     def setup(self) -> None:
@@ -167,7 +180,7 @@ class DocsTier(Tier):
         rejected: list[Rejection] = []
         for item in batch:
             try:
-                doc = doc_from_result(item.record, self.scope)
+                doc = doc_from_result(item.record, self.scope, self.key)
             except (KeyError, TypeError, ValueError) as exc:  # e.g. a committed_at that is not a number
                 rejected.append(Rejection(item, f"not a documentation result: {type(exc).__name__}: {exc}"))
                 continue

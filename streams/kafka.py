@@ -90,8 +90,10 @@ def consumer(settings: Settings, *topics: str, group_id: str | None = None, **ov
 
 def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """A producer (not started) that a record is sent by once and kept by every in-sync replica:
-    acks="all" and idempotence, unless `overrides` say otherwise (the raw baseline of the bench)."""
-    options = {"acks": "all", "enable_idempotence": True, **overrides, **_connection(settings, "producer")}
+    acks="all" and idempotence, unless `overrides` say otherwise (the raw baseline of the bench); records up to
+    the settings' max_record_bytes, the one figure for every producer of the project."""
+    options = {"acks": "all", "enable_idempotence": True, "max_request_size": settings.max_record_bytes, **overrides,
+               **_connection(settings, "producer")}
     return _Producer(**options)
 
 

@@ -21,8 +21,8 @@ from aiokafka.errors import KafkaError
 from streams.kafka import KafkaUnavailable
 from streams.logs import get_logger
 
-__all__ = ["CRASH_EXIT_CODE", "FAULT_POINTS", "Loop", "close", "crash_point", "run_all", "run_until_signalled",
-           "started"]
+__all__ = ["CRASH_EXIT_CODE", "FAULT_POINTS", "Loop", "close", "crash_point", "print_tasks", "run_all",
+           "run_until_signalled", "started"]
 
 log = get_logger(__name__)
 
@@ -31,17 +31,34 @@ T = TypeVar("T")
 
 
 def run_until_signalled(main: Loop) -> None:
-    """`main(stop)` in a new event loop, `stop` set by SIGTERM or SIGINT. Blocks."""
+    """`main(stop)` in a new event loop, `stop` set by SIGTERM or SIGINT. Blocks. SIGUSR1 prints where
+    each of the process's tasks is waiting (`kill -USR1 PID`: what is a stuck worker doing?)."""
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
+        with contextlib.suppress(NotImplementedError):
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(signal.SIGUSR1, print_tasks)
         await main(stop)
 
     asyncio.run(run())
+
+
+def print_tasks() -> None:
+    """Every asyncio task of this process with the line it waits on, to stderr (the process log)."""
+    tasks = sorted(asyncio.all_tasks(), key=lambda t: t.get_name())
+    sys.stderr.write(f"agentstream: {len(tasks)} tasks at {time.strftime('%H:%M:%S')}\n")
+    for task in tasks:
+        chain, awaited = [], task.get_coro()
+        while awaited is not None:  # down the chain of awaits, to the innermost one
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno})")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        sys.stderr.write(f"  {task.get_name()}: {' -> '.join(chain[-5:]) or 'done'}\n")
+    sys.stderr.flush()
 
 
 async def run_all(loops: list[Loop], stop: asyncio.Event) -> None:

@@ -7,9 +7,9 @@ Secrets are `SecretStr`; `masked()` is the only view that should reach a log or 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,15 +17,38 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["Settings", "mask_url"]
 
 
+_SECRET_PARAM = r"[\w.\-]*(?:password|passwd|pwd|secret|token|api_?key|apikey|access_?key|sig|signature)"  # noqa: S105 - names of secret parameters
+# to the last `@` before the query: a password may hold `@` or `/` unescaped (masking a path too is safe)
+_USERINFO_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:@/?#]*:)(?P<pw>[^?#]*)(?=@)")
+_QUERY_SECRET = re.compile(rf"(?i)(?P<head>[?&;]{_SECRET_PARAM}=)(?P<pw>[^&#;]*)")
+_DSN_SECRET = re.compile(rf"(?i)(?P<head>(?:^|\s){_SECRET_PARAM}\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S*)")
+
+
 def mask_url(url: str) -> str:
-    """Hide the password of a URL (`redis://:pw@h:1/0` -> `redis://:***@h:1/0`)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    """`url` with every password hidden: `redis://:pw@h:1/0` -> `redis://:***@h:1/0`, `?password=x` ->
+    `?password=***`, `host=h password=x` -> `host=h password=***`. Text only, so multi-host URLs
+    (`postgresql://u:p@h1:5432,h2:5433/db`) and anything else odd are fine; a PostgreSQL DSN is checked
+    with libpq's own parser (psycopg's conninfo) afterwards, and masked whole if a password survived."""
+    try:
+        masked = _USERINFO_PASSWORD.sub(r"\g<head>***", url, count=1)
+        masked = _QUERY_SECRET.sub(r"\g<head>***", masked)
+        if "://" not in masked:
+            masked = _DSN_SECRET.sub(r"\g<head>***", masked)
+        return masked if _libpq_password(masked) in (None, "***") else "***"
+    except Exception:  # never let a view of the settings crash: say nothing rather than too much
+        return "***"
+
+
+def _libpq_password(dsn: str) -> str | None:
+    """The password libpq reads in `dsn` (None: none, or not a PostgreSQL DSN)."""
+    if "://" in dsn and not dsn.startswith(("postgres://", "postgresql://")):
+        return None
+    from psycopg.conninfo import conninfo_to_dict  # here: settings must load without the driver
+
+    try:
+        return conninfo_to_dict(dsn).get("password")
+    except Exception:  # not a DSN libpq can read: the text masks above are all there is
+        return None
 
 
 class Settings(BaseSettings):
@@ -47,6 +70,9 @@ class Settings(BaseSettings):
     aws_region: str = Field("us-east-1", alias="AWS_DEFAULT_REGION")
     weaviate_url: str | None = Field(None, alias="WEAVIATE_URL")
     weaviate_api_key: SecretStr | None = Field(None, alias="WEAVIATE_API_KEY")
+    # Signs the code-change processor's tasks, so the docs sink takes documentation from those only.
+    # Unset: a key made in the data folder (streams/code/signing.py); set it when processes do not share one.
+    task_signing_key: SecretStr | None = Field(None, alias="AGENTSTREAM_TASK_SIGNING_KEY")
 
     # Embedded stack ports (loopback only).
     kafka_port: int = Field(19092, alias="AGENTSTREAM_KAFKA_PORT")
@@ -68,6 +94,9 @@ class Settings(BaseSettings):
     # min(3, AGENTSTREAM_KAFKA_BROKERS), so a three-node embedded cluster gets 3 (min.insync.replicas 2).
     replication_factor: int = Field(1, ge=1, alias="AGENTSTREAM_REPLICATION_FACTOR")
     worker_concurrency: int = Field(16, ge=1, alias="AGENTSTREAM_WORKER_CONCURRENCY")
+    # The largest record any producer of the project sends (the Faust app's and every aiokafka one): one
+    # figure, so a record one of them took can be forwarded by another. The broker must accept as much.
+    max_record_bytes: int = Field(1_048_576, ge=1024, alias="AGENTSTREAM_MAX_RECORD_BYTES")
     # How long a starting worker waits for Kafka (a node may be down) and PostgreSQL to answer.
     startup_timeout_s: float = Field(60.0, gt=0, alias="AGENTSTREAM_STARTUP_TIMEOUT_S")
     # How soon a dead worker's partitions move to the others (the broker's minimum is 6 s).
@@ -123,6 +152,10 @@ class Settings(BaseSettings):
     # Prompt registry and A/B experiments (issue 4).
     prompts_enabled: bool = Field(True, alias="AGENTSTREAM_PROMPTS_ENABLED")
     prompt_cache_ttl_s: float = Field(1.0, ge=0, alias="AGENTSTREAM_PROMPT_CACHE_TTL_S")
+    # A rendered prompt (and any value made while rendering it) may have at most this many characters, and
+    # rendering may take at most this long; `prompt add` refuses a template that breaks either with a sample task.
+    prompt_max_chars: int = Field(1_048_576, ge=1024, alias="AGENTSTREAM_PROMPT_MAX_CHARS")
+    prompt_render_timeout_s: float = Field(1.0, gt=0, alias="AGENTSTREAM_PROMPT_RENDER_TIMEOUT_S")
     judge_enabled: bool = Field(True, alias="AGENTSTREAM_JUDGE_ENABLED")
 
     @model_validator(mode="before")
@@ -201,11 +234,13 @@ class Settings(BaseSettings):
         return env
 
     def masked(self) -> dict[str, Any]:
-        """A view safe to print or log: no secret value, passwords in URLs hidden."""
+        """A view safe to print or log: no secret value, passwords in URLs and DSNs hidden."""
         view: dict[str, Any] = {}
         for name, value in self.model_dump().items():
             if isinstance(value, SecretStr):
                 view[name] = mask_url(value.get_secret_value()) if name.endswith("_url") else "***"
+            elif isinstance(value, str) and (name.endswith(("_url", "_servers")) or "://" in value):
+                view[name] = mask_url(value)
             elif isinstance(value, Path):
                 view[name] = str(value)
             else:

@@ -21,6 +21,7 @@ import psycopg
 from agents.factory import RunnerConfig, build_runner
 from agents.prompt_chooser import PromptChooser
 from agents.prompt_registry import PromptRegistry
+from agents.prompt_templates import RenderLimits
 from agents.runner import TaskRunner
 from agents.simulator import install_simulator
 from schemas import Codec, default_codec
@@ -79,7 +80,8 @@ def _prompts(settings: Settings) -> PromptChooser | None:
                                            f"({exc}); start it with `agentstream up`, or set DATABASE_URL") from exc
             log.warning("waiting for PostgreSQL", stage="worker", error=str(exc)[:200])
             time.sleep(1.0)
-    return PromptChooser(registry, ttl_s=settings.prompt_cache_ttl_s)
+    return PromptChooser(registry, ttl_s=settings.prompt_cache_ttl_s, limits=RenderLimits(
+        settings.prompt_max_chars, settings.prompt_render_timeout_s))
 
 
 def run_worker(settings: Settings) -> None:

@@ -57,7 +57,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def settings(settings: Settings) -> None:
     """Print the settings in force (secrets masked)."""
     for name, value in settings.masked().items():
-        click.echo(f"{name:<24} {value}")
+        click.echo(f"{name:<24} {value if value != '' else '(empty)'}")
 
 
 # Each command group lives in a module of its own; attached here, after `cli` exists.

@@ -20,9 +20,10 @@ def _registry(settings: Settings) -> Iterator[object]:
     import psycopg
 
     from agents.prompt_registry import PromptRegistry, RegistryError
-    from agents.prompt_templates import TemplateRenderError
+    from agents.prompt_templates import RenderLimits, TemplateRenderError
 
-    registry = PromptRegistry(settings.postgres_dsn)
+    registry = PromptRegistry(settings.postgres_dsn,
+                              limits=RenderLimits(settings.prompt_max_chars, settings.prompt_render_timeout_s))
     try:
         yield registry.migrate()
     except (RegistryError, TemplateRenderError) as exc:
@@ -62,12 +63,6 @@ class _Version(click.ParamType):
 VERSION = _Version()
 
 
-def _sample_task(name: str) -> dict[str, object]:
-    """The task a new template is tried on before it is stored: the worker's variables, sample values."""
-    return {"task_id": "task-sample", "description": "add retries with backoff to the HTTP client",
-            "capability": name, "tenant": "default"}
-
-
 @click.group()
 def prompt() -> None:
     """Versioned prompt templates (Jinja2, sandboxed; variables: task, capability, tenant, task_id)."""
@@ -82,20 +77,17 @@ def prompt() -> None:
 def prompt_add(settings: Settings, name: str, file_: Path, author: str, meta: tuple[str, ...]) -> None:
     """Add the text of FILE as the next version of prompt NAME (named after a capability, e.g. coding).
 
-    The template is first rendered for a sample task, as a worker would: a variable the worker does not
-    give, or what the sandbox refuses, is an error and nothing is stored.
-    """
-    from agents.prompt_chooser import prompt_variables
-    from agents.prompt_templates import TemplateRenderError, render
+    The template is rendered once with a sample task first; one that breaks the sandbox's limits (output size,
+    rendering time, huge repetitions or powers) or uses an unknown variable is refused, with the reason."""
+    from agents.prompt_templates import RenderLimits, TemplateRenderError, check_template
 
-    template = file_.read_text()
-    try:
-        render(template, prompt_variables(_sample_task(name), name))
+    text = file_.read_text()
+    try:  # before the registry is opened: a refused template needs no database to say why
+        check_template(text, RenderLimits(settings.prompt_max_chars, settings.prompt_render_timeout_s), name)
     except TemplateRenderError as exc:
-        known = f"; a template may use {', '.join(prompt_variables(_sample_task(name), name))}" if exc.missing else ""
-        raise click.ClickException(f"{file_}: {exc}{known}; nothing stored") from exc
+        raise click.ClickException(f"{name}: not added: {exc}") from exc
     with _registry(settings) as reg:
-        v = reg.add_version(name, template, author=author, metadata=_meta(meta))
+        v = reg.add_version(name, text, author=author, metadata=_meta(meta))
     click.echo(f"{v.name} v{v.version} added" + (" (primary)" if v.is_primary else "")
                + f"; variables: {', '.join(v.variables) or '-'}")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from schemas.events import OPTIMIZATIONS, PATTERNS
+from schemas.events import CAPABILITIES, OPTIMIZATIONS, PATTERNS
 from streams.settings import Settings
 
 __all__ = ["submit", "tail", "worker"]
@@ -74,6 +74,7 @@ def submit(settings: Settings, text: str | None, file_: Path | None, wait: bool,
     tasks = _read_jsonl(file_) if file_ else [make_task(text, **fields)]
     if file_:  # options apply to every task of the file that does not set them itself
         tasks = [{**{k: v for k, v in fields.items() if v is not None}, **t} for t in tasks]
+    _refuse_invalid(settings, tasks)
     try:
         results, dead = asyncio.run(_submit(settings, default_codec(), tasks, wait, timeout))
     except EncodeError as exc:
@@ -91,6 +92,40 @@ def submit(settings: Settings, text: str | None, file_: Path | None, wait: bool,
                 click.echo(f"{tid}  no result within {timeout:g} s (is a worker running? `agentstream worker`)")
         if len(results) < len(tasks):
             sys.exit(1)
+
+
+def _refuse_invalid(settings: Settings, tasks: list[dict[str, Any]]) -> None:
+    """Stop before anything is produced if a task has a field no worker would run (the worker's own
+    rule, agents/validation.py): one line naming the task, the field, the value and what is allowed."""
+    from agents.validation import describe, task_problems
+
+    prompts = _registry_prompts(settings, {str(t.get("capability") or "") for t in tasks})
+    for n, task in enumerate(tasks, 1):
+        problems = task_problems(task, prompts)
+        if problems:
+            which = f"task {n} of {len(tasks)} ({task.get('task_id')})" if len(tasks) > 1 else "the task"
+            raise click.ClickException(f"nothing submitted, {which} is invalid: {describe(problems)}")
+
+
+def _registry_prompts(settings: Settings, capabilities: set[str]) -> set[str]:
+    """Which of the capabilities that are not built-in name a prompt of the prompt registry."""
+    wanted = capabilities - CAPABILITIES - {""}
+    if not wanted or not settings.prompts_enabled:
+        return set()
+    import psycopg
+
+    from agents.prompt_registry import PromptRegistry
+
+    registry = PromptRegistry(settings.postgres_dsn)
+    try:
+        return {name for name in wanted if registry.versions(name)}
+    except psycopg.errors.UndefinedTable:  # no registry yet: it holds no prompt
+        return set()
+    except psycopg.Error as exc:
+        raise click.ClickException(f"capability {sorted(wanted)[0]!r} is not a built-in one, and the prompt registry "
+                                   f"that might hold it cannot be read: {str(exc).strip()[:200]}") from exc
+    finally:
+        registry.close()
 
 
 async def _submit(settings: Settings, codec: Any, tasks: list[dict[str, Any]], wait: bool,

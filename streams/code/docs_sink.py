@@ -14,6 +14,7 @@ import time
 from schemas import Codec
 from sinks.base import MemoryRecord
 from sinks.docs import DocsTier
+from streams.code.signing import signing_key
 from streams.memory.processor import SinkProcessor
 from streams.memory.tiers import build_tiers
 from streams.settings import Settings
@@ -30,7 +31,8 @@ def _results(record: MemoryRecord) -> tuple[str, ...]:
 
 def build_docs_processor(settings: Settings, codec: Codec) -> tuple[SinkProcessor, DocsTier]:
     """The processor and its one tier (whose `stored` counts the documents written to L3)."""
-    tier = DocsTier(settings.postgres_dsn, settings.topic_prefix, build_tiers(settings, {"vectors"})["vectors"])
+    tier = DocsTier(settings.postgres_dsn, settings.topic_prefix, build_tiers(settings, {"vectors"})["vectors"],
+                    signing_key(settings))
     processor = SinkProcessor(settings, codec, "docs", [settings.topic(RESULTS)], {"docs": tier}, _results,
                               max_records=_BATCH, max_wait_s=settings.sink_batch_wait_s)
     return processor, tier

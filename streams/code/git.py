@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from agents.clock import now_ms
+from agents.redaction import redact
 
 __all__ = ["DEFAULT_PATCH_LIMIT", "GitError", "commit_shas", "module_name", "read_commit", "repo_root", "run_git"]
 
 DEFAULT_PATCH_LIMIT = 20_000
+_CUT_MARGIN = 8_192  # redacted past the cut too, so a secret across it is found whole
 _KIND = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed", "C": "added", "T": "modified"}
 
 
@@ -73,7 +75,8 @@ def _files(repo: Path, sha: str) -> list[dict[str, Any]]:
 
 
 def read_commit(repo: Path, sha: str, repository: str, patch_limit: int = DEFAULT_PATCH_LIMIT) -> dict[str, Any]:
-    """One CodeChange record for commit `sha`; the patch is cut to `patch_limit` characters."""
+    """One CodeChange record for commit `sha`; message and patch redacted, the patch cut to `patch_limit`
+    characters (redacted with some text beyond the cut, so a secret across it is found whole)."""
     head = run_git(repo, "show", "-s", "--format=%H%x00%an <%ae>%x00%ct%x00%B", sha)
     full, author, seconds, message = head.split("\0", 3)
     patch = run_git(repo, "show", "--format=", "--first-parent", "-M", "--patch", sha)
@@ -82,9 +85,9 @@ def read_commit(repo: Path, sha: str, repository: str, patch_limit: int = DEFAUL
         "repository": repository,
         "author": author,
         "committed_at": int(seconds) * 1000,
-        "message": message.strip(),
+        "message": redact(message.strip()),
         "files": _files(repo, sha),
-        "patch": patch[:patch_limit],
+        "patch": redact(patch[:patch_limit + _CUT_MARGIN])[:patch_limit],
         "patch_truncated": len(patch) > patch_limit,
         "created_at": now_ms(),
     }

@@ -3,7 +3,9 @@
 The hook runs the absolute path of the `agentstream` in use, in the background, with a time limit,
 and always exits 0: a commit never fails or waits because the stack is down. The settings that say
 where the stack is (data folder, Kafka address, topic prefix) are written into the hook as defaults,
-since a hook runs in the repository's folder, not the installer's.
+since a hook runs in the repository's folder, not the installer's. Every value is a single-quoted shell
+word in a plain assignment (`K='v'`), never inside double quotes or a `${K=...}` expansion, where `$(...)`
+and backquotes would still run: a topic prefix such as `$(touch /tmp/x)` stays text.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def _hook_text(settings: Settings, repo: Path, log_path: Path, executable: str) 
     if settings.kafka_bootstrap_servers:
         defaults["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
     lines = ["#!/bin/sh", MARKER, "# Sends the new commit to code.changes; never fails or delays the commit."]
-    lines += [f": \"${{{k}={shlex.quote(v)}}}\"; export {k}" for k, v in defaults.items()]
+    lines += [f'if [ -z "${{{k}+set}}" ]; then {k}={shlex.quote(v)}; fi; export {k}' for k, v in defaults.items()]
     log = shlex.quote(str(log_path))
     cmd = f"{shlex.quote(executable)} git-watch {shlex.quote(str(repo))} --commit HEAD"
     limit = "timeout 120 " if shutil.which("timeout") else ""

@@ -7,7 +7,9 @@ same tasks again under the same ids, and every store downstream (idempotent by t
 from __future__ import annotations
 
 from agents.clock import now_ms
+from agents.redaction import redact, redact_task
 from schemas.events import Record
+from schemas.provenance import sign_task
 from streams.code.git import module_name
 
 __all__ = ["DOC_PATCH_LIMIT", "REVIEW_PATCH_LIMIT", "file_patch", "tasks_for_change"]
@@ -24,10 +26,15 @@ def file_patch(patch: str, path: str) -> str:
     return ""
 
 
-def tasks_for_change(change: Record) -> list[Record]:
-    """TaskRequested records for one CodeChange: documentation per added/modified module, then a review."""
+def tasks_for_change(change: Record, key: bytes) -> list[Record]:
+    """TaskRequested records for one CodeChange: documentation per added/modified module, then a review.
+
+    The commit message and patch are redacted here too: a CodeChange may come from any producer. Each task
+    is signed with `key` (schemas/provenance.py), as redacted as the runner will see it, so the docs sink
+    can tell this processor's documentation from a task that only says it is documentation."""
     sha, short = change["sha"], change["sha"][:12]
-    subject = change["message"].splitlines()[0] if change["message"] else ""
+    message, patch = redact(change["message"]), redact(change["patch"])  # whole, before any cut
+    subject = message.splitlines()[0] if message else ""
     common = {"sha": sha, "repository": change["repository"], "committed_at": str(change["committed_at"]),
               "source": "code.changes"}
     tasks: list[Record] = []
@@ -35,11 +42,11 @@ def tasks_for_change(change: Record) -> list[Record]:
         module = module_name(f["path"])
         if module is None or f["change"] == "deleted":
             continue
-        body = file_patch(change["patch"], f["path"])[:DOC_PATCH_LIMIT]
+        body = file_patch(patch, f["path"])[:DOC_PATCH_LIMIT]
         tasks.append({
             "task_id": f"doc-{short}-{module}",
-            "description": f"Document the Python module `{module}` ({f['path']}) as of commit {short} "
-                           f"({subject}).\n\n{body}".rstrip(),
+            "description": redact(f"Document the Python module `{module}` ({f['path']}) as of commit {short} "
+                                  f"({subject}).\n\n{body}".rstrip()),
             "capability": "documentation", "pattern": "fast",
             "metadata": {**common, "kind": "documentation", "module": module, "path": f["path"]},
             "created_at": now_ms(),
@@ -47,10 +54,10 @@ def tasks_for_change(change: Record) -> list[Record]:
     files = ", ".join(f"{f['path']} ({f['change']} +{f['added']} -{f['removed']})" for f in change["files"][:30])
     tasks.append({
         "task_id": f"review-{short}",
-        "description": f"Review commit {short} by {change['author']}: {subject}\nFiles: {files}\n\n"
-                       f"{change['patch'][:REVIEW_PATCH_LIMIT]}".rstrip(),
+        "description": redact(f"Review commit {short} by {change['author']}: {subject}\nFiles: {files}\n\n"
+                              f"{patch[:REVIEW_PATCH_LIMIT]}".rstrip()),
         "capability": "review", "pattern": "fast",
         "metadata": {**common, "kind": "review"},
         "created_at": now_ms(),
     })
-    return tasks
+    return [sign_task(key, redact_task(task)) for task in tasks]

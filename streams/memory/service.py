@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 from agents.clock import now_ms
+from agents.redaction import redact_task
 from schemas import Codec, DecodeError, default_codec
 from sinks.base import MemoryRecord
 from sinks.retrieval import Retriever
@@ -65,7 +66,7 @@ async def prefetch(settings: Settings, codec: Codec, retriever: Retriever, stop:
                     if m.timestamp < now_ms() - settings.memory_cache_ttl_s * 1000:
                         continue  # a cached search would have expired by now anyway
                     try:
-                        task = codec.decode_as("TaskRequested", m.value)
+                        task = redact_task(codec.decode_as("TaskRequested", m.value))  # as the worker
                         await asyncio.to_thread(retriever.recall, task, settings.memory_context_k)
                     except DecodeError:
                         continue  # the task processor dead-letters it

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.clock import now_ms
+from agents.redaction import redact
 from schemas import Codec, DecodeError
 from schemas.events import Record
 from streams.logs import get_logger
@@ -47,8 +48,10 @@ Handler = Callable[[Incoming], Awaitable[None]]
 
 
 def dead_letter(stage: str, origin: Incoming, error: BaseException | str) -> Record:
-    """A DeadLetter record. Its id is stable per (origin, stage), so redelivery does not duplicate it."""
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    """A DeadLetter record. Its id is stable per (origin, stage), so redelivery does not duplicate it.
+
+    The payload is the original bytes (to be re-driven); the error text is redacted, then cut."""
+    text = redact(error if isinstance(error, str) else f"{type(error).__name__}: {error}")
     return {
         "deadletter_id": f"{origin.topic}:{origin.partition}:{origin.offset}:{stage}",
         "stage": stage,
@@ -80,7 +83,7 @@ class Guard:
     async def dead(self, stage: str, incoming: Incoming, error: BaseException | str) -> None:
         """Send `incoming` to the dead-letter topic with the stage it failed at and why."""
         log.warning("dead letter", stage=stage, topic=incoming.topic, partition=incoming.partition,
-                    offset=incoming.offset, error=str(error)[:300])
+                    offset=incoming.offset, error=redact(str(error))[:300])
         record = dead_letter(stage, incoming, error)
         await self.send_dead(incoming.key, self.codec.encode("DeadLetter", record))
 

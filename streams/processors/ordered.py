@@ -15,6 +15,7 @@ backoff, until it passes or the worker stops, and nothing after it is handled me
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -27,7 +28,7 @@ from streams.logs import get_logger
 from streams.processors.guard import Guard, Handler, Incoming
 from streams.settings import Settings
 
-__all__ = ["OrderedConsumer", "is_unavailable"]
+__all__ = ["OrderedConsumer", "RebalanceHooks", "is_unavailable"]
 
 log = get_logger(__name__)
 
@@ -45,15 +46,19 @@ class _Stopping(Exception):
     """The worker stops while a record waits for a server: it stays unhandled and uncommitted."""
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, consumer: OrderedConsumer) -> None:
-        self.consumer = consumer
+class RebalanceHooks(ConsumerRebalanceListener):
+    """aiokafka's rebalance listener, calling `revoked(partitions)` and `assigned(partitions)` (awaited)."""
+
+    def __init__(self, revoked: Callable[[set[TopicPartition]], Awaitable[None]],
+                 assigned: Callable[[set[TopicPartition]], Awaitable[None]] | None = None) -> None:
+        self.revoked, self.assigned = revoked, assigned
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.consumer.revoke(set(revoked))
+        await self.revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        return None
+        if self.assigned is not None:
+            await self.assigned(set(assigned))
 
 
 class OrderedConsumer:
@@ -83,7 +88,7 @@ class OrderedConsumer:
                 session_timeout_ms=int(s.session_timeout_s * 1000),
                 heartbeat_interval_ms=int(s.session_timeout_s * 250),
                 rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000))
-            made.subscribe(self.topics, listener=_Rebalance(self))
+            made.subscribe(self.topics, listener=RebalanceHooks(self.revoke))
             return made
 
         self._consumer = await started(consumer, s.startup_timeout_s, self.name)

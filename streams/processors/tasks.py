@@ -26,7 +26,7 @@ import time
 from collections import deque
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
@@ -39,24 +39,13 @@ from streams.logs import get_logger
 from streams.processors.guard import Guard, Incoming, topic_sender
 from streams.processors.ledger import LedgerSpendStore, TaskLedger, tenant_partition
 from streams.processors.offsets import OffsetTracker
-from streams.processors.ordered import is_unavailable
+from streams.processors.ordered import RebalanceHooks, is_unavailable
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT
 
 __all__ = ["TaskStage"]
 
 log = get_logger(__name__)
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, stage: TaskStage) -> None:
-        self.stage = stage
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.stage.revoke(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.stage.assign(set(assigned))
 
 
 class TaskStage:
@@ -104,7 +93,7 @@ class TaskStage:
                 # the group waits for our revocation drain: give it that plus a session
                 rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000),
                 fetch_max_wait_ms=20)
-            made.subscribe([self.tasks_topic, self.by_tenant_topic], listener=_Rebalance(self))
+            made.subscribe([self.tasks_topic, self.by_tenant_topic], listener=RebalanceHooks(self.revoke, self.assign))
             return made
 
         self.consumer = await started(consumer, s.startup_timeout_s, "tasks-consumer")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from agents.factory import build_judge
 from agents.judging import DEFAULT_JUDGE_MODEL, Candidate, Judge
+from agents.redaction import redact, redact_task
 from agents.simulator import install_simulator
 from agents.swarm import RECORDED_MODEL
 from schemas import Codec
@@ -104,14 +105,15 @@ def make_judge(settings: Settings, model: str = DEFAULT_JUDGE_MODEL) -> Judge:
 
 def prepare_tasks(records: list[Received], spec: ReplaySpec,
                   models: dict[str, dict[int, str]] | None = None) -> list[Record]:
-    """The TaskRequested records of the range with the overrides applied; one per task_id, first wins.
+    """The TaskRequested records of the range, redacted, with the overrides applied; one per task_id, first wins.
 
+    Redacted here, so neither the replayed worker, the judge nor the run's files see a secret of the record.
     `models` (task id -> step -> model, see `recorded_models`) pins each step to its recorded model."""
     tasks: dict[str, Record] = {}
     for r in records:
         if r.event_type != "TaskRequested" or r.record is None or r.record["task_id"] in tasks:
             continue
-        task = dict(r.record)
+        task = redact_task(r.record)
         meta = dict(task.get("metadata") or {})
         meta.update({"replay_run": spec.name, "replay_of": f"{r.topic}:{r.partition}:{r.offset}"})
         for prompt in spec.prompts:
@@ -139,8 +141,9 @@ async def _judge_rows(judge: Judge, tasks: list[Record], results: dict[str, Reco
             rows.append(TaskRow(task["task_id"], task["description"], "dead-lettered" if letter else "missing", why,
                                 "", 0.0, 0.0, 0.0))
             continue
-        verdict = (await judge.judge(task, [Candidate(task["task_id"], result["output"])])).verdicts[0]
-        rows.append(TaskRow(task["task_id"], task["description"], result["status"], result["output"],
+        output = redact(result["output"])  # a result read back from the topic: whoever wrote it
+        verdict = (await judge.judge(task, [Candidate(task["task_id"], output)])).verdicts[0]
+        rows.append(TaskRow(task["task_id"], task["description"], result["status"], output,
                             result["model"], verdict.score, result["cost_usd"], result["latency_ms"],
                             verdict.model, verdict.cost_usd, _prompt_label(result)))
     return rows

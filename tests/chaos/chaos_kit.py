@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -376,10 +376,10 @@ async def expected_sinks(settings: Settings, codec: Codec) -> dict[str, int]:
             "archive records": records, "archive distinct": records}
 
 
-async def wait_sinks(settings: Settings, codec: Codec, timeout_s: float,
-                     stalled_s: float = 45.0) -> tuple[dict[str, int], dict[str, int]]:
-    """Poll until every tier holds what the topics say, the time is up, or no count moved for `stalled_s`;
-    return (expected, found)."""
+async def wait_sinks(settings: Settings, codec: Codec, timeout_s: float, stalled_s: float = 45.0,
+                     on_stall: Callable[[], None] | None = None) -> tuple[dict[str, int], dict[str, int]]:
+    """Poll until every tier holds what the topics say, the time is up, or no count moved for `stalled_s`
+    (then `on_stall()`, e.g. ask the sinks where they wait); return (expected, found)."""
     began = progress = time.monotonic()
     expected, found = await expected_sinks(settings, codec), {}
     while time.monotonic() - began < timeout_s and time.monotonic() - progress < stalled_s:
@@ -396,6 +396,9 @@ async def wait_sinks(settings: Settings, codec: Codec, timeout_s: float,
             break
         await asyncio.sleep(3)
         expected = await expected_sinks(settings, codec)
+    if found != expected and on_stall is not None:
+        on_stall()
+        await asyncio.sleep(1)
     return expected, found
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -79,7 +80,8 @@ async def _run(stack: LocalStack, name: str, settings: Settings, *, tasks: int, 
         await wait_answered(settings, codec, set(load.sent), 240)
         drain_s = time.monotonic() - loaded
         await asyncio.sleep(5)  # a double that is still on its way
-        sinks_state = await wait_sinks(settings, codec, 300)  # ends sooner once nothing moves for 45 s
+        # ends sooner once nothing moves for 45 s; then the sinks print where they wait (SIGUSR1), in their log
+        sinks_state = await wait_sinks(settings, codec, 300, on_stall=lambda: os.kill(sinks.pid, signal.SIGUSR1))
         fleet.reap()
         report = await audit(name, settings, codec, load, faults.log, sinks_state, drain_s, len(fleet.exited_alone))
         if experiment_name is not None:

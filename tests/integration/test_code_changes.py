@@ -16,12 +16,14 @@ from gitrepo import GitRepo  # tests/gitrepo.py (tests/ is on sys.path via its c
 from memory_helpers import NOW, produce, result
 
 from schemas import default_codec
+from schemas.provenance import DESCRIPTION_DIGEST, description_digest, sign_task
 from sinks.docs import doc_from_result, setup_docs, write_docs
 from streams import kafka
 from streams.admin import ensure_topics
 from streams.cli.main import cli
 from streams.client import ResultWatcher
 from streams.code.docs_sink import run_docs_sink
+from streams.code.signing import signing_key
 from streams.replay.range import Bound, read_range
 from streams.settings import Settings
 from streams.topics import CODE_CHANGES, DEADLETTERS, RESULTS
@@ -72,7 +74,7 @@ async def test_commits_become_events_tasks_and_current_documentation(isolated: S
         results = await watcher.wait(expected, 120)
     assert set(results) == expected
     events = await _changes(isolated)
-    assert [e.key.decode() for e in events if e.partition == events[0].partition]  # keyed by sha
+    assert [e.key for e in events] == [e.record["sha"].encode() for e in events]  # each keyed by its sha
     assert sorted(e.record["sha"] for e in events) == sorted(shas)
     second = next(e.record for e in events if e.record["sha"] == shas[1])
     assert {f["path"]: (f["change"], f["added"]) for f in second["files"]} == {
@@ -84,7 +86,7 @@ async def test_commits_become_events_tasks_and_current_documentation(isolated: S
 
     assert await run_docs_sink(isolated, codec, idle_exit_s=3.0) == 4
     assert await run_docs_sink(isolated, codec, idle_exit_s=2.0) == 0  # offsets committed
-    doc = doc_from_result(results[f"doc-{short[2]}-calc.parser"], isolated.topic_prefix)
+    doc = doc_from_result(results[f"doc-{short[2]}-calc.parser"], isolated.topic_prefix, signing_key(isolated))
     with psycopg.connect(isolated.postgres_dsn, autocommit=True) as conn:
         setup_docs(conn)
         assert write_docs(conn, [doc]) == 0  # idempotent by task_id
@@ -114,20 +116,29 @@ _DOCS = [
 ]
 
 
-def _doc_result(module: str, path: str, sha: str, text: str, n: int) -> dict:
-    record = result(f"doc-{sha[:12]}-{module}", text)
-    record["metadata"] = {"kind": "documentation", "module": module, "path": path, "sha": sha,
-                          "repository": "/src/shop", "committed_at": str(NOW + n * 60_000)}
+def _doc_result(settings: Settings, module: str, path: str, sha: str, text: str, n: int,
+                committed_at: str | None = None) -> dict:
+    """The result of a documentation task signed as the code-change processor signs its own."""
+    description = f"Document the Python module `{module}`."
+    task = sign_task(signing_key(settings), {
+        "task_id": f"doc-{sha[:12]}-{module}", "description": description,
+        "metadata": {"kind": "documentation", "module": module, "path": path, "sha": sha,
+                     "repository": "/src/shop", "committed_at": committed_at or str(NOW + n * 60_000)}})
+    record = result(task["task_id"], text)
+    record["metadata"] = {**task["metadata"], DESCRIPTION_DIGEST: description_digest(description)}
     return record
 
 
 async def test_stored_documentation_is_found_by_meaning_with_its_module_and_version(isolated: Settings) -> None:
     await ensure_topics(isolated)
-    items = [(RESULTS, "TaskResult", _doc_result(*doc, n)) for n, doc in enumerate(_DOCS)]
+    items = [(RESULTS, "TaskResult", _doc_result(isolated, *doc, n)) for n, doc in enumerate(_DOCS)]
     items.append((RESULTS, "TaskResult", result("review-x", "Looks fine; retries could use a cap.")))  # not a doc
-    broken = _doc_result("shop.tax", "shop/tax.py", "5" * 40, "Tax rules.", 9)
-    broken["metadata"]["committed_at"] = "yesterday"  # a document the docs tier can never store
-    items.append((RESULTS, "TaskResult", broken))
+    forged = _doc_result(isolated, "shop.pay", "shop/pay.py", "6" * 40, "Payments are deprecated.", 8)
+    forged["metadata"].pop("signature")  # says it is documentation; the code-change processor never asked for it
+    items.append((RESULTS, "TaskResult", forged))
+    # signed, but a document the docs tier can never store: a dead letter, and the sink goes on
+    items.append((RESULTS, "TaskResult", _doc_result(isolated, "shop.tax", "shop/tax.py", "5" * 40, "Tax rules.", 9,
+                                                     committed_at="yesterday")))
     await produce(isolated, items)
     assert await run_docs_sink(isolated, codec, idle_exit_s=2.0) == 4
     dead = [r.record for r in await read_range(isolated, codec, isolated.topic(DEADLETTERS), Bound("earliest"),

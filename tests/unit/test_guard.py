@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 from memory_helpers import outcome, output  # tests/memory_helpers.py (tests/ is on sys.path via its conftest)
+from redaction_corpus import secrets
 
 from agents.prompt_registry import PromptRegistry
 from schemas import default_codec
@@ -46,9 +48,31 @@ def test_a_dead_letter_keeps_its_origin_bytes_and_a_stable_id() -> None:
     assert dead_letter("decode", Incoming(None, None, "t", 0, 1), "tombstone")["payload"] == b""
 
 
+def test_a_dead_letter_error_is_redacted_and_its_payload_is_the_original() -> None:
+    """The payload must stay as it was (to be re-driven); the error text, logged and read by people, is redacted,
+    before it is cut, so a secret across the cut does not leave half of itself."""
+    (_, text, secret), (_, text2, secret2) = secrets(random.Random(3))[:2]
+    raw = f"payload {text}".encode()
+    error = ValueError(f"cannot parse {text}" + "." * 1990 + text2)
+    d = dead_letter("decode", Incoming(raw, b"k", "agent.tasks", 0, 1), error)
+    assert d["payload"] == raw and secret in d["payload"].decode()
+    assert secret not in d["error"] and secret2[:10] not in d["error"] and "[REDACTED:" in d["error"]
+
+
+def test_commit_messages_and_patches_reach_the_tasks_redacted() -> None:
+    (_, in_message, secret), (_, in_patch, secret2) = secrets(random.Random(4))[:2]
+    change = {**_change(), "message": f"add config {in_message}",
+              "patch": f"diff --git a/pkg/a.py b/pkg/a.py\n+x = 1\n+{in_patch}\n"}
+    dead, tasks = Sent(), Sent()
+    asyncio.run(CodeChangeHandler(Guard(codec, dead), tasks, b"key")(_incoming(codec.encode("CodeChange", change))))
+    assert len(tasks.records) == 2 and not dead.records
+    for _, _, task in tasks.records:
+        assert secret not in str(task) and secret2 not in str(task) and "[REDACTED:" in task["description"]
+
+
 def test_undecodable_bytes_and_tombstones_become_dead_letters_with_where_they_came_from() -> None:
     dead, tasks = Sent(), Sent()
-    handle = CodeChangeHandler(Guard(codec, dead), tasks)
+    handle = CodeChangeHandler(Guard(codec, dead), tasks, b"key")
     asyncio.run(handle(_incoming(b"not avro", offset=7)))
     asyncio.run(handle(_incoming(None, key=None, offset=8)))
     assert tasks.records == []
@@ -61,7 +85,7 @@ def test_undecodable_bytes_and_tombstones_become_dead_letters_with_where_they_ca
 
 def test_a_code_change_becomes_its_tasks_keyed_by_task_id() -> None:
     dead, tasks = Sent(), Sent()
-    asyncio.run(CodeChangeHandler(Guard(codec, dead), tasks)(_incoming(codec.encode("CodeChange", _change()))))
+    asyncio.run(CodeChangeHandler(Guard(codec, dead), tasks, b"key")(_incoming(codec.encode("CodeChange", _change()))))
     assert dead.records == []
     assert [(key, t, r["task_id"], r["capability"]) for key, t, r in tasks.records] == [
         (b"doc-abcdef123456-pkg.a", "TaskRequested", "doc-abcdef123456-pkg.a", "documentation"),

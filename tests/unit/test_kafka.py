@@ -57,14 +57,20 @@ async def test_a_client_that_cannot_reach_the_broker_is_closed_and_says_what_to_
 @pytest.mark.parametrize("command", [["submit", "x"], ["submit", "x", "--wait"], ["tail", "agent.results",
                                                                                  "--count", "1"], ["worker"]])
 def test_commands_say_in_one_line_that_kafka_is_down(command: list[str], tmp_path) -> None:
+    """At the terminal at once; a worker first waits its start-up timeout (a deploy may come before the
+    cluster), saying so, then ends with the same line."""
     port = free_port()
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "AGENTSTREAM_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "AGENTSTREAM_DATA_DIR": str(tmp_path),
+           "AGENTSTREAM_STARTUP_TIMEOUT_S": "3"}
     proc = subprocess.run([sys.executable, "-m", "streams", *command], env=env, capture_output=True, text=True,
                           timeout=120, check=False)
-    output = (proc.stdout + proc.stderr).strip()
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
     assert proc.returncode == 1
-    assert output == (f"Error: Kafka is not reachable at 127.0.0.1:{port}: start the local stack with "
-                      "`agentstream up`, or set KAFKA_BOOTSTRAP_SERVERS to your broker")
+    assert lines[-1] == (f"Error: Kafka is not reachable at 127.0.0.1:{port}: start the local stack with "
+                         "`agentstream up`, or set KAFKA_BOOTSTRAP_SERVERS to your broker")
+    waits = lines[:-1]
+    assert all("Kafka not ready; starting again" in line for line in waits)
+    assert bool(waits) == (command == ["worker"])
 
 
 async def test_retriable_cluster_errors_are_retried_until_they_pass_and_others_raise_at_once() -> None:
@@ -94,3 +100,16 @@ async def test_retriable_cluster_errors_are_retried_until_they_pass_and_others_r
 
     with pytest.raises(NodeNotReadyError):
         await kafka.retrying(always_down, timeout_s=0.5)
+
+
+async def test_every_producer_takes_the_same_largest_record() -> None:
+    """One figure for every producer (task stage, processors, sinks, clients, the bench's raw one), so a record
+    one of them took can be forwarded or dead-lettered by another."""
+    for settings in (_settings(), _settings(AGENTSTREAM_MAX_RECORD_BYTES=2_000_000)):
+        producers = [kafka.producer(settings), kafka.producer(settings, acks=1, enable_idempotence=False)]
+        try:
+            assert {p._max_request_size for p in producers} == {settings.max_record_bytes}
+        finally:
+            for p in producers:
+                await p.stop()
+    assert _settings().max_record_bytes == 1_048_576

@@ -145,3 +145,32 @@ def test_the_replay_demo_self_check_says_why_it_fails() -> None:
     assert why is not None and why.startswith("1/2 replayed answers differ from production's; e.g. t2")
     short = Run("demo-v1", {"missing": 1}, [_row("t1", 0.5, 0.1, "x"), _row("t2", 0, 0, "", status="missing")])
     assert "not answered ok in both runs: t2" in self_check(production, compare_runs(production, short))
+
+
+async def test_replayed_tasks_reach_the_judge_and_the_run_files_redacted(tmp_path) -> None:
+    import random
+
+    from redaction_corpus import secrets
+
+    from agents.judging import SimulatedJudge
+    from streams.replay.run import _judge_rows
+
+    (_, text, secret), (_, meta_text, meta_secret), (_, out_text, out_secret) = secrets(random.Random(7))[:3]
+    task = {"task_id": "t1", "description": f"fix: {text}", "pattern": "fast", "metadata": {"env": meta_text}}
+    spec = ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"))
+    tasks = prepare_tasks([Received("agent.tasks", 0, 5, b"t1", "TaskRequested", task, None)], spec)
+    seen: list[object] = []
+
+    class Recording(SimulatedJudge):
+        async def judge(self, task, candidates):  # what the judge is given
+            seen.append((task, candidates))
+            return await super().judge(task, candidates)
+
+    result = {"status": "ok", "output": f"done; {out_text}", "model": "m", "cost_usd": 0.0, "latency_ms": 1.0}
+    rows = await _judge_rows(Recording(), tasks, {"t1": result})
+    settings = Settings(AGENTSTREAM_DATA_DIR=tmp_path)
+    folder = save_run(settings, Run("r", {}, rows))
+    written = (folder / "results.jsonl").read_text()
+    for leaked in (secret, meta_secret, out_secret):
+        assert leaked not in str(tasks) and leaked not in str(seen) and leaked not in written
+    assert "[REDACTED:" in written

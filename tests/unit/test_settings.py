@@ -64,6 +64,38 @@ def test_mask_url_leaves_passwordless_urls_alone() -> None:
     assert mask_url("redis://user:pw@h/0") == "redis://user:***@h/0"
 
 
+@pytest.mark.parametrize(("dsn", "masked"), [
+    ("postgresql://u:p4ss@h1:5432,h2:5433/db", "postgresql://u:***@h1:5432,h2:5433/db"),
+    ("postgresql://u:p@ss/w0rd@h/db?sslmode=require", "postgresql://u:***@h/db?sslmode=require"),
+    ("host=db port=5432 user=app password=s3cr3t dbname=app", "host=db port=5432 user=app password=*** dbname=app"),
+    ("host=db password = 'two words\\' here' dbname=app", "host=db password = *** dbname=app"),
+    ("host=db sslpassword=k3y user=app", "host=db sslpassword=*** user=app"),
+    ("postgresql://db/app?user=app&password=s3cr3t&sslmode=require",
+     "postgresql://db/app?user=app&password=***&sslmode=require"),
+    ("redis://cache:6379/0?password=s3cr3t", "redis://cache:6379/0?password=***"),
+    ("https://user:s3cr3t@weaviate.internal:8080", "https://user:***@weaviate.internal:8080"),
+    ("postgresql://app@h1,h2/db", "postgresql://app@h1,h2/db"),
+])
+def test_mask_url_hides_every_password_form(dsn: str, masked: str) -> None:
+    assert mask_url(dsn) == masked
+
+
+def test_settings_command_prints_odd_urls_masked_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from streams.cli.main import cli
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pg-s3cret@h1:5432,h2:5433/app")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0?password=redis-s3cret")
+    monkeypatch.setenv("WEAVIATE_URL", "https://reader:wv-s3cret@weaviate:8080")
+    result = CliRunner().invoke(cli, ["settings"])
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    for secret in ("pg-s3cret", "redis-s3cret", "wv-s3cret"):
+        assert secret not in result.output
+    assert "postgresql://app:***@h1:5432,h2:5433/app" in result.output
+
+
 def test_topic_specs_have_every_topic_once_with_the_prefix() -> None:
     specs = topic_specs(Settings(AGENTSTREAM_TOPIC_PREFIX="run1.", AGENTSTREAM_PARTITIONS=6))
     names = [s.name for s in specs]
@@ -119,3 +151,17 @@ def test_isolated_settings_have_topics_and_groups_of_their_own() -> None:
     assert (run.topic_prefix, run.app_id, run.worker_concurrency) == ("staging.bench-1.", "shop-bench-1", 3)
     assert run.topic(TASKS) == "staging.bench-1.agent.tasks" and base.topic(TASKS) == "staging.agent.tasks"
     assert {s.name for s in topic_specs(run)}.isdisjoint(s.name for s in topic_specs(base))
+
+
+def test_env_files_are_ignored_by_git() -> None:
+    """Secrets kept in `.env` never get committed by accident."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", ".env", "deploy/.env.prod"],
+                             capture_output=True, text=True)
+    if ignored.returncode == 128:
+        pytest.skip(f"not a git checkout: {ignored.stderr}")
+    assert ignored.stdout.split() == [".env", "deploy/.env.prod"]
+    assert subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "-q", ".env.example"]).returncode == 1

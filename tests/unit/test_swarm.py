@@ -137,7 +137,11 @@ async def test_50_concurrent_tasks_never_spend_more_than_the_tenant_budget() -> 
     blocked = next(r for r in runs if r.result["status"] == "budget_exceeded")
     assert "budget exceeded" in blocked.result["error"] and blocked.result["cost_usd"] == 0.0
     assert blocked.outputs[0]["status"] == "budget_exceeded"
-    assert estimate > 0
+    # Every call that ran cost what the probe's identical call cost, no more than its reservation: the
+    # tenant paid for exactly the calls that ran, and reserving kept it within the budget.
+    assert 0 < estimate <= reserved_each
+    assert {r.result["cost_usd"] for r in runs if r.result["status"] == "ok"} == {estimate}
+    assert spent == pytest.approx(statuses.count("ok") * estimate)
 
 
 async def test_a_task_budget_and_degrading_to_the_cheapest_model() -> None:

@@ -13,7 +13,14 @@ from agents.experiment_scoring import score_outcome
 from agents.judging import SimulatedJudge, experiment_outcome
 from agents.prompt_chooser import PromptChooser, _Snapshot
 from agents.prompt_registry import Experiment, PromptVersion, RegistryError, variant_version
-from agents.prompt_templates import TemplateRenderError, render, template_variables
+from agents.prompt_templates import (
+    RenderLimits,
+    TemplateLimitError,
+    TemplateRenderError,
+    check_template,
+    render,
+    template_variables,
+)
 
 EXP = Experiment("exp", "review", ["v1", "v2"], [1.0, 1.0], min_samples=20)
 
@@ -176,3 +183,80 @@ def test_a_replay_pin_chooses_that_version_outside_any_experiment() -> None:
     for bad in ("v9", "latest"):  # an unknown or unreadable pin falls back to the normal choice
         chosen = chooser.choose_from(snap, {**task, "metadata": {"prompt.review": bad}})
         assert "pinned" not in chosen.metadata and chosen.metadata["experiment"] == "exp"
+
+
+BIG = RenderLimits(max_chars=100_000, timeout_s=0.5)
+
+
+@pytest.mark.parametrize(("template", "why"), [
+    ("{{ 'A' * 200000000 }}", "repeating 1 characters 200000000 times"),
+    ("{{ [task] * 100000 }}", "repeating"),
+    ("{{ 9**99999999 }}", "more than 4300 digits"),
+    ("{{ 'x'.ljust(1000000000) }}", "an argument of 1000000000"),
+    ("{{ '{:>999999999}'.format(1) }}", "a width of 999999999"),
+    ("{{ '%999999999d' % 1 }}", "a width of 999999999"),
+    ("{{ task.replace('a', task * 10) }}", "characters"),
+    ("{{ task|replace('a', task) }}", "replacing"),
+    ("{{ range(10000)|join(task) }}", "joining 10000 items"),
+    ("{% set x %}{% for i in range(1000) %}{{ task }}{% endfor %}{% endset %}{{ x|length }}", "a block of"),
+    ("{% set ns = namespace(s=task) %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "a value"),
+    ("{% macro f(s, n) %}{% if n %}{{ f(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ f(task, 40) }}", "a value"),
+    ("{% for i in range(1000) %}{{ task }}{% endfor %}", "the output is longer than the 100000 characters"),
+    ("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}", "longer than 0.5 s"),
+    ("{% for a in task %}{% for b in task %}{% endfor %}{% endfor %}", "longer than 0.5 s"),
+    ("{% for i in range(100000) %}{% endfor %}", "a range of 100000 numbers"),
+])
+def test_the_sandbox_refuses_what_would_cost_too_much(template: str, why: str) -> None:
+    """Each of these would take gigabytes or minutes unchecked; each is refused, saying which limit."""
+    with pytest.raises(TemplateLimitError, match=re.escape(why)) as info:
+        render(template, {"task": "a" * 2000}, BIG)
+    assert info.value.limit == ("time" if why.startswith("longer than") else "size")
+
+
+def test_the_sandbox_still_renders_ordinary_templates_and_has_no_padding_filters() -> None:
+    template = ("You review {{ task|truncate(20) }} for {{ tenant|upper }}.{% for i in range(3) %} {{ i }}{% endfor %}"
+                "{% if capability == 'review' %} Be brief.{% endif %} {{ [3, 1, 2]|sort|join(',') }} {{ 2**10 }}")
+    out = render(template, {"task": "t" * 50, "tenant": "acme", "capability": "review"}, BIG)
+    assert out == f"You review {'t' * 17}... for ACME. 0 1 2 Be brief. 1,2,3 1024"
+    with pytest.raises(TemplateRenderError, match="No filter named 'center'"):
+        render("{{ task|center(1000000000) }}", {"task": "x"})
+
+
+def test_check_template_refuses_with_the_reason_and_passes_good_ones() -> None:
+    check_template("You review {{ task }} for {{ tenant }} ({{ capability }}, {{ task_id }}).")
+    with pytest.raises(TemplateLimitError, match="repeating"):
+        check_template("{{ task * 1000 }}", RenderLimits(max_chars=100_000))
+    with pytest.raises(TemplateRenderError, match="'notes'"):
+        check_template("{{ task }} {{ notes }}")
+
+
+def test_prompt_add_refuses_a_template_that_breaks_the_limits_with_the_reason(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from streams.cli.main import cli
+
+    bomb = tmp_path / "bomb.j2"
+    bomb.write_text("{{ 'A' * 200000000 }}")
+    env = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none?connect_timeout=1"}  # never reached
+    result = CliRunner().invoke(cli, ["prompt", "add", "review", "--file", str(bomb)], env=env)
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)
+    assert "review: not added: template refused: repeating 1 characters 200000000 times" in result.output
+    slow = tmp_path / "slow.j2"
+    slow.write_text("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}{{ task }}")
+    result = CliRunner().invoke(cli, ["prompt", "add", "review", "--file", str(slow)],
+                                env={**env, "AGENTSTREAM_PROMPT_RENDER_TIMEOUT_S": "0.2"})
+    assert "not added: template refused: rendering took longer than 0.2 s" in result.output
+
+
+def test_the_chooser_falls_back_to_the_built_in_prompt_when_a_template_is_refused() -> None:
+    snap = _Snapshot()
+    for v in (_version("review", 1, "R {{ task * 100 }}", True),
+              _version("plan", 1, "{% for a in task %}{% for b in task %}{% endfor %}{% endfor %}P", True)):
+        snap.versions[(v.name, v.version)] = v
+        snap.primary[v.name] = v.version
+    chooser = PromptChooser(registry=None, limits=RenderLimits(max_chars=10_000, timeout_s=0.2))  # type: ignore[arg-type]
+    assert chooser.choose_from(snap, {"task_id": "t", "description": "short", "capability": "review"}).system \
+        == "R " + "short" * 100
+    assert chooser.choose_from(snap, {"task_id": "t", "description": "x" * 200, "capability": "review"}) is None
+    assert chooser.choose_from(snap, {"task_id": "t", "description": "x" * 5000, "capability": "plan"}) is None
+    assert ("plan", 1) in chooser._too_slow  # not rendered again for the next task
