@@ -158,6 +158,6 @@ class Plot:
             keys.append(f'<rect x="{self.W - 170}" y="{y}" width="12" height="4" fill="{colour}"/>'
                         f'<text x="{self.W - 152}" y="{y + 6}">{html.escape(name)}</text>')
         aria = f' role="img" aria-label="{html.escape(label)}"' if label else ""
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {self.W} {self.H}" width="{self.W}" '
+        return (f'<svg viewBox="0 0 {self.W} {self.H}" width="{self.W}" '
                 f'height="{self.H}" font-family="sans-serif" font-size="11"{aria}>'
                 f'{"".join(grid + self.parts + self.overlay + axes + keys)}</svg>')

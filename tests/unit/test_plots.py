@@ -106,6 +106,7 @@ def test_every_compare_plot_has_tick_labels_and_a_zero() -> None:
     for svg in (*svgs[:3], histogram):
         assert 'class="zero"' in svg and _labels(svg, "zero-label")
     assert "2e-05" in svgs[1] or "1e-05" in svgs[1]  # costs: short labels, not 0.000020
+    assert "http" not in page and "<script" not in page  # inline SVG: nothing named or fetched from a network
 
 
 _MEASURE = """<script>
