@@ -63,6 +63,7 @@ class PromptChooser:
         self._snapshot: _Snapshot | None = None
         self._loaded_at = 0.0
         self._read_at_ms = 0  # when the cached view was read (epoch ms), to compare with tasks' created_at
+        self._unreachable = False  # the last read of the registry failed
         self._lock = asyncio.Lock()
 
     def invalidate(self) -> None:
@@ -93,7 +94,9 @@ class PromptChooser:
                 self._read_at_ms = now_ms()
                 try:
                     self._snapshot = await asyncio.to_thread(self.load)
+                    self._unreachable = False
                 except Exception as exc:  # registry unreachable: tasks go on with what we knew (or built-ins)
+                    self._unreachable = True
                     log.warning("prompt registry unreachable, keeping the cached view: %s: %s",
                                 type(exc).__name__, exc)
                     self._snapshot = self._snapshot or _Snapshot()
@@ -108,9 +111,12 @@ class PromptChooser:
         older than the view cost no read."""
         if name in (await self._current()).names:
             return True
-        if asked_at_ms is None or self._read_at_ms >= asked_at_ms:
-            return False
-        return name in (await self._current(read_before_ms=asked_at_ms)).names
+        if asked_at_ms is not None and self._read_at_ms < asked_at_ms:
+            if name in (await self._current(read_before_ms=asked_at_ms)).names:
+                return True
+        # Not known, but the registry could not be read: a name it may hold is not rejected (the task
+        # runs on the built-in prompt, as every task does while the registry is down).
+        return self._unreachable
 
     async def choose(self, task: dict[str, Any]) -> ChosenPrompt | None:
         snap = await self._current()

@@ -132,3 +132,20 @@ async def test_a_capability_named_after_a_registry_prompt_runs_even_if_added_aft
     # A task older than the view names no prompt the registry could have had: no read for it.
     assert (await runner.run(_task(capability="nope", created_at=1))).result["status"] == "rejected"
     assert registry.reads == reads
+
+
+async def test_a_prompt_named_capability_is_not_rejected_while_the_registry_cannot_be_read() -> None:
+    """A worker started during a PostgreSQL outage knows no prompt yet: the task runs on the built-in
+    prompt, as every task does while the registry is down, rather than being rejected for a name the
+    registry may well hold (the chaos suite's experiment tasks met this during its store outage)."""
+    registry = _Registry()
+    chooser = PromptChooser(registry, ttl_s=0)  # type: ignore[arg-type]
+    runner = build_runner(RunnerConfig(), prompts=chooser)
+
+    def unreachable() -> list[PromptVersion]:
+        raise OSError("connection refused")
+
+    registry.versions = unreachable  # type: ignore[method-assign]
+    run = await runner.run(_task(capability="review-v7", created_at=now_ms() + 1))
+    assert run.result["status"] == "ok" and "rejected_fields" not in run.result["metadata"]
+    assert (await runner.run(_task(pattern="qualty"))).result["status"] == "rejected"  # still checked
