@@ -135,6 +135,7 @@ async def test_experiment_decides_survives_a_restart_and_new_tasks_use_the_winne
 
 async def test_demo_experiment_prints_its_decision(isolated: Settings, worker_factory, worker_log, capsys) -> None:
     worker_factory()
-    decided = await asyncio.to_thread(run_experiment_demo, isolated, codec, 300, 120.0)
+    failed = await asyncio.to_thread(run_experiment_demo, isolated, codec, 300, 120.0)
     out = capsys.readouterr().out
-    assert decided and "decision: promote v2" in out and "P(best)" in out
+    assert failed is None and "decision: promote v2" in out and "P(best)" in out
+    assert "300/300 experiment tasks done" in out and "the experiment counted" in out

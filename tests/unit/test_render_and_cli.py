@@ -51,7 +51,7 @@ def test_bad_environment_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_submit_needs_text_or_file() -> None:
     result = CliRunner().invoke(cli, ["submit"])
-    assert result.exit_code == 2 and "either TEXT or --file" in result.output
+    assert result.exit_code == 2 and "give the task as TEXT, or --file FILE" in result.output
 
 
 def test_submit_rejects_a_bad_jsonl_line(tmp_path) -> None:

@@ -214,3 +214,17 @@ async def test_a_run_again_reuses_the_answered_calls_and_does_not_charge_them_ag
     assert runner.ledger.tenant_spent("acme") == pytest.approx(paid_first + fresh_cost)  # reused: not charged
     assert again.result["cost_usd"] == pytest.approx(sum(o["cost_usd"] for o in again.outputs))
     assert again.result["status"] == "ok" and again.result["steps"] == first.result["steps"]
+
+
+async def test_a_replayed_task_runs_each_step_on_its_recorded_model() -> None:
+    """`replay.model.<step>` in a task's metadata (a faithful replay) pins that step, whatever the routing."""
+    runner = build_runner(RunnerConfig())
+    routed = await runner.run(_task(2, pattern="balanced", optimization="cost"))
+    recorded = {"replay.model.1": "simulator/quality-1", "replay.model.3": "simulator/balanced-1"}
+    run = await runner.run(_task(2, pattern="balanced", optimization="cost", metadata=recorded))
+    models = [o["model"] for o in run.outputs]
+    assert models[0] == "simulator/quality-1" and models[2] == "simulator/balanced-1"
+    assert models[1] == routed.outputs[1]["model"]  # a step without a recorded model is routed as before
+    overridden = build_runner(RunnerConfig(pinned_model="simulator/fast-1"))
+    assert {o["model"] for o in (await overridden.run(_task(2, pattern="balanced", metadata=recorded))).outputs} \
+        == {"simulator/fast-1"}  # a model override wins
