@@ -54,6 +54,7 @@ def test_tail_of_a_missing_topic_says_so(isolated: Settings) -> None:
     assert result.exit_code == 1 and "does not exist" in result.output
 
 
+@pytest.mark.slow  # in make test-slow: make test stays under 15 minutes on 2 cores
 def test_demo_prints_a_result_for_every_task_and_the_dead_letter(isolated: Settings) -> None:
     out = _run(isolated, "demo", "--tasks", "6", "--timeout", "120")
     assert "6/6 tasks have a result (6 ok)" in out

@@ -134,6 +134,7 @@ async def test_a_client_with_only_the_avsc_files_can_submit_and_read_back(isolat
     assert found is not None and found["status"] == "ok" and found["output"]
 
 
+@pytest.mark.slow  # in make test-slow: make test stays under 15 minutes on 2 cores
 async def test_sigkill_mid_run_loses_no_task_and_charges_none_twice(isolated: Settings, worker_factory) -> None:
     first = worker_factory(simulator_latency_ms=50.0, worker_concurrency=4)
     tasks = [make_task(f"task number {n}") for n in range(150)]

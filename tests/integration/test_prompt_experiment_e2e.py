@@ -54,6 +54,7 @@ def worker_log(isolated: Settings):
         print("".join(log.read_text(errors="replace").splitlines(keepends=True)[-60:]))
 
 
+@pytest.mark.slow  # in make test-slow: make test stays under 15 minutes on 2 cores
 async def test_experiment_decides_survives_a_restart_and_new_tasks_use_the_winner(isolated: Settings,
                                                                                    worker_factory,
                                                                                    worker_log) -> None:

@@ -157,6 +157,7 @@ async def test_ranges_by_offset_and_by_time(recorded: Recorded) -> None:
     assert seen[0] == (0, 20) and seen[-1] == (20, 20)
 
 
+@pytest.mark.slow  # in make test-slow: make test stays under 15 minutes on 2 cores
 def test_the_same_range_replayed_twice_gives_identical_outputs_and_scores(recorded: Recorded) -> None:
     s = recorded.settings
     for name in ("det-1", "det-2"):  # production's own version, pinned
@@ -196,6 +197,7 @@ def test_without_a_model_override_each_step_runs_on_the_model_production_used(re
     assert {r.model for r in load_run(s, "overridden").rows} == {"simulator/fast-1"}
 
 
+@pytest.mark.slow  # in make test-slow: make test stays under 15 minutes on 2 cores
 def test_200_tasks_replayed_with_another_model_compare_and_leave_production_alone(recorded: Recorded,
                                                                                    tmp_path) -> None:
     s = recorded.settings

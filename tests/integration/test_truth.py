@@ -189,6 +189,7 @@ def test_an_experiment_report_into_a_missing_folder_is_one_line(isolated: Settin
     _invoke(isolated, "experiment", "stop", name)
 
 
+@pytest.mark.slow  # in make test-slow: make test stays under 15 minutes on 2 cores
 def test_the_demo_experiment_counts_only_after_the_worker_has_the_experiment(isolated: Settings,
                                                                              worker_factory) -> None:
     """The worker keeps its view of the registry for 5 s and has just read it: tasks sent at once after
