@@ -86,6 +86,7 @@ class TaskLedger:
         self.window_ms = int(settings.task_dedupe_window_s * 1000)
         self._spend: dict[str, float] = {}  # tenant|day -> settled total (what budgets check)
         self._logged: dict[str, float] = {}  # tenant|day -> the part of it queued for the broker
+        self._unwritten: set[str] = set()  # keys charged since their last flush
         self._done: dict[str, int] = {}  # task id -> when its result was made (ms)
         self._runs: dict[str, int] = {}  # task id -> attempts started
         self._steps: dict[str, dict[tuple[int, str], Record]] = {}
@@ -187,6 +188,7 @@ class TaskLedger:
     def add_spend(self, key: str, amount: float) -> None:
         """Add a settled call's cost to `tenant|day`; it is written with the call's answer, or by `flush`."""
         self._spend[key] = self._spend.get(key, 0.0) + amount
+        self._unwritten.add(key)
 
     def _log(self, key: str, amount: float) -> float:
         """Move `amount` (at most what is settled and not yet written) of `key` into the written total."""
@@ -195,9 +197,12 @@ class TaskLedger:
         return total
 
     def _log_the_rest(self, partition: int) -> None:
-        """Queue a total for every key of `partition` with settled spend not yet written."""
-        for key, settled in self._spend.items():
-            if settled > self._logged.get(key, 0.0) and self._spend_partition(key) == partition:
+        """Queue a total for every key of `partition` with settled spend not yet written (only the keys
+        charged since their last write are looked at: this runs once per task)."""
+        for key in [k for k in self._unwritten if self._spend_partition(k) == partition]:
+            self._unwritten.discard(key)
+            settled = self._spend[key]
+            if settled > self._logged.get(key, 0.0):
                 total = self._log(key, settled)
                 self._put(self.spend_topic, partition, _key("spend", key), json.dumps({"total": total}).encode())
 
