@@ -66,12 +66,14 @@ def submit(settings: Settings, text: str | None, file_: Path | None, wait: bool,
     """Submit a task (TEXT) or a file of tasks to agent.tasks."""
     from schemas import EncodeError, default_codec
     from streams.client import make_task
+    from streams.observability.runtime import start as observe
 
     if (text is None) == (file_ is None):
         raise click.UsageError("give either TEXT or --file, not both")
     tasks = _read_jsonl(file_) if file_ else [make_task(text, **fields)]
     if file_:  # options apply to every task of the file that does not set them itself
         tasks = [{**{k: v for k, v in fields.items() if v is not None}, **t} for t in tasks]
+    observe(settings, "submit", serve=False)  # each task's trace starts here (AGENTSTREAM_OBSERVABILITY)
     try:
         results = asyncio.run(_submit(settings, default_codec(), tasks, wait, timeout))
     except EncodeError as exc:
