@@ -6,7 +6,8 @@ monitor reads each group's committed offsets and the topics' end offsets from th
 `lag_interval_s`, on an event loop of its own in a thread of its own, so the pipeline's loop never
 waits for it. It reports every partition of the group (not only this process's share), so it is
 right even while the group's other members, or all of them, are down. With `discover` it also finds
-every group whose name starts with a prefix (the dashboard: all the groups of an app id).
+every group named `<prefix>...` that has committed offsets on the given topics (the dashboard: all the
+groups of an app, while its workers are down too).
 """
 
 from __future__ import annotations
@@ -46,15 +47,16 @@ def watched() -> dict[str, set[str]]:
         return {g: set(t) for g, t in _watched.items()}
 
 
-async def _groups_with_prefix(admin: AIOKafkaAdminClient, prefix: str) -> dict[str, set[str]]:
-    """Groups named `prefix...`, each with the topics it has committed offsets for."""
+async def _groups_with_prefix(admin: AIOKafkaAdminClient, prefix: str, topics: set[str]) -> dict[str, set[str]]:
+    """Groups named `prefix...`, each with those of `topics` it has committed offsets for."""
     found: dict[str, set[str]] = {}
     for group in await admin.list_consumer_groups():
         name = group[0]
         if not name.startswith(prefix):
             continue
-        offsets = await admin.list_consumer_group_offsets(name)
-        found[name] = {tp.topic for tp in offsets}
+        mine = {tp.topic for tp in await admin.list_consumer_group_offsets(name)} & topics
+        if mine:
+            found[name] = mine
     return found
 
 
@@ -91,7 +93,8 @@ async def read_lag(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group
 class LagMonitor:
     """Reads the lag of the watched groups (and of discovered ones) every `interval_s`, in a thread."""
 
-    def __init__(self, settings: Settings, on_lag: Callable[[Lag], None], *, discover: str | None = None) -> None:
+    def __init__(self, settings: Settings, on_lag: Callable[[Lag], None], *,
+                 discover: tuple[str, set[str]] | None = None) -> None:
         self.settings, self.on_lag, self.discover = settings, on_lag, discover
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -119,7 +122,7 @@ class LagMonitor:
                     await consumer.start()
                 groups = watched()
                 if self.discover is not None:
-                    for group, topics in (await _groups_with_prefix(admin, self.discover)).items():
+                    for group, topics in (await _groups_with_prefix(admin, *self.discover)).items():
                         groups.setdefault(group, set()).update(topics)
                 self.on_lag(await read_lag(admin, consumer, groups))
             except (KafkaError, OSError, TimeoutError) as exc:  # brokers away: tried again next time
