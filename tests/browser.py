@@ -127,11 +127,12 @@ class Browser:
         return result["result"].get("value")
 
     async def wait_for(self, expression: str, timeout_s: float = 30.0) -> Any:
-        """Until `expression` is truthy in the page; its value."""
+        """Until `expression` is truthy in the page (an exception, e.g. while the page loads, counts as
+        false); its value."""
         deadline = time.monotonic() + timeout_s
         value = None
         while time.monotonic() < deadline:
-            value = await self.eval(expression)
+            value = await self.eval(f"(() => {{ try {{ return ({expression}); }} catch (e) {{ return null; }} }})()")
             if value:
                 return value
             await asyncio.sleep(0.25)

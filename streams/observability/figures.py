@@ -194,7 +194,7 @@ class Sampler:
             "stages": self._stages(now, minute),
             "lag": self._lag(now),
             "llm": {"in_flight": sum(totals(now, "agentstream_llm_calls_in_flight").values()),
-                    "calls": _flat(totals(now, "agentstream_llm_calls_total", ("outcome",))),
+                    "calls": _flat(totals(now, "agentstream_llm_calls_total", ("model", "outcome"))),
                     "tokens": _flat(totals(now, "agentstream_llm_tokens_total", ("direction",)))},
             "cost": self._cost(now, minute),
             "deadletters": _flat(totals(now, "agentstream_deadletters_total", ("stage",))),
