@@ -84,6 +84,6 @@ def observability_cost(settings: Settings, tasks: int, rounds: int = 2) -> Obser
         click.echo(f"observability {label}               : {statistics.median(r.rate for r in runs):>10,.0f} tasks/s   "
                    f"worker CPU {statistics.median(r.cpu_ms for r in runs):.2f} ms/task  (rounds: "
                    f"{', '.join(f'{r.rate:,.0f}/s {r.cpu_ms:.2f} ms' for r in runs)})")
-    click.echo(f"observability cost              : {cost.rate_share:>10.1%} of throughput, {cost.cpu_share:+.1%} worker "
-               f"CPU per task (1 worker, instant simulator: the worst case)")
+    click.echo(f"observability cost              : {cost.rate_share:>10.1%} of throughput, "
+               f"{cost.cpu_share:+.1%} worker CPU per task (1 worker, instant simulator: the worst case)")
     return cost
