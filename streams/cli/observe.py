@@ -37,20 +37,22 @@ def trace(settings: Settings, task_id: str, as_json: bool) -> None:
 @click.command()
 @click.option("--port", type=int, default=None, help="Port on 127.0.0.1 (AGENTSTREAM_DASHBOARD_PORT; 0: a free one).")
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between readings.")
+@click.option("--app-only", is_flag=True, help="Only the processes of AGENTSTREAM_APP_ID (default: every worker and "
+              "sink of the data folder, the demo's and the bench's included).")
 @click.pass_obj
-def dashboard(settings: Settings, port: int | None, interval: float) -> None:
-    """Serve a live dashboard of this app's processes on 127.0.0.1 until Ctrl-C: tasks/s and results,
-    latency per stage, consumer lag, LLM calls in flight, cost by tenant and model, dead letters,
-    experiments, alerts, and each task's trace."""
+def dashboard(settings: Settings, port: int | None, interval: float, app_only: bool) -> None:
+    """Serve a live dashboard on 127.0.0.1 until Ctrl-C: tasks/s and results, latency per stage, consumer
+    lag, LLM calls in flight, cost by tenant and model, dead letters, experiments, alerts, each task's trace."""
     from streams.lifecycle import run_until_signalled
     from streams.observability.dashboard import serve_dashboard
 
     def ready(url: str) -> None:
-        click.echo(f"dashboard of app {settings.app_id}: {url}  (Ctrl-C stops it)", err=True)
+        which = f"app {settings.app_id}" if app_only else f"every process of {settings.data_dir}"
+        click.echo(f"dashboard of {which}: {url}  (Ctrl-C stops it)", err=True)
 
     chosen = settings.dashboard_port if port is None else port
     try:
-        run_until_signalled(lambda stop: serve_dashboard(settings, chosen, stop, interval, ready))
+        run_until_signalled(lambda stop: serve_dashboard(settings, chosen, stop, interval, ready, app_only))
     except OSError as exc:
         raise click.ClickException(f"cannot serve on 127.0.0.1:{chosen}: {exc.strerror or exc}; "
                                    "pick another with --port or AGENTSTREAM_DASHBOARD_PORT") from exc
@@ -59,8 +61,10 @@ def dashboard(settings: Settings, port: int | None, interval: float) -> None:
 @click.command()
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between readings.")
 @click.option("--once", is_flag=True, help="Print the figures once and exit (needs two readings: takes --interval).")
+@click.option("--app-only", is_flag=True,
+              help="Only the processes of AGENTSTREAM_APP_ID (default: all of the data folder).")
 @click.pass_obj
-def top(settings: Settings, interval: float, once: bool) -> None:
+def top(settings: Settings, interval: float, once: bool, app_only: bool) -> None:
     """The dashboard's figures in the terminal, refreshed live, until Ctrl-C."""
     from rich.console import Console
 
@@ -69,13 +73,13 @@ def top(settings: Settings, interval: float, once: bool) -> None:
     from streams.observability.top import render, run_top
 
     if once:
-        sampler = Sampler(lambda: processes.running(settings, settings.app_id))
+        sampler = Sampler(lambda: processes.running(settings, settings.app_id if app_only else None))
         sampler.sample()
         time.sleep(interval)
         sampler.sample()
         Console().print(render(sampler.figures()))
         return
     try:
-        run_top(settings, interval)
+        run_top(settings, interval, app_only=app_only)
     except KeyboardInterrupt:
         pass

@@ -65,13 +65,17 @@ def experiments_now(settings: Settings) -> list[dict[str, Any]]:
 class Dashboard:
     """The dashboard's state: the sampler, its own lag reading, the latest results and experiments."""
 
-    def __init__(self, settings: Settings, interval_s: float = 2.0) -> None:
+    def __init__(self, settings: Settings, interval_s: float = 2.0, app_only: bool = False) -> None:
+        """Every worker and sink of the data folder (the demo's, the bench's, ...), or with `app_only` those
+        of the settings' app id; the lag of every group named after the app id (or only this app's)."""
         self.settings, self.interval_s = settings, interval_s
-        self.sampler = Sampler(lambda: processes.running(settings, settings.app_id), lag=lambda: self._lag)
+        app = settings.app_id if app_only else None
+        self.sampler = Sampler(lambda: processes.running(settings, app), lag=lambda: self._lag)
         self._lag: Lag | None = None
-        topics = {settings.topic(t) for t in ALL_TOPICS}
+        discover = (f"{settings.app_id}-", {settings.topic(t) for t in ALL_TOPICS}) if app_only else \
+            (settings.app_id, None)
         self.monitor = LagMonitor(settings.model_copy(update={"lag_interval_s": interval_s}), self._set_lag,
-                                  discover=(f"{settings.app_id}-", topics))
+                                  discover=discover)
         self.recent: deque[dict[str, Any]] = deque(maxlen=_RECENT)
         self.experiments: list[dict[str, Any]] = []
         self.figures: dict[str, Any] = {}
@@ -166,9 +170,9 @@ class Dashboard:
 
 
 async def serve_dashboard(settings: Settings, port: int, stop: asyncio.Event, interval_s: float = 2.0,
-                          on_ready: Any = None) -> None:
+                          on_ready: Any = None, app_only: bool = False) -> None:
     """Serve on 127.0.0.1:`port` (0: a free port) until `stop` is set; `on_ready(url)` once listening."""
-    dashboard = Dashboard(settings, interval_s)
+    dashboard = Dashboard(settings, interval_s, app_only)
     await dashboard.start()
     runner = web.AppRunner(dashboard.app(), access_log=None)
     await runner.setup()

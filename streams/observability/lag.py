@@ -6,8 +6,8 @@ monitor reads each group's committed offsets and the topics' end offsets from th
 `lag_interval_s`, on an event loop of its own in a thread of its own, so the pipeline's loop never
 waits for it. It reports every partition of the group (not only this process's share), so it is
 right even while the group's other members, or all of them, are down. With `discover` it also finds
-every group named `<prefix>...` that has committed offsets on the given topics (the dashboard: all the
-groups of an app, while its workers are down too).
+every group named `<prefix>...` that has committed offsets (on the given topics, if any): the dashboard
+reads all the groups of an app so, while its workers are down too.
 """
 
 from __future__ import annotations
@@ -47,14 +47,17 @@ def watched() -> dict[str, set[str]]:
         return {g: set(t) for g, t in _watched.items()}
 
 
-async def _groups_with_prefix(admin: AIOKafkaAdminClient, prefix: str, topics: set[str]) -> dict[str, set[str]]:
-    """Groups named `prefix...`, each with those of `topics` it has committed offsets for."""
+async def _groups_with_prefix(admin: AIOKafkaAdminClient, prefix: str,
+                              topics: set[str] | None) -> dict[str, set[str]]:
+    """Groups named `prefix...`, each with those of `topics` (None: any) it has committed offsets for."""
     found: dict[str, set[str]] = {}
     for group in await admin.list_consumer_groups():
         name = group[0]
         if not name.startswith(prefix):
             continue
-        mine = {tp.topic for tp in await admin.list_consumer_group_offsets(name)} & topics
+        mine = {tp.topic for tp in await admin.list_consumer_group_offsets(name)}
+        if topics is not None:
+            mine &= topics
         if mine:
             found[name] = mine
     return found
@@ -94,7 +97,7 @@ class LagMonitor:
     """Reads the lag of the watched groups (and of discovered ones) every `interval_s`, in a thread."""
 
     def __init__(self, settings: Settings, on_lag: Callable[[Lag], None], *,
-                 discover: tuple[str, set[str]] | None = None) -> None:
+                 discover: tuple[str, set[str] | None] | None = None) -> None:
         self.settings, self.on_lag, self.discover = settings, on_lag, discover
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -70,9 +70,10 @@ def render(f: dict[str, Any]) -> Group:
 
 
 def run_top(settings: Settings, interval_s: float = 2.0, console: Console | None = None,
-            iterations: int | None = None) -> None:
-    """Refresh every `interval_s` until Ctrl-C (or `iterations` times)."""
-    sampler = Sampler(lambda: processes.running(settings, settings.app_id))
+            iterations: int | None = None, app_only: bool = False) -> None:
+    """Refresh every `interval_s` until Ctrl-C (or `iterations` times): every process of the data folder,
+    or with `app_only` those of the settings' app id."""
+    sampler = Sampler(lambda: processes.running(settings, settings.app_id if app_only else None))
     sampler.sample()
     with Live(render(sampler.figures()), console=console, refresh_per_second=4, screen=False) as live:
         done = 0

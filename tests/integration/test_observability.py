@@ -291,7 +291,7 @@ def test_the_dashboard_in_a_real_browser(workload: Workload) -> None:
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(serve_dashboard(workload.settings, 0, stopping, 1.0, ready.append))
+        loop.run_until_complete(serve_dashboard(workload.settings, 0, stopping, 1.0, ready.append, app_only=True))
 
     server = threading.Thread(target=serve, daemon=True)
     server.start()
