@@ -78,16 +78,12 @@ class _Consumer(_SaysWhenUnreachable, AIOKafkaConsumer):
 class _Producer(_SaysWhenUnreachable, AIOKafkaProducer):
     async def send(self, topic: str, value: Any = None, key: Any = None, partition: int | None = None,
                    timestamp_ms: int | None = None, headers: Any = None) -> Any:
-        """Send, inside a trace with a `send {topic}` span and the W3C `traceparent` header of that span, so
-        the record's consumer continues the trace (streams/observability/telemetry.py)."""
-        sending = telemetry.producing(topic, headers)
+        """Send; inside a trace, with the W3C `traceparent` header of the current span, so the record's
+        consumer continues the trace, and timed until the broker confirms (streams/observability/telemetry.py)."""
+        sending = telemetry.producing(headers)
         if sending is None:
             return await super().send(topic, value, key, partition, timestamp_ms, headers)
-        try:
-            future = await super().send(topic, value, key, partition, timestamp_ms, sending.headers)
-        except BaseException as exc:
-            sending.failed(exc)
-            raise
+        future = await super().send(topic, value, key, partition, timestamp_ms, sending.headers)
         future.add_done_callback(sending.acked)
         return future
 

@@ -13,9 +13,10 @@ import time
 from collections.abc import Awaitable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import NoOpTracer, Span, SpanKind, StatusCode, Tracer
+from opentelemetry.trace import NoOpTracer, SpanKind, StatusCode, Tracer
 
 from agents.clock import now_ms
 from agents.observer import ModelCall, RunObserver, provider_of
@@ -37,24 +38,19 @@ def _messaging(message: Any, operation: str) -> dict[str, Any]:
 
 
 class Produce:
-    """One record being produced inside a trace: its `send {topic}` span and the headers carrying it."""
+    """One record being produced inside a trace: the headers carrying the trace, and when it was sent.
 
-    __slots__ = ("headers", "metrics", "span", "started")
+    No span of its own: the consumer's span is a child of the span that produced the record (the
+    task's, the submit's), which keeps a task's trace at a few spans (docs/observability.md, Cost)."""
 
-    def __init__(self, span: Span, headers: list[tuple[str, bytes]], metrics: Metrics) -> None:
-        self.span, self.headers, self.metrics, self.started = span, headers, metrics, time.perf_counter()
+    __slots__ = ("headers", "metrics", "started")
 
-    def acked(self, future: Any) -> None:
-        """The broker answered (the future is done): end the span, time the send."""
+    def __init__(self, headers: list[tuple[str, bytes]], metrics: Metrics) -> None:
+        self.headers, self.metrics, self.started = headers, metrics, time.perf_counter()
+
+    def acked(self, _future: Any) -> None:
+        """The broker answered (or the send failed): time the send and confirm, stage `send`."""
         self.metrics.stage_seconds.labels("send").observe(time.perf_counter() - self.started)
-        if future.cancelled() or future.exception() is not None:
-            self.failed(future.exception() if not future.cancelled() else None)
-            return
-        self.span.end()
-
-    def failed(self, exc: BaseException | None) -> None:
-        self.span.set_status(StatusCode.ERROR, type(exc).__name__ if exc is not None else "cancelled")
-        self.span.end()
 
 
 class _Observer(RunObserver):
@@ -126,19 +122,22 @@ class Telemetry:
 
     @contextlib.contextmanager
     def consuming(self, message: Any, stage: str) -> Iterator[None]:
-        """A record handled by an ordered consumer: its `process {topic}` span and the stage's time."""
+        """A record handled by an ordered consumer (prompt judge, scoring, code changes): what it produces
+        continues the record's trace, and the handling is timed as `stage`. No span: most of these records
+        (every output, for the judge) need nothing done, and a span each would cost more than the work."""
         if not self.enabled:
             yield
             return
         assert self.metrics is not None
         started = time.perf_counter()
-        attributes = {**_messaging(message, "process"), "agentstream.stage": stage}
-        with self.tracer.start_as_current_span(f"process {message.topic}", context=context_of(message.headers),
-                                               kind=SpanKind.CONSUMER, attributes=attributes):
-            try:
-                yield
-            finally:
-                self.metrics.stage_seconds.labels(stage).observe(time.perf_counter() - started)
+        carried = context_of(message.headers)
+        token = otel_context.attach(carried) if carried is not None else None
+        try:
+            yield
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+            self.metrics.stage_seconds.labels(stage).observe(time.perf_counter() - started)
 
     # -- the task stage ----------------------------------------------------------------------
 
@@ -236,18 +235,13 @@ class Telemetry:
 
     # -- producing ---------------------------------------------------------------------------
 
-    def producing(self, topic: str, headers: Headers | None) -> Produce | None:
-        """A record about to be produced inside a trace: its `send {topic}` span, and its headers with the
-        span's context. None outside any trace (or when off): the record goes as it is."""
-        if not self.enabled:
-            return None
-        parent = trace.get_current_span()
-        if not parent.is_recording():
+    def producing(self, headers: Headers | None) -> Produce | None:
+        """A record about to be produced inside a trace: its headers with the current trace context. None
+        outside any trace (or when off): the record goes as it is."""
+        if not self.enabled or not trace.get_current_span().get_span_context().is_valid:
             return None
         assert self.metrics is not None
-        span = self.tracer.start_span(f"send {topic}", kind=SpanKind.PRODUCER, attributes={
-            "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": topic})
-        return Produce(span, with_context(headers, trace.set_span_in_context(span)), self.metrics)
+        return Produce(with_context(headers), self.metrics)
 
     @contextlib.contextmanager
     def submitting(self, task: dict[str, Any]) -> Iterator[None]:

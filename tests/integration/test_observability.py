@@ -231,8 +231,15 @@ def test_one_trace_per_task_from_submit_through_worker_to_sinks(workload: Worklo
         roots = [s for s in spans if s.parent_id not in ids]
         assert [r.name for r in roots] == ["submit task"]  # one tree: every other span's parent is in it
         names = [s.name for s in spans]
-        assert f"send {prefix}agent.tasks" in names and f"process {prefix}agent.tasks" in names
-        assert f"send {prefix}agent.results" in names and "memory recall" in names
+        assert f"process {prefix}agent.tasks" in names and "memory recall" in names
+        by_id = {s.span_id: s for s in spans}
+        for sink in (s for s in spans if s.name.startswith("sink ")):  # each hop: under the span that produced it
+            producer = by_id[sink.parent_id]
+            if sink.attributes["messaging.destination.name"] == f"{prefix}agent.tasks":  # the archived task
+                assert producer.name == "submit task" and producer.service == "agentstream-submit"
+            else:  # outputs and results, produced by the worker as it ran the task
+                assert producer.name.startswith(f"process {prefix}agent.tasks") and sink.service == "agentstream-sinks"
+                assert producer.service == "agentstream-worker"
         result = workload.results[tid]
         processed = next(s for s in spans if s.attributes.get("agentstream.status"))
         assert processed.name == f"process {prefix}agent.tasks"

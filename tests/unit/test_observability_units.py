@@ -132,27 +132,43 @@ def _message(topic: str, headers: list[tuple[str, bytes]] | None, offset: int = 
 
 def test_a_record_produced_in_a_trace_is_consumed_in_the_same_trace(telemetry: Telemetry,
                                                                     spans: InMemorySpanExporter) -> None:
-    assert telemetry.producing("agent.tasks", None) is None  # outside any trace: the record goes as it is
+    assert telemetry.producing(None) is None  # outside any trace: the record goes as it is
+    assert Telemetry().producing(None) is None  # observability off
     with telemetry.submitting({"task_id": "t-1", "tenant": "acme"}):
-        sending = telemetry.producing("agent.tasks", [("k", b"v")])
-    assert sending is not None
-    future: asyncio.Future[None] = asyncio.new_event_loop().create_future()
-    future.set_result(None)
-    sending.acked(future)
+        sending = telemetry.producing([("k", b"v")])
+    assert sending is not None and ("k", b"v") in sending.headers
+    sending.acked(None)
 
     async def handle() -> str:
-        return "handled"
+        with telemetry.tracer.start_as_current_span("inside"):
+            return "handled"
 
     assert asyncio.run(telemetry.consume(_message("agent.tasks", sending.headers), handle(), "g-tasks")) == "handled"
     finished = {s.name: s for s in spans.get_finished_spans()}
-    submit, send, process = finished["submit task"], finished["send agent.tasks"], finished["process agent.tasks"]
+    submit, process = finished["submit task"], finished["process agent.tasks"]
     assert submit.parent is None and submit.attributes["agentstream.task_id"] == "t-1"
-    assert send.parent.span_id == submit.context.span_id
-    assert process.parent.span_id == send.context.span_id
+    assert process.parent.span_id == submit.context.span_id  # the hop: the consumer's span under the producer's
     assert process.context.trace_id == submit.context.trace_id
+    assert finished["inside"].parent.span_id == process.context.span_id
     assert process.attributes["messaging.consumer.group.name"] == "g-tasks"
+    assert process.attributes["messaging.kafka.offset"] == 7
     assert value(telemetry, "agentstream_stage_seconds_count", stage="send") == 1
     assert value(telemetry, "agentstream_stage_seconds_sum", stage="queue_wait") >= 0.25
+
+
+def test_an_ordered_consumer_passes_the_trace_on_without_a_span_of_its_own(telemetry: Telemetry,
+                                                                          spans: InMemorySpanExporter) -> None:
+    with telemetry.tracer.start_as_current_span("upstream") as upstream:
+        headers = with_context(None)
+    with telemetry.consuming(_message("code.changes", headers), "code-tasks"):
+        sending = telemetry.producing(None)  # a task made from the change: same trace
+    assert sending is not None
+    carried = trace.get_current_span(context_of(sending.headers)).get_span_context()
+    assert carried.trace_id == upstream.get_span_context().trace_id
+    with telemetry.consuming(_message("code.changes", None), "code-tasks"):
+        assert telemetry.producing(None) is None  # a record that came with no trace starts none
+    assert [s.name for s in spans.get_finished_spans()] == ["upstream"]
+    assert value(telemetry, "agentstream_stage_seconds_count", stage="code-tasks") == 2
 
 
 def test_sink_writes_are_spans_in_each_records_trace(telemetry: Telemetry, spans: InMemorySpanExporter) -> None:
