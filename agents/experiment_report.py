@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.experiment_stats import ArmStats, Decision, beta_interval, decide, prob_best
+from agents.plots import Plot
 from agents.prompt_registry import Experiment
 
-__all__ = ["Report", "build_report", "render_html", "render_text"]
+__all__ = ["Report", "build_report", "decision_point", "render_html", "render_text"]
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
@@ -70,63 +71,17 @@ def _beta_pdf(x: float, a: float, b: float) -> float:
                     + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b))
 
 
-class _Plot:
-    """A minimal SVG line plot with axes, ticks and a legend."""
-
-    W, H, L, R, T, B = 640, 300, 56, 16, 16, 40
-
-    def __init__(self, x0: float, x1: float, y0: float, y1: float) -> None:
-        self.x0, self.x1 = x0, x1 if x1 > x0 else x0 + 1
-        self.y0, self.y1 = y0, y1 if y1 > y0 else y0 + 1
-        self.parts: list[str] = []
-
-    def px(self, x: float) -> float:
-        return self.L + (x - self.x0) / (self.x1 - self.x0) * (self.W - self.L - self.R)
-
-    def py(self, y: float) -> float:
-        return self.H - self.B - (y - self.y0) / (self.y1 - self.y0) * (self.H - self.T - self.B)
-
-    def line(self, pts: list[tuple[float, float]], colour: str, width: float = 2, dash: str = "") -> None:
-        d = " ".join(f"{self.px(x):.1f},{self.py(y):.1f}" for x, y in pts)
-        extra = f' stroke-dasharray="{dash}"' if dash else ""
-        self.parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="{width}"{extra} points="{d}"/>')
-
-    def band(self, lower: list[tuple[float, float]], upper: list[tuple[float, float]], colour: str) -> None:
-        pts = [*upper, *reversed(lower)]
-        d = " ".join(f"{self.px(x):.1f},{self.py(max(self.y0, min(self.y1, y))):.1f}" for x, y in pts)
-        self.parts.append(f'<polygon fill="{colour}" fill-opacity="0.18" stroke="none" points="{d}"/>')
-
-    def svg(self, xlabel: str, ylabel: str, legend: list[tuple[str, str]]) -> str:
-        axes = [f'<line x1="{self.L}" y1="{self.H - self.B}" x2="{self.W - self.R}" y2="{self.H - self.B}" '
-                'stroke="#333"/>', f'<line x1="{self.L}" y1="{self.T}" x2="{self.L}" y2="{self.H - self.B}" '
-                'stroke="#333"/>']
-        for i in range(5):
-            x = self.x0 + (self.x1 - self.x0) * i / 4
-            y = self.y0 + (self.y1 - self.y0) * i / 4
-            axes.append(f'<text x="{self.px(x):.1f}" y="{self.H - self.B + 16}" text-anchor="middle">{x:.3g}</text>')
-            axes.append(f'<text x="{self.L - 6}" y="{self.py(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
-        axes.append(f'<text x="{(self.L + self.W) / 2}" y="{self.H - 6}" text-anchor="middle">{xlabel}</text>')
-        axes.append(f'<text x="14" y="{self.H / 2}" transform="rotate(-90 14 {self.H / 2})" '
-                    f'text-anchor="middle">{ylabel}</text>')
-        for i, (name, colour) in enumerate(legend):
-            y = self.T + 6 + 16 * i
-            axes.append(f'<rect x="{self.W - 150}" y="{y}" width="12" height="4" fill="{colour}"/>'
-                        f'<text x="{self.W - 132}" y="{y + 6}">{html.escape(name)}</text>')
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {self.W} {self.H}" width="{self.W}" '
-                f'height="{self.H}" font-family="sans-serif" font-size="11">{"".join(axes + self.parts)}</svg>')
-
-
 def _posterior_svg(r: Report) -> str:
     params = [(v, 1.0 + a.total, 1.0 + a.n - a.total) for v, a in r.arms]
     lo = max(0.0, min(a / (a + b) - 5 * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) for _, a, b in params))
     hi = min(1.0, max(a / (a + b) + 5 * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) for _, a, b in params))
     xs = [lo + (hi - lo) * i / 200 for i in range(201)]
     curves = [(v, [(x, _beta_pdf(x, a, b)) for x in xs]) for v, a, b in params]
-    plot = _Plot(lo, hi, 0.0, max(y for _, c in curves for _, y in c) * 1.05)
+    plot = Plot(lo, hi, 0.0, max(y for _, c in curves for _, y in c) * 1.05)
     for i, (_, c) in enumerate(curves):
         plot.line(c, _COLOURS[i % len(_COLOURS)])
     return plot.svg(f"true {r.experiment.metric} rate", "posterior density",
-                    [(v, _COLOURS[i % len(_COLOURS)]) for i, (v, _) in enumerate(curves)])
+                    [(v, _COLOURS[i % len(_COLOURS)]) for i, (v, _) in enumerate(curves)], label="posteriors")
 
 
 def _difference_svg(r: Report) -> str:
@@ -139,15 +94,38 @@ def _difference_svg(r: Report) -> str:
          [y for _, p in points for y in (p[f"{v}.upper"] for v in challengers if f"{v}.upper" in p)]
     y0, y1 = max(-0.5, min(ys)), min(0.5, max(ys))
     y0, y1 = min(y0, 0.0), max(y1, 0.0)
-    plot = _Plot(min(x for x, _ in points), max(x for x, _ in points), y0, y1)
-    plot.line([(plot.x0, 0.0), (plot.x1, 0.0)], "#666", 1, "4 3")
+    plot = Plot(min(x for x, _ in points), max(x for x, _ in points), y0, y1, x_integer=True)
+    plot.zero_line("y", "0 = no difference")
     for i, v in enumerate(challengers):
         colour = _COLOURS[(i + 1) % len(_COLOURS)]
         s = series[v]
         plot.band([(x, p[f"{v}.lower"]) for x, p in s], [(x, p[f"{v}.upper"]) for x, p in s], colour)
         plot.line([(x, p[f"{v}.diff"]) for x, p in s], colour)
+    decided = decision_point(r)
+    if decided is not None:
+        e = r.experiment
+        plot.vmark(decided, f"{e.decision} {e.winner or ''} at {decided:g}".replace("  ", " "))
     return plot.svg("outcomes counted (all variants)", f"difference from {r.arms[0][0]}",
-                    [(f"{v} - {r.arms[0][0]}", _COLOURS[(i + 1) % len(_COLOURS)]) for i, v in enumerate(challengers)])
+                    [(f"{v} - {r.arms[0][0]}", _COLOURS[(i + 1) % len(_COLOURS)]) for i, v in enumerate(challengers)],
+                    label="running difference")
+
+
+def decision_point(r: Report) -> float | None:
+    """The outcome count at which the experiment's decision was taken: the first history point where
+    every variant had its minimum of outcomes and the rule held (the winner's band wholly above 0 for a
+    promotion; every challenger's band below 0 for a stop). None while undecided."""
+    e = r.experiment
+    if not e.decision:
+        return None
+    challengers = [v for v, _ in r.arms[1:]]
+    for seq, p in r.history:
+        if min(p.get(f"{v}.n", 0.0) for v, _ in r.arms) < max(2, e.min_samples):
+            continue
+        if e.decision == "promote" and e.winner and p.get(f"{e.winner}.lower", -1.0) > 0:
+            return float(seq)
+        if e.decision == "stop" and all(p.get(f"{v}.upper", 1.0) < 0 for v in challengers):
+            return float(seq)
+    return None
 
 
 def render_html(r: Report) -> str:
@@ -164,7 +142,8 @@ pre{{background:#f6f6f6;padding:1em;overflow-x:auto}}</style></head>
 {_posterior_svg(r)}
 <h2>Running difference with its always-valid interval</h2>
 <p>Normal-mixture SPRT confidence sequence at alpha {e.alpha:g} (Bonferroni across challengers): it may be
-read after every outcome; the challenger is promoted when the band lies wholly above 0.</p>
+read after every outcome; the challenger is promoted when the band lies wholly above the dashed 0 line. The
+vertical line marks the outcome at which the decision was taken.</p>
 {_difference_svg(r)}
 </body></html>
 """

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.assignment import split_variant, thompson_variant
+from agents.clock import now_ms
 from agents.prompt_registry import Experiment, PromptRegistry, PromptVersion, RegistryError, variant_version
 from agents.prompt_templates import DEFAULT_LIMITS, RenderLimits, TemplateLimitError, TemplateRenderError, render
 from schemas.events import DEFAULT_CAPABILITY, tenant_of
@@ -42,6 +43,7 @@ class ChosenPrompt:
 @dataclass
 class _Snapshot:
     versions: dict[tuple[str, int], PromptVersion] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)  # every prompt name with a version
     primary: dict[str, int] = field(default_factory=dict)
     running: dict[str, Experiment] = field(default_factory=dict)  # by prompt name
     posteriors: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # bandit experiments
@@ -60,6 +62,8 @@ class PromptChooser:
         self._clock = clock
         self._snapshot: _Snapshot | None = None
         self._loaded_at = 0.0
+        self._read_at_ms = 0  # when the cached view was read (epoch ms), to compare with tasks' created_at
+        self._unreachable = False  # the last read of the registry failed
         self._lock = asyncio.Lock()
 
     def invalidate(self) -> None:
@@ -71,6 +75,7 @@ class PromptChooser:
         snap = _Snapshot()
         for v in self.registry.versions():
             snap.versions[(v.name, v.version)] = v
+            snap.names.add(v.name)
             if v.is_primary:
                 snap.primary[v.name] = v.version
         for exp in self.registry.experiments("running"):
@@ -81,17 +86,37 @@ class PromptChooser:
                     var: _posterior(arms.get(var, {}), exp.metric) for var in exp.variants}
         return snap
 
-    async def _current(self) -> _Snapshot:
+    async def _current(self, read_before_ms: int | None = None) -> _Snapshot:
+        """The cached view; read again when it expired, or was read before `read_before_ms` (epoch ms)."""
         async with self._lock:
-            if self._snapshot is None or self._clock() - self._loaded_at > self.ttl_s:
+            if (self._snapshot is None or self._clock() - self._loaded_at > self.ttl_s
+                    or (read_before_ms is not None and self._read_at_ms < read_before_ms)):
+                self._read_at_ms = now_ms()
                 try:
                     self._snapshot = await asyncio.to_thread(self.load)
+                    self._unreachable = False
                 except Exception as exc:  # registry unreachable: tasks go on with what we knew (or built-ins)
+                    self._unreachable = True
                     log.warning("prompt registry unreachable, keeping the cached view: %s: %s",
                                 type(exc).__name__, exc)
                     self._snapshot = self._snapshot or _Snapshot()
                 self._loaded_at = self._clock()
             return self._snapshot
+
+    async def has_prompt(self, name: str, asked_at_ms: int | None = None) -> bool:
+        """Whether the registry holds a prompt called `name` (a task's capability may name one).
+
+        A name the cached view lacks is looked up again if the view was read before `asked_at_ms`
+        (the task's created_at), so a prompt added just before its tasks were sent is found; tasks
+        older than the view cost no read."""
+        if name in (await self._current()).names:
+            return True
+        if asked_at_ms is not None and self._read_at_ms < asked_at_ms:
+            if name in (await self._current(read_before_ms=asked_at_ms)).names:
+                return True
+        # Not known, but the registry could not be read: a name it may hold is not rejected (the task
+        # runs on the built-in prompt, as every task does while the registry is down).
+        return self._unreachable
 
     async def choose(self, task: dict[str, Any]) -> ChosenPrompt | None:
         snap = await self._current()

@@ -10,6 +10,8 @@ The records returned are plain dicts shaped like the Avro contract (AgentOutput,
 caller only encodes and sends them. A model failure is data (a failed step and result), not an
 exception: only bugs escape from `run`. The task is redacted (description and metadata) as it comes in,
 before memory recall; model answers are redacted as they come back (agents/swarm.py).
+A task that asks for something unknown (agents/validation.py) is answered `rejected` before
+anything else happens: no memory recalled, no model called, nothing charged.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from agents.clock import now_ms
 from agents.judging import Candidate, ModelJudge
 from agents.observer import RunObserver
 from agents.prompt_chooser import PromptChooser
-from agents.redaction import redact_task
+from agents.redaction import redact, redact_task
 from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
 from agents.swarm import StepCache, StepCaller, StepContext, StepOutcome
-from schemas.events import DEFAULT_CAPABILITY, DEFAULT_PATTERN, PATTERNS, Record
+from agents.validation import Problem, describe, task_problems
+from schemas.events import DEFAULT_CAPABILITY, DEFAULT_PATTERN, Record, tenant_of
 from schemas.provenance import DESCRIPTION_DIGEST, SIGNATURE, description_digest
 
 __all__ = ["MemorySource", "TaskRun", "TaskRunner"]
@@ -75,16 +78,18 @@ class TaskRunner:
     async def run(self, task: Record, cache: StepCache | None = None) -> TaskRun:
         """The task's run, with recalled memories (if a memory source is set) given to every agent;
         steps found in `cache` (an earlier attempt's answers) are reused, not called and paid again.
-        The description and metadata are redacted first: recall, the models and every record see them so."""
+        The description and metadata are redacted first: recall, the models and every record see them so.
+        A task with invalid fields gets a `rejected` result and no outputs."""
         task = redact_task(task)
+        problems = await self._problems(task)
+        if problems:
+            return TaskRun([], self._rejected(task, problems))
         memories = await self.memory.recall(task) if self.memory is not None else []
         run = await self._run(task, _memory_messages(memories), cache)
         return _record_memories(run, memories) if self.memory is not None else run
 
     async def _run(self, task: Record, context: list[Record], cache: StepCache | None = None) -> TaskRun:
         pattern = task.get("pattern") or DEFAULT_PATTERN
-        if pattern not in PATTERNS:
-            pattern = DEFAULT_PATTERN
         ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context, cache=cache)
         capability = task.get("capability") or DEFAULT_CAPABILITY
         chosen = await self.prompts.choose(task) if self.prompts is not None else None
@@ -98,6 +103,23 @@ class TaskRunner:
             out = await self._call(ctx, self.registry.for_capability(capability), capability, 1, task["description"])
             outcomes, final = [out], out
         return TaskRun([o.record for o in outcomes], self._result(ctx, outcomes, final))
+
+    async def _problems(self, task: Record) -> list[Problem]:
+        """What makes the task unrunnable; a capability may be a prompt the registry holds (asked only
+        when the capability is not a built-in one)."""
+        problems = task_problems(task)
+        capability = task.get("capability")
+        if (self.prompts is not None and any(p.field == "capability" for p in problems)
+                and await self.prompts.has_prompt(str(capability), task.get("created_at"))):
+            problems = task_problems(task, prompts=(str(capability),))
+        return problems
+
+    def _rejected(self, task: Record, problems: list[Problem]) -> Record:
+        error = redact(f"invalid task: {describe(problems)}")
+        meta = {**(task.get("metadata") or {}), "rejected_fields": ",".join(p.field for p in problems)}
+        return {"task_id": task["task_id"], "status": "rejected", "output": error, "model": "", "cost_usd": 0.0,
+                "latency_ms": 0.0, "steps": 0, "tokens_in": 0, "tokens_out": 0, "tenant": tenant_of(task),
+                "error": error, "metadata": meta, "created_at": self._now()}
 
     async def _call(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int, user: str,
                     **meta: str) -> StepOutcome:

@@ -19,7 +19,17 @@ from agents.registry import AgentSpec
 from agents.routing import Attempted, ChainFailed, ModelRouter, order_models
 from schemas.events import DEFAULT_OPTIMIZATION, Record, tenant_of
 
-__all__ = ["StepCache", "StepCaller", "StepContext", "StepOutcome"]
+__all__ = ["RECORDED_MODEL", "StepCache", "StepCaller", "StepContext", "StepOutcome", "recorded_model"]
+
+RECORDED_MODEL = "replay.model."
+"""Task metadata `replay.model.<step>`: the model that step answered with when the task first ran (a replay
+without a model override sets it, so each step runs on production's model, not on today's routing)."""
+
+
+def recorded_model(task: Record, step: int) -> str | None:
+    """The model a replayed task's step is to use (its recorded one), if the task says."""
+    return (task.get("metadata") or {}).get(f"{RECORDED_MODEL}{step}")
+
 
 class StepCache(Protocol):
     """One task's answered model calls, kept durably by the caller, by (step, candidate): a task run
@@ -120,8 +130,8 @@ class StepCaller:
         if degraded:
             self.observer.budget_event(ctx.tenant, "degraded")
             chain = order_models(chain, "cost", self.router.latency_of)
-        elif self.pinned_model in self.router.by_name:
-            pinned = self.router.by_name[self.pinned_model]
+        elif (pin := self.pinned_model or recorded_model(ctx.task, step)) in self.router.by_name:
+            pinned = self.router.by_name[pin]
             chain = [pinned, *(m for m in chain if m is not pinned)]
         est_in = _estimate_tokens(messages)
         held: dict[str, Reservation] = {}

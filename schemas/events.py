@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["CAPABILITIES", "DEFAULT_CAPABILITY", "DEFAULT_OPTIMIZATION", "DEFAULT_PATTERN", "DEFAULT_TENANT",
-           "OPTIMIZATIONS", "PATTERNS", "Record", "tenant_key_of", "tenant_of"]
+           "OPTIMIZATIONS", "PATTERNS", "RESULT_STATUSES", "Record", "tenant_key_of", "tenant_of"]
 
 Record = dict[str, Any]
 """A decoded event: the Avro record as a dict."""
@@ -23,6 +23,9 @@ OPTIMIZATIONS = ("cost", "quality", "speed", "balanced")
 
 CAPABILITIES = frozenset({"planning", "coding", "research", "review", "testing", "documentation", "judging"})
 """What a task needs and an agent offers (TaskRequested.capability, agents.yaml)."""
+
+RESULT_STATUSES = ("ok", "failed", "budget_exceeded", "rejected")
+"""How a task ended (TaskResult.status); `rejected`: a field asked for something unknown, nothing ran."""
 
 # TaskRequested's Avro defaults: what a field that is absent or empty means.
 DEFAULT_PATTERN = "fast"

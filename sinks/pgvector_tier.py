@@ -38,6 +38,16 @@ def _literal(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.6f}" for x in vector.tolist()) + "]"
 
 
+def _one_per_event(rows: list[tuple[Any, ...]]) -> list[VectorHit]:
+    """The nearest chunk of each event, nearest first."""
+    hits: dict[str, VectorHit] = {}
+    for event_id, event_type, task_id, text, created_at, model, score in rows:
+        if event_id not in hits:
+            hits[event_id] = VectorHit(event_id, event_type, task_id, text, float(score),
+                                       int(created_at.timestamp() * 1000), {"model": model})
+    return list(hits.values())
+
+
 class PgVectorStore:
     """pgvector backend; `scope` keeps deployments (and test runs) sharing a database apart."""
 
@@ -76,12 +86,15 @@ class PgVectorStore:
         literal = _literal(vector)
         with self.db.use() as conn:
             rows = conn.execute(sql, [literal, *params, literal, k * 3]).fetchall()
-        hits: dict[str, VectorHit] = {}
-        for event_id, event_type, task_id, text, created_at, model, score in rows:
-            if event_id not in hits:
-                hits[event_id] = VectorHit(event_id, event_type, task_id, text, float(score),
-                                           int(created_at.timestamp() * 1000), {"model": model})
-        return list(hits.values())[:k]
+            hits = _one_per_event(rows)
+            if len(hits) < k and filters.get("event_type"):
+                # The HNSW scan yields its ef_search nearest rows and the filter runs after it: when the
+                # memories nearest the query are all of other types, a typed search (`docs search`,
+                # `memory search --type`) found nothing. Short of k, such a search is done exactly.
+                with conn.transaction():
+                    conn.execute("SET LOCAL enable_indexscan = off")
+                    hits = _one_per_event(conn.execute(sql, [literal, *params, literal, k * 3]).fetchall())
+        return hits[:k]
 
     def count(self) -> int:
         with self.db.use() as conn:

@@ -21,18 +21,23 @@ from schemas.events import Record, tenant_key_of
 from streams import kafka
 from streams.observability.telemetry import telemetry
 from streams.settings import Settings
-from streams.topics import RESULTS, TASKS
+from streams.topics import DEADLETTERS, RESULTS, TASKS
 
 __all__ = [
     "Received",
     "ResultWatcher",
+    "dead_letter_line",
     "end_offsets",
     "existing_end_offsets",
     "make_task",
+    "missing_topics",
     "read_topic",
     "submit_and_wait",
     "submit_tasks",
 ]
+
+OnDead = Callable[[str, Record], None]
+"""Told of a task that was dead-lettered: (task_id, the DeadLetter record)."""
 
 def make_task(description: str, **fields: Any) -> Record:
     """A TaskRequested record with a fresh task_id and created_at; other fields take schema defaults."""
@@ -95,6 +100,17 @@ async def end_offsets(settings: Settings, consumer: AIOKafkaConsumer, topic: str
     return await consumer.end_offsets(tps) if tps else {}
 
 
+async def missing_topics(settings: Settings, *topics: str) -> list[str]:
+    """Those of `topics` (full names) that do not exist: a producer would wait a minute for them, then fail."""
+    admin = kafka.admin(settings)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return [d["topic"] for d in described if d.get("error_code", 0) != 0]
+
+
 async def existing_end_offsets(settings: Settings, consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
     """`end_offsets`, with a clear error when the topic does not exist."""
     ends = await end_offsets(settings, consumer, topic)
@@ -142,22 +158,35 @@ def _received(codec: Codec, tp: TopicPartition, m: Any) -> Received:
         return Received(tp.topic, tp.partition, m.offset, m.key, None, None, str(exc))
 
 
-class ResultWatcher:
-    """Collects TaskResults for given task ids, reading agent.results from where it ended at `start()`.
+def dead_letter_line(task_id: str, dead: Record) -> str:
+    """How a dead-lettered task is reported: its id, the stage that gave up on it, and why."""
+    error = " ".join(str(dead.get("error", "")).split())
+    return f"{task_id}  dead-lettered at stage {dead.get('stage')}: {error[:300]}"
 
-    Start it before submitting, so no result can slip in between:
+
+class ResultWatcher:
+    """Collects the TaskResults of given task ids, and the dead letters of those that failed, reading
+    agent.results and agent.deadletters from where they ended at `start()`.
+
+    A task that a stage gave up on gets no result: its DeadLetter (the original TaskRequested bytes,
+    the stage, the error) ends the wait for it, kept in `dead` by task id. Start the watcher before
+    submitting, so nothing can slip in between:
     `async with ResultWatcher(settings, codec) as watcher:` submit, then `await watcher.wait(ids, timeout_s)`.
     """
 
     def __init__(self, settings: Settings, codec: Codec) -> None:
         self.settings, self.codec = settings, codec
         self.results: dict[str, Record] = {}
+        self.dead: dict[str, Record] = {}
+        self._results_topic = settings.topic(RESULTS)
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         self._consumer = kafka.consumer(self.settings)
         await self._consumer.start()
-        ends = await end_offsets(self.settings, self._consumer, self.settings.topic(RESULTS))
+        ends: dict[TopicPartition, int] = {}
+        for topic in (self._results_topic, self.settings.topic(DEADLETTERS)):
+            ends.update(await end_offsets(self.settings, self._consumer, topic))
         self._consumer.assign(list(ends))
         for tp, end in ends.items():
             self._consumer.seek(tp, end)
@@ -178,34 +207,58 @@ class ResultWatcher:
                         tb: TracebackType | None) -> None:
         await self.stop()
 
+    def _keep_result(self, value: bytes) -> Record | None:
+        try:
+            record = self.codec.decode_as("TaskResult", value)
+        except DecodeError:
+            return None
+        if record["task_id"] in self.results:
+            return None
+        # Kept even when not wanted now: a later wait() may want it, and it is read only once.
+        self.results[record["task_id"]] = record
+        return record
+
+    def _keep_dead(self, value: bytes) -> str | None:
+        """The task id of a dead letter whose original record is a TaskRequested (the task stages')."""
+        try:
+            dead = self.codec.decode_as("DeadLetter", value)
+            task = self.codec.decode_as("TaskRequested", dead["payload"])
+        except DecodeError:
+            return None
+        tid = task["task_id"]
+        if tid in self.dead:
+            return None
+        self.dead[tid] = dead
+        return tid
+
     async def wait(self, task_ids: Iterable[str], timeout_s: float,
-                   on_result: Callable[[Record], None] | None = None) -> dict[str, Record]:
-        """Wait until every id has a result or the time is up; return what arrived (first result per id)."""
+                   on_result: Callable[[Record], None] | None = None,
+                   on_dead: OnDead | None = None) -> dict[str, Record]:
+        """Wait until every id has a result or a dead letter, or the time is up; return the results that
+        arrived (first per id). Dead-lettered ids are in `self.dead` and told to `on_dead`."""
         assert self._consumer is not None, "start() the watcher (or use it with `async with`) first"
         wanted = set(task_ids)
         deadline = time.monotonic() + timeout_s
-        while not wanted.issubset(self.results) and time.monotonic() < deadline:
+        while not wanted.issubset(self.results.keys() | self.dead.keys()) and time.monotonic() < deadline:
             batch = await self._consumer.getmany(timeout_ms=200, max_records=1000)
-            for messages in batch.values():
+            for tp, messages in batch.items():
                 for m in messages:
-                    try:
-                        record = self.codec.decode_as("TaskResult", m.value)
-                    except DecodeError:
-                        continue
-                    tid = record["task_id"]
-                    if tid in self.results:
-                        continue
-                    # Kept even when not wanted now: a later wait() may want it, and it is read only once.
-                    self.results[tid] = record
-                    if tid in wanted and on_result is not None:
-                        on_result(record)
+                    if tp.topic == self._results_topic:
+                        record = self._keep_result(m.value)
+                        if record is not None and record["task_id"] in wanted and on_result is not None:
+                            on_result(record)
+                    elif (tid := self._keep_dead(m.value)) is not None and tid in wanted and on_dead is not None:
+                        on_dead(tid, self.dead[tid])
         return {tid: self.results[tid] for tid in wanted if tid in self.results}
 
 
 async def submit_and_wait(settings: Settings, codec: Codec, tasks: Iterable[Record], timeout_s: float, *,
                           on_sent: Callable[[Record], None] | None = None,
-                          on_result: Callable[[Record], None] | None = None) -> dict[str, Record]:
-    """Submit tasks and return their results (those that arrived within `timeout_s`), keyed by task id."""
+                          on_result: Callable[[Record], None] | None = None,
+                          on_dead: OnDead | None = None) -> dict[str, Record]:
+    """Submit tasks and return their results (those that arrived within `timeout_s`), keyed by task id.
+
+    A task dead-lettered instead is not waited for: it is told to `on_dead` with its DeadLetter."""
     async with ResultWatcher(settings, codec) as watcher:
         ids = await submit_tasks(settings, codec, tasks, on_sent)
-        return await watcher.wait(ids, timeout_s, on_result=on_result)
+        return await watcher.wait(ids, timeout_s, on_result=on_result, on_dead=on_dead)

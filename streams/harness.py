@@ -36,8 +36,13 @@ def spawn(cmd: Sequence[str], log_path: Path, *, cwd: Path | None = None, env: d
 
 
 def start_command(settings: Settings, *args: str, log_name: str) -> Child:
-    """`agentstream ARGS` as a child with exactly these settings (JSON logs), output in the data folder."""
-    env = {**os.environ, **settings.as_env(), "AGENTSTREAM_LOG_FORMAT": "json"}
+    """`agentstream ARGS` as a child with exactly these settings (JSON logs), output in the data folder.
+
+    A setting that is unset here is unset in the child too: the parent's environment may set it (a replay
+    without a model override must not hand the replaying shell's AGENTSTREAM_MODEL to its worker)."""
+    ours = {field.alias for field in type(settings).model_fields.values()}
+    inherited = {k: v for k, v in os.environ.items() if k not in ours}
+    env = {**inherited, **settings.as_env(), "AGENTSTREAM_LOG_FORMAT": "json"}
     return spawn([sys.executable, "-m", "streams", *args], settings.data_dir / log_name, env=env)
 
 

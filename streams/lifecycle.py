@@ -12,7 +12,9 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -47,7 +49,8 @@ def run_until_signalled(main: Loop) -> None:
 
 
 def print_tasks() -> None:
-    """Every asyncio task of this process with the line it waits on, to stderr (the process log)."""
+    """Every asyncio task of this process with the line it waits on, then every thread's stack (a tier
+    call runs in a thread), to stderr (the process log)."""
     tasks = sorted(asyncio.all_tasks(), key=lambda t: t.get_name())
     sys.stderr.write(f"agentstream: {len(tasks)} tasks at {time.strftime('%H:%M:%S')}\n")
     for task in tasks:
@@ -58,6 +61,10 @@ def print_tasks() -> None:
                 chain.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno})")
             awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
         sys.stderr.write(f"  {task.get_name()}: {' -> '.join(chain[-5:]) or 'done'}\n")
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():  # what the threads (tier calls, to_thread) run
+        sys.stderr.write(f"  thread {names.get(ident, ident)}:\n")
+        sys.stderr.write("".join("    " + line for line in traceback.format_stack(frame, limit=4)))
     sys.stderr.flush()
 
 

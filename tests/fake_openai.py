@@ -24,6 +24,7 @@ class FakeOpenAI:
     """Runs in its own thread and event loop, so sync and async tests can both use it."""
 
     behaviours: dict[str, Any] = field(default_factory=dict)
+    host: str = "127.0.0.1"
     hits: list[tuple[str, float]] = field(default_factory=list)
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
@@ -33,7 +34,7 @@ class FakeOpenAI:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     def times(self, model: str) -> list[float]:
         return [t for m, t in self.hits if m == model]
@@ -72,7 +73,7 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((self.host, 0))
         self.port = sock.getsockname()[1]
         ready = threading.Event()
 

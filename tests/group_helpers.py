@@ -1,13 +1,16 @@
-"""Wait for the workers' task group to settle, so no rebalance is left to redeliver records."""
+"""Wait on consumer groups: for the workers' task group to settle (so no rebalance is left to redeliver
+records), and for a group to have committed everything (so whatever it consumed is done)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiokafka.errors import KafkaError
 
 from streams import kafka
+from streams.client import end_offsets
 from streams.settings import Settings
 
 
@@ -39,3 +42,58 @@ async def wait_for_stable_group(settings: Settings, members: int, timeout_s: flo
         raise AssertionError(f"group {group_id} not Stable with {members} members: {state}")
     finally:
         await admin.close()
+
+
+async def uncommitted(settings: Settings, group_id: str, topics: list[str]) -> int:
+    """Records of `topics` (full names) past the offsets `group_id` has committed (all of a partition's
+    records when it committed none there)."""
+    admin, consumer = kafka.admin(settings), kafka.consumer(settings)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group_id)
+        behind = 0
+        for topic in topics:
+            ends = await end_offsets(settings, consumer, topic)
+            starts = await consumer.beginning_offsets(list(ends)) if ends else {}
+            for tp, end in ends.items():
+                done = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else starts[tp]
+                behind += max(0, end - done)
+        return behind
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def wait_until_consumed(settings: Settings, topics: list[str], group_id: str | None = None,
+                              timeout_s: float = 120.0) -> None:
+    """Until the consumer group(s) reading `topics` (full names) have committed every record there is: what a
+    processor that commits after its work has consumed is written. `group_id`: that group; None: every group
+    of this app (`settings.app_id`...) that has committed offsets on those topics, at least one."""
+    admin = kafka.admin(settings)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                groups = [group_id] if group_id is not None else await _groups_reading(admin, settings, topics)
+                behind: dict[str, object] = {g: await uncommitted(settings, g, topics) for g in groups}
+            except KafkaError as exc:  # no coordinator yet (a new group, a fresh broker): not consumed yet
+                groups, behind = [], {"?": exc}
+            if groups and not any(behind.values()):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not consumed within {timeout_s:.0f}s: {topics}: uncommitted by group {behind}")
+            await asyncio.sleep(0.3)
+    finally:
+        await admin.close()
+
+
+async def _groups_reading(admin: Any, settings: Settings, topics: list[str]) -> list[str]:
+    names = [g[0] for g in await admin.list_consumer_groups() if str(g[0]).startswith(settings.app_id)]
+    reading = []
+    for name in names:
+        offsets = await admin.list_consumer_group_offsets(name)
+        if any(tp.topic in topics for tp in offsets):
+            reading.append(name)
+    return reading

@@ -33,15 +33,18 @@ __all__ = ["LoadFigures", "litellm_call_rate", "run_agent_bench", "worker_load"]
 
 async def litellm_call_rate(settings: Settings, calls: int, in_flight: int = 200) -> tuple[float, float]:
     """Fast tasks/s (one model call each) in process, simulator instant, `in_flight` at a time:
-    with Python's default garbage collector settings, then with the worker's (`settle_heap`)."""
+    with Python's default garbage collector settings, then with the worker's (`settle_heap`).
+    Raises if a call does not end `ok` (e.g. a model table whose models cannot answer)."""
     install_simulator(0.0, 0.0)
     runner = build_runner(runner_config(settings))
     gate = asyncio.Semaphore(in_flight)
 
     async def one(n: int) -> None:
         async with gate:
-            await runner.run({"task_id": f"bench-{n}", "description": f"bench call {n}: add a cache",
-                              "created_at": 0, "tenant": f"bench-{n % 64}"})
+            run = await runner.run({"task_id": f"bench-{n}", "description": f"bench call {n}: add a cache",
+                                    "created_at": 0, "tenant": f"bench-{n % 64}"})
+        if run.result["status"] != "ok":  # a rate of failing calls measures nothing
+            raise RuntimeError(f"bench call {n} ended {run.result['status']}: {run.result['error']}")
 
     async def rate() -> float:
         started = time.perf_counter()

@@ -21,7 +21,7 @@ from schemas import default_codec
 from schemas.events import Record, tenant_key_of
 from streams import kafka
 from streams.admin import delete_topics, ensure_topics
-from streams.client import ResultWatcher, make_task
+from streams.client import ResultWatcher, dead_letter_line, make_task
 from streams.harness import running, start_worker
 from streams.settings import Settings
 from streams.topics import TASKS, table_specs, topic_specs
@@ -76,12 +76,16 @@ async def drive(settings: Settings, tasks: list[Record], *, pace_per_s: float | 
             await producer.send_and_wait(settings.topic(TASKS), codec.encode("TaskRequested", warm),
                                          key=tenant_key_of(warm))
             if not await watcher.wait([warm["task_id"]], warm_up_timeout_s):
-                raise click.ClickException(f"a bench worker gave no result in {warm_up_timeout_s:g} s; "
+                tid = warm["task_id"]
+                why = (dead_letter_line(tid, watcher.dead[tid]) if tid in watcher.dead
+                       else f"no result in {warm_up_timeout_s:g} s")
+                raise click.ClickException(f"a bench worker did not answer its warm-up task ({why}); "
                                            "see its log in the data folder")
             # Read results while sending, so a result's arrival time is when it really arrived.
             waiting = asyncio.create_task(watcher.wait(
                 [t["task_id"] for t in tasks], timeout_s,
-                on_result=lambda r: received.setdefault(r["task_id"], time.time() * 1000)))
+                on_result=lambda r: received.setdefault(r["task_id"], time.time() * 1000),
+                on_dead=lambda tid, dead: click.echo(dead_letter_line(tid, dead), err=True)))
             started = time.perf_counter()
             batch = max(1, int(pace_per_s / 100)) if pace_per_s else max(1, len(tasks))
             for first in range(0, len(tasks), batch):

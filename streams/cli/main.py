@@ -20,22 +20,26 @@ def _settings() -> Settings:
 
 
 class _Commands(click.Group):
-    """The command group; a broker that cannot be reached ends any command with its one-line message."""
+    """The command group: whatever fails in any command ends it through one error path
+    (streams/cli/errors.py): one or two lines and exit code 1; the traceback only with --debug."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except Exception as exc:
-            from streams.kafka import KafkaUnavailable  # here: commands that never touch Kafka skip aiokafka
-
-            if isinstance(exc, KafkaUnavailable):
-                raise click.ClickException(str(exc)) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except Exception as exc:
+            if ctx.meta.get("agentstream.debug"):
+                raise
+            from streams.cli.errors import message_for
+
+            raise click.ClickException(message_for(exc)) from exc
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Print the Python traceback of a failure instead of one line.")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, debug: bool) -> None:
     """agentstream: a Kafka-native runtime for LLM agent work.
 
     Every setting is an environment variable (see `agentstream settings`); with none set, the
@@ -43,6 +47,7 @@ def cli(ctx: click.Context) -> None:
     """
     from streams.logs import configure_logging
 
+    ctx.meta["agentstream.debug"] = debug
     ctx.obj = _settings()
     configure_logging(ctx.obj)
 

@@ -44,6 +44,25 @@ def _meta(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+class _Version(click.ParamType):
+    """A prompt version, written `2` or `v2` (as experiments name their variants)."""
+
+    name = "VERSION"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from agents.prompt_registry import RegistryError, variant_version
+
+        if isinstance(value, int):
+            return value
+        try:
+            return variant_version(str(value))
+        except RegistryError:
+            self.fail(f"{value!r} is not a prompt version (write 2 or v2)", param, ctx)
+
+
+VERSION = _Version()
+
+
 @click.group()
 def prompt() -> None:
     """Versioned prompt templates (Jinja2, sandboxed; variables: task, capability, tenant, task_id)."""
@@ -79,18 +98,23 @@ def prompt_list(settings: Settings) -> None:
     """Every prompt version."""
     with _registry(settings) as reg:
         rows = reg.versions()
-    click.echo(f"{'name':<20} {'version':>7} {'primary':<7} {'author':<12} {'created':<19} variables")
-    for v in rows:
-        click.echo(f"{v.name:<20} {v.version:>7} {'yes' if v.is_primary else '':<7} {v.author[:12]:<12} "
-                   f"{v.created_at:%Y-%m-%d %H:%M:%S} {', '.join(v.variables)}")
+    table = [("name", "version", "primary", "author", "created", "variables")]
+    table += [(v.name, str(v.version), "yes" if v.is_primary else "", v.author[:24],
+               f"{v.created_at:%Y-%m-%d %H:%M:%S}", ", ".join(v.variables)) for v in rows]
+    for line in _columns(table, right=frozenset({1})):
+        click.echo(line)
 
 
 @prompt.command("show")
 @click.argument("name")
-@click.option("--version", "version", type=int, default=None, help="Default: the primary version.")
+@click.argument("version_arg", metavar="[VERSION]", type=VERSION, required=False)
+@click.option("--version", "version", type=VERSION, default=None, help="Same as VERSION (2 or v2).")
 @click.pass_obj
-def prompt_show(settings: Settings, name: str, version: int | None) -> None:
-    """Print a version of prompt NAME with its details."""
+def prompt_show(settings: Settings, name: str, version_arg: int | None, version: int | None) -> None:
+    """Print VERSION (2 or v2; default: the primary one) of prompt NAME with its details."""
+    if version_arg is not None and version is not None and version_arg != version:
+        raise click.UsageError("give the version once: VERSION or --version")
+    version = version_arg if version_arg is not None else version
     with _registry(settings) as reg:
         v = reg.get(name, version)
     click.echo(f"# {v.name} v{v.version}{' (primary)' if v.is_primary else ''} by {v.author or '-'} "
@@ -101,11 +125,11 @@ def prompt_show(settings: Settings, name: str, version: int | None) -> None:
 
 @prompt.command("diff")
 @click.argument("name")
-@click.argument("v1", type=int)
-@click.argument("v2", type=int)
+@click.argument("v1", type=VERSION)
+@click.argument("v2", type=VERSION)
 @click.pass_obj
 def prompt_diff(settings: Settings, name: str, v1: int, v2: int) -> None:
-    """Unified diff between versions V1 and V2 of prompt NAME."""
+    """Unified diff between versions V1 and V2 of prompt NAME (each 2 or v2)."""
     with _registry(settings) as reg:
         a, b = reg.get(name, v1), reg.get(name, v2)
     lines = difflib.unified_diff(a.template.splitlines(), b.template.splitlines(),
@@ -121,7 +145,7 @@ def experiment() -> None:
 @experiment.command("start")
 @click.argument("name")
 @click.option("--prompt", "prompt_name", required=True, help="The prompt whose versions are compared.")
-@click.option("--variants", required=True, help="Versions to compare, control first: v1,v2[,v3].")
+@click.option("--variants", required=True, help="Versions to compare, control first: v1,v2[,v3] (or 1,2).")
 @click.option("--weights", default=None, help="Split weights, e.g. 1,1 (split mode; default equal).")
 @click.option("--mode", type=click.Choice(["split", "bandit"]), default="split", show_default=True)
 @click.option("--metric", type=click.Choice(["success", "quality"]), default="success", show_default=True)
@@ -139,9 +163,9 @@ def experiment_start(settings: Settings, name: str, prompt_name: str, variants: 
         w = [float(x) for x in weights.split(",")] if weights else []
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--weights") from exc
+    named = [f"v{VERSION.convert(v, None, None)}" for v in variants.split(",")]  # variants are named v1, v2, ...
     with _registry(settings) as reg:
-        exp = reg.start_experiment(Experiment(name, prompt_name, [v.strip() for v in variants.split(",")], w,
-                                              mode, metric, min_samples, alpha))
+        exp = reg.start_experiment(Experiment(name, prompt_name, named, w, mode, metric, min_samples, alpha))
     click.echo(f"experiment {exp.name} running on prompt {exp.prompt}: {', '.join(exp.variants)} "
                f"({exp.mode}, metric {exp.metric}, alpha {exp.alpha:g}, min {exp.min_samples}/variant)")
 
@@ -162,12 +186,21 @@ def experiment_list(settings: Settings) -> None:
     """Every experiment, its status and decision."""
     with _registry(settings) as reg:
         rows = [(e, reg.arm_stats(e.name)) for e in reg.experiments()]
-    click.echo(f"{'name':<24} {'prompt':<14} {'variants':<12} {'mode':<7} {'status':<8} {'n':>6} decision")
+    table = [("name", "prompt", "variants", "mode", "status", "n", "decision")]
     for e, arms in rows:
         n = sum(int(a.get("n", 0)) for a in arms.values())
         decision = f"{e.decision} {e.winner or ''}".strip() if e.decision else "-"
-        click.echo(f"{e.name:<24} {e.prompt:<14} {','.join(e.variants):<12} {e.mode:<7} {e.status:<8} {n:>6} "
-                   f"{decision}")
+        table.append((e.name, e.prompt, ",".join(e.variants), e.mode, e.status, str(n), decision))
+    for line in _columns(table, right=frozenset({5})):
+        click.echo(line)
+
+
+def _columns(rows: list[tuple[str, ...]], right: frozenset[int] = frozenset()) -> list[str]:
+    """Rows as aligned columns, each as wide as its longest cell (the last column is not padded)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    last = len(widths) - 1
+    return [" ".join(cell.rjust(w) if i in right else (cell if i == last else cell.ljust(w))
+                     for i, (cell, w) in enumerate(zip(row, widths, strict=True))) for row in rows]
 
 
 @experiment.command("report")

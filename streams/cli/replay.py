@@ -92,10 +92,14 @@ def replay(ctx: click.Context, **opts: Any) -> None:
         reading.close()
         running.close()
     meta = run.meta
+    for row in run.rows:
+        if row.status == "dead-lettered":
+            click.echo(f"{row.task_id}  dead-lettered at {row.output[:300]}")
     click.echo(f"run {run.name}: {meta['tasks']} tasks from {meta['records_read']} records "
-               f"[{meta['from']} .. {meta['to']}), model {meta['model']}, {meta['missing']} without a result")
+               f"[{meta['from']} .. {meta['to']}), model {meta['model']}, {meta['dead_lettered']} dead-lettered, "
+               f"{meta['missing']} without a result within {opts['timeout']:g} s")
     click.echo(f"kept in {meta['folder']}")
-    if meta["missing"]:
+    if meta["missing"] or meta["dead_lettered"]:
         sys.exit(1)
 
 

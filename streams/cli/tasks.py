@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from schemas.events import OPTIMIZATIONS, PATTERNS
+from schemas.events import CAPABILITIES, OPTIMIZATIONS, PATTERNS
 from streams.settings import Settings
 
 __all__ = ["submit", "tail", "worker"]
@@ -68,28 +68,78 @@ def submit(settings: Settings, text: str | None, file_: Path | None, wait: bool,
     from streams.client import make_task
     from streams.observability.runtime import start as observe
 
-    if (text is None) == (file_ is None):
+    if text is None and file_ is None:
+        raise click.UsageError("give the task as TEXT, or --file FILE with one task per line")
+    if text is not None and file_ is not None:
         raise click.UsageError("give either TEXT or --file, not both")
     tasks = _read_jsonl(file_) if file_ else [make_task(text, **fields)]
     if file_:  # options apply to every task of the file that does not set them itself
         tasks = [{**{k: v for k, v in fields.items() if v is not None}, **t} for t in tasks]
+    _refuse_invalid(settings, tasks)
     observe(settings, "submit", serve=False)  # each task's trace starts here (AGENTSTREAM_OBSERVABILITY)
     try:
-        results = asyncio.run(_submit(settings, default_codec(), tasks, wait, timeout))
+        results, dead = asyncio.run(_submit(settings, default_codec(), tasks, wait, timeout))
     except EncodeError as exc:
         raise click.ClickException(f"task does not fit the TaskRequested schema: {exc}") from exc
     if wait:
+        from streams.client import dead_letter_line
+
         for tid in (t["task_id"] for t in tasks):
             r = results.get(tid)
-            click.echo(f"{tid}  " + (f"{r['status']}  {r['model']}  {r['output'][:100]!r}" if r else "no result yet"))
+            if r is not None:
+                click.echo(f"{tid}  {r['status']}  {r['model']}  {r['output'][:100]!r}")
+            elif tid in dead:
+                click.echo(dead_letter_line(tid, dead[tid]))
+            else:
+                click.echo(f"{tid}  no result within {timeout:g} s (is a worker running? `agentstream worker`)")
         if len(results) < len(tasks):
             sys.exit(1)
 
 
-async def _submit(settings: Settings, codec: Any, tasks: list[dict[str, Any]], wait: bool,
-                  timeout_s: float) -> dict[str, Any]:
-    from streams.client import ResultWatcher, submit_tasks
+def _refuse_invalid(settings: Settings, tasks: list[dict[str, Any]]) -> None:
+    """Stop before anything is produced if a task has a field no worker would run (the worker's own
+    rule, agents/validation.py): one line naming the task, the field, the value and what is allowed."""
+    from agents.validation import describe, task_problems
 
+    prompts = _registry_prompts(settings, {str(t.get("capability") or "") for t in tasks})
+    for n, task in enumerate(tasks, 1):
+        problems = task_problems(task, prompts)
+        if problems:
+            which = f"task {n} of {len(tasks)} ({task.get('task_id')})" if len(tasks) > 1 else "the task"
+            raise click.ClickException(f"nothing submitted, {which} is invalid: {describe(problems)}")
+
+
+def _registry_prompts(settings: Settings, capabilities: set[str]) -> set[str]:
+    """Which of the capabilities that are not built-in name a prompt of the prompt registry."""
+    wanted = capabilities - CAPABILITIES - {""}
+    if not wanted or not settings.prompts_enabled:
+        return set()
+    import psycopg
+
+    from agents.prompt_registry import PromptRegistry
+
+    registry = PromptRegistry(settings.postgres_dsn)
+    try:
+        return {name for name in wanted if registry.versions(name)}
+    except psycopg.errors.UndefinedTable:  # no registry yet: it holds no prompt
+        return set()
+    except psycopg.Error as exc:
+        raise click.ClickException(f"capability {sorted(wanted)[0]!r} is not a built-in one, and the prompt registry "
+                                   f"that might hold it cannot be read: {str(exc).strip()[:200]}") from exc
+    finally:
+        registry.close()
+
+
+async def _submit(settings: Settings, codec: Any, tasks: list[dict[str, Any]], wait: bool,
+                  timeout_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Send the tasks; with `wait`, their results and the dead letters of those that failed."""
+    from streams.client import ResultWatcher, missing_topics, submit_tasks
+    from streams.topics import DEADLETTERS, RESULTS, TASKS
+
+    needed = [settings.topic(t) for t in ((TASKS, RESULTS, DEADLETTERS) if wait else (TASKS,))]
+    if missing := await missing_topics(settings, *needed):
+        raise click.ClickException(f"topic {missing[0]!r} does not exist: `agentstream up` creates the topics "
+                                   "(check AGENTSTREAM_TOPIC_PREFIX)")
     async with contextlib.AsyncExitStack() as stack:
         # Watching starts before the first task is sent (with --wait), so no result is missed.
         watcher = await stack.enter_async_context(ResultWatcher(settings, codec)) if wait else None
@@ -97,7 +147,9 @@ async def _submit(settings: Settings, codec: Any, tasks: list[dict[str, Any]], w
                                hidden=len(tasks) < 2) as bar:
             ids = await submit_tasks(settings, codec, tasks, on_sent=lambda _t: bar.update(1))
         click.echo(f"submitted {len(ids)} task(s)" + ("" if len(ids) > 1 else f": {ids[0]}"), err=True)
-        return await watcher.wait(ids, timeout_s) if watcher is not None else {}
+        if watcher is None:
+            return {}, {}
+        return await watcher.wait(ids, timeout_s), watcher.dead
 
 
 @click.command()

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from schemas import default_codec
-from streams.client import make_task, submit_and_wait
+from streams.client import dead_letter_line, make_task, submit_and_wait
 from streams.memory.tiers import build_retriever
 from streams.settings import Settings
 
@@ -19,7 +19,9 @@ __all__ = ["show_memory"]
 
 async def _follow_up(settings: Settings, description: str, timeout_s: float) -> dict[str, Any] | None:
     task = make_task(description, task_id=f"demo-followup-{int(time.time())}")
-    return (await submit_and_wait(settings, default_codec(), [task], timeout_s)).get(task["task_id"])
+    return (await submit_and_wait(settings, default_codec(), [task], timeout_s,
+                                  on_dead=lambda tid, dead: click.echo(dead_letter_line(tid, dead)))
+            ).get(task["task_id"])
 
 
 def show_memory(settings: Settings, tasks: list[dict[str, Any]], results: dict[str, Any],

@@ -14,7 +14,7 @@ import click
 from schemas import Codec, default_codec
 from streams import kafka
 from streams.admin import ensure_topics
-from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
+from streams.client import ResultWatcher, dead_letter_line, make_task, read_topic, submit_tasks
 from streams.demo.swarm import pattern_summary
 from streams.devstack import LocalStack
 from streams.harness import running, start_sinks, start_worker
@@ -36,7 +36,9 @@ def load_sample_tasks(count: int, run_id: str) -> list[dict[str, Any]]:
     return tasks
 
 
-async def _run(settings: Settings, codec: Codec, tasks: list[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
+async def _run(settings: Settings, codec: Codec, tasks: list[dict[str, Any]],
+               timeout_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The results of the tasks, and the dead letters of those a stage gave up on (not waited for)."""
     async with ResultWatcher(settings, codec) as watcher:
         # One malformed record on purpose: it must land in agent.deadletters, and the rest still run.
         producer = kafka.producer(settings)
@@ -55,7 +57,9 @@ async def _run(settings: Settings, codec: Codec, tasks: list[dict[str, Any]], ti
             if done % 5 == 0 or done == len(ids):
                 click.echo(f"  {done}/{len(ids)} results")
 
-        return await watcher.wait(ids, timeout_s, on_result=progress)
+        results = await watcher.wait(ids, timeout_s, on_result=progress,
+                                     on_dead=lambda tid, dead: click.echo(f"  {dead_letter_line(tid, dead)}"))
+        return results, {tid: d for tid, d in watcher.dead.items() if tid in ids}
 
 
 async def _last_deadletter(settings: Settings, codec: Codec) -> dict[str, Any] | None:
@@ -66,14 +70,15 @@ async def _last_deadletter(settings: Settings, codec: Codec) -> dict[str, Any] |
     return last
 
 
-def _table(tasks: list[dict[str, Any]], results: dict[str, Any]) -> None:
+def _table(tasks: list[dict[str, Any]], results: dict[str, Any], dead: dict[str, Any]) -> None:
     click.echo(f"\n{'task':<16} {'pattern':<9} {'capability':<14} {'status':<9} {'model':<22} "
                f"{'latency ms':>10} {'cost usd':>11}")
     for t in tasks:
         r = results.get(t["task_id"])
         short = t["task_id"].rsplit("-", 1)[-1]
         if r is None:
-            click.echo(f"{short:<16} {t.get('pattern', 'fast'):<9} {t.get('capability', 'coding'):<14} NO RESULT")
+            why = f"DEAD-LETTERED at stage {dead[t['task_id']]['stage']}" if t["task_id"] in dead else "NO RESULT"
+            click.echo(f"{short:<16} {t.get('pattern', 'fast'):<9} {t.get('capability', 'coding'):<14} {why}")
             continue
         click.echo(f"{short:<16} {r['metadata'].get('pattern', 'fast'):<9} {t.get('capability', 'coding'):<14} "
                    f"{r['status']:<9} {r['model']:<22} {r['latency_ms']:>10.1f} {r['cost_usd']:>11.7f}")
@@ -112,27 +117,31 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
     started = time.monotonic()
     with running(start_worker(settings, "demo-worker.log"), start_sinks(settings, "demo-sinks.log")):
         tasks = load_sample_tasks(count, run_id)
-        results = asyncio.run(_run(settings, codec, tasks, timeout))
+        results, dead = asyncio.run(_run(settings, codec, tasks, timeout))
         elapsed = time.monotonic() - started
-        _table(tasks, results)
+        _table(tasks, results, dead)
         pattern_summary(results)
         ok = sum(1 for r in results.values() if r["status"] == "ok")
         cost = sum(r["cost_usd"] for r in results.values())
         click.echo(f"\n{len(results)}/{len(tasks)} tasks have a result ({ok} ok) in {elapsed:.1f}s "
-                   f"(worker start included); total cost ${cost:.6f} (simulated model prices)")
-        dead = asyncio.run(_last_deadletter(settings, codec))
-        if dead is not None:
-            click.echo(f"dead letter: stage={dead['stage']} {dead['topic']}[{dead['partition']}]@{dead['offset']} "
-                       f"error={dead['error'][:90]!r}")
+                   f"(worker start included); total cost ${cost:.6f} (simulated model prices)"
+                   + (f"; {len(dead)} dead-lettered" if dead else ""))
+        last = asyncio.run(_last_deadletter(settings, codec))
+        if last is not None:
+            click.echo(f"dead letter: stage={last['stage']} {last['topic']}[{last['partition']}]@{last['offset']} "
+                       f"error={last['error'][:90]!r}")
         from streams.demo.memory import show_memory
 
         show_memory(settings, tasks, results)
+        failed = None
         if settings.prompts_enabled:  # prompt A/B experiment (issue 4)
             from streams.demo.experiment import run_experiment_demo
-            run_experiment_demo(settings, codec)
+            failed = run_experiment_demo(settings, codec)
         _observability(settings)
     click.echo("\nLook further:\n  agentstream tail agent.results --from-beginning --count 5\n"
                "  agentstream tail agent.deadletters --from-beginning --json --count 1\n"
                "  agentstream memory search \"retry with backoff\"   and   agentstream memory stats\n"
                "  agentstream status        (the stack stays up; `make down` stops it)")
-    return 0 if len(results) == len(tasks) else 1
+    if failed is not None:
+        click.echo(f"SELF-CHECK FAILED: prompt experiment: {failed}", err=True)
+    return 0 if len(results) == len(tasks) and failed is None else 1

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,9 +218,11 @@ class TaskLedger:
         self._put(self.task_topic, partition, _key("run", task_id), json.dumps({"attempt": attempt}).encode())
         return attempt
 
-    def step_cache(self, partition: int, task_id: str, spend_key: str) -> TaskStepCache:
-        """The task's answered calls; each new one is written with its charge to `spend_key` (tenant|day)."""
-        return TaskStepCache(self, partition, task_id, spend_key)
+    def step_cache(self, partition: int, task_id: str, spend_key: str,
+                   abandoned: Callable[[], bool] = lambda: False) -> TaskStepCache:
+        """The task's answered calls; each new one is written with its charge to `spend_key` (tenant|day),
+        unless the task was `abandoned()` meanwhile (its partition is someone else's now)."""
+        return TaskStepCache(self, partition, task_id, spend_key, abandoned)
 
     def keep_answer(self, partition: int, task_id: str, step: int, candidate: str, record: Record,
                     spend_key: str) -> None:
@@ -298,13 +300,17 @@ def _settle(done: asyncio.Future[None], delivery: asyncio.Future[Any]) -> None:
 class TaskStepCache:
     """A task's answered model calls (agents.swarm.StepCache), kept in its ledger partition."""
 
-    def __init__(self, ledger: TaskLedger, partition: int, task_id: str, spend_key: str) -> None:
+    def __init__(self, ledger: TaskLedger, partition: int, task_id: str, spend_key: str,
+                 abandoned: Callable[[], bool]) -> None:
         self.ledger, self.partition, self.task_id, self.spend_key = ledger, partition, task_id, spend_key
+        self.abandoned = abandoned
 
     def get(self, step: int, candidate: str) -> Record | None:
         return self.ledger._steps.get(self.task_id, {}).get((step, candidate))
 
     def put(self, step: int, candidate: str, record: Record) -> None:
+        if self.abandoned():  # a lost cancellation: this worker no longer writes the partition
+            raise asyncio.CancelledError
         self.ledger.keep_answer(self.partition, self.task_id, step, candidate, record, self.spend_key)
         crash_point(self.ledger.settings.fault_point, "task-after-answer")
 

@@ -90,6 +90,7 @@ class OrderedConsumer:
                 heartbeat_interval_ms=int(s.session_timeout_s * 250),
                 rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000))
             made.subscribe(self.topics, listener=RebalanceHooks(self.revoke))
+            self._consumer = made  # the listener may run (and commit) before start() returns
             return made
 
         self._consumer = await started(consumer, s.startup_timeout_s, self.name)

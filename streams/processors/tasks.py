@@ -64,6 +64,7 @@ class TaskStage:
         self._paused: set[TopicPartition] = set()
         self._catching_up: asyncio.Task[None] | None = None
         self._finishing: set[asyncio.Task[Any]] = set()  # sending their results: not cancelled by a drain
+        self._abandoning: set[asyncio.Task[Any]] = set()  # cancelled by a drain: must never send a result
         self._wake = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -95,6 +96,7 @@ class TaskStage:
                 rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000),
                 fetch_max_wait_ms=20)
             made.subscribe([self.tasks_topic, self.by_tenant_topic], listener=RebalanceHooks(self.revoke, self.assign))
+            self.consumer = made  # the listener may run (and commit) before start() returns
             return made
 
         self.consumer = await started(consumer, s.startup_timeout_s, "tasks-consumer")
@@ -202,6 +204,7 @@ class TaskStage:
             _, still = await asyncio.wait(finishing, timeout=self.settings.session_timeout_s / 2)
             late = (late - finishing) | still
         for task in late:
+            self._abandoning.add(task)  # checked before a result is sent: a cancellation can be lost
             task.cancel()
         if late:
             await asyncio.wait(late, timeout=5.0)
@@ -263,6 +266,7 @@ class TaskStage:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         tp, offset = self._running.pop(task)
+        self._abandoning.discard(task)
         if task.cancelled():
             self.abandoned += 1  # not finished: committed by no one, run by the next owner
         elif task.exception() is not None:  # the broker refused a result or ledger write: hold the partition
@@ -305,11 +309,17 @@ class TaskStage:
             attempt = self.ledger.begin(partition, task_id)
             try:
                 spend_key = self.runner.ledger.key(tenant_of(task))
-                run = await self.runner.run(task, cache=self.ledger.step_cache(partition, task_id, spend_key))
+                me = asyncio.current_task()
+                cache = self.ledger.step_cache(partition, task_id, spend_key, lambda: me in self._abandoning)
+                run = await self.runner.run(task, cache=cache)
                 run.result["metadata"]["attempt"] = str(attempt)
-                finishing = asyncio.current_task()
-                assert finishing is not None
-                self._finishing.add(finishing)
+                if me in self._abandoning:
+                    # Cancelled by a drain, but the cancellation was lost on its way (asyncio.wait_for on
+                    # Python 3.11 returns a result that arrives with the cancellation): the partition is
+                    # someone else's now, so no result from here.
+                    raise asyncio.CancelledError
+                assert me is not None
+                self._finishing.add(me)
                 key = task_id.encode()
                 sent = [await self.producer.send(self.settings.topic(OUTPUTS), self.codec.encode("AgentOutput", o),
                                                  key=key) for o in run.outputs]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from agents.plots import Plot
 from streams.replay.compare import Comparison, Interval, output_diff, prompt_summary
 
 __all__ = ["render_html"]
@@ -14,52 +15,38 @@ td:first-child,th:first-child{text-align:left}.sig{font-weight:bold}pre{backgrou
 font-size:12px;overflow-x:auto}.add{color:#060}.del{color:#a00}svg{background:#fafafa;margin:4px}"""
 
 
-def _scatter(c: Comparison, size: int = 260) -> str:
+def _scatter(c: Comparison, size: int = 300) -> str:
     """Score A (x) against score B (y), one dot per task, with the diagonal of no change."""
-    pad, top, span = 30, 10, size - 40
-    dots = "".join(
-        f'<circle cx="{pad + p.a.score * span:.1f}" cy="{top + (1 - p.b.score) * span:.1f}" r="3" '
-        f'fill="{"#36c" if p.same_output else "#c63"}" fill-opacity="0.6"><title>{escape(p.task_id)}</title></circle>'
-        for p in c.pairs)
-    return (f'<svg width="{size}" height="{size}" role="img" aria-label="score A vs score B">'
-            f'<line x1="{pad}" y1="{top + span}" x2="{pad + span}" y2="{top}" stroke="#999" stroke-dasharray="4"/>'
-            f'{dots}'
-            f'<text x="{size / 2}" y="{size - 2}" font-size="11" text-anchor="middle">score A</text>'
-            f'<text x="10" y="{size / 2}" font-size="11" transform="rotate(-90 10 {size / 2})" '
-            f'text-anchor="middle">score B</text></svg>')
+    plot = Plot(0.0, 1.0, 0.0, 1.0, width=size, height=size, left=48, bottom=40)
+    plot.diagonal()
+    for p in c.pairs:
+        plot.point(p.a.score, p.b.score, "#36c" if p.same_output else "#c63", title=p.task_id)
+    return plot.svg("score A", "score B", label="score A vs score B")
 
 
-def _histogram(c: Comparison, width: int = 360, height: int = 180, bins: int = 21) -> str:
-    """How the per-task score differences (B - A) are spread."""
-    diffs = [p.b.score - p.a.score for p in c.pairs]
+def _histogram(c: Comparison, width: int = 380, height: int = 220, bins: int = 20) -> str:
+    """How the per-task score differences (B - A) are spread, on -1 .. +1 with a labelled zero."""
     counts = [0] * bins
-    for d in diffs:
-        counts[min(bins - 1, max(0, int((d + 1.0) / 2.0 * bins)))] += 1
-    top = max(counts) or 1
-    bar = (width - 20) / bins
-    bars = "".join(
-        f'<rect x="{10 + i * bar:.1f}" y="{height - 25 - n / top * (height - 40):.1f}" width="{bar - 1:.1f}" '
-        f'height="{n / top * (height - 40):.1f}" fill="#69c"><title>{n}</title></rect>' for i, n in enumerate(counts))
-    return (f'<svg width="{width}" height="{height}" role="img" aria-label="score differences">{bars}'
-            f'<line x1="{width / 2}" y1="10" x2="{width / 2}" y2="{height - 25}" stroke="#999"/>'
-            f'<text x="10" y="{height - 8}" font-size="11">-1</text>'
-            f'<text x="{width / 2}" y="{height - 8}" font-size="11" text-anchor="middle">score B - A</text>'
-            f'<text x="{width - 20}" y="{height - 8}" font-size="11">+1</text></svg>')
+    for p in c.pairs:
+        counts[min(bins - 1, max(0, int((p.b.score - p.a.score + 1.0) / 2.0 * bins)))] += 1
+    plot = Plot(-1.0, 1.0, 0.0, max(max(counts), 1), width=width, height=height, left=48, bottom=40, y_integer=True)
+    for i, n in enumerate(counts):
+        lo = -1.0 + 2.0 * i / bins
+        if n:
+            plot.bar(lo, lo + 2.0 / bins, n, "#69c", title=f"{n} task(s) in [{lo:+.1f}, {lo + 2.0 / bins:+.1f})")
+    plot.zero_line("x", "0 = same score")
+    return plot.svg("score B - A", "tasks", label="score differences")
 
 
-def _interval_plot(i: Interval, width: int = 320, height: int = 50) -> str:
-    """The mean difference and its interval on an axis that includes zero."""
-    lo, hi = min(i.low, 0.0), max(i.high, 0.0)
-    span = (hi - lo) or 1.0
-    lo, hi = lo - 0.1 * span, hi + 0.1 * span
-
-    def x(v: float) -> float:
-        return 10 + (v - lo) / (hi - lo) * (width - 20)
-
-    return (f'<svg width="{width}" height="{height}" role="img" aria-label="{i.metric} interval">'
-            f'<line x1="{x(0):.1f}" y1="5" x2="{x(0):.1f}" y2="{height - 5}" stroke="#999" stroke-dasharray="3"/>'
-            f'<line x1="{x(i.low):.1f}" y1="25" x2="{x(i.high):.1f}" y2="25" stroke="#c63" stroke-width="3"/>'
-            f'<circle cx="{x(i.mean_diff):.1f}" cy="25" r="5" fill="#333"/></svg>')
+def _interval_plot(i: Interval, width: int = 340, height: int = 64) -> str:
+    """The mean difference and its interval on a ticked axis that includes a labelled zero."""
+    plot = Plot(min(i.low, 0.0), max(i.high, 0.0), 0.0, 1.0, width=width, height=height, left=24, right=24,
+                top=14, bottom=22, ticks=4)
+    plot.yticks = []  # one row: no y axis
+    plot.zero_line("x")
+    plot.segment(i.low, i.high, 0.5, "#c63")
+    plot.point(i.mean_diff, 0.5, "#333", r=5, opacity=1.0, title=f"{i.mean_diff:+.6g}")
+    return plot.svg("", "", label=f"{i.metric} interval")
 
 
 def _diff_html(lines: list[str]) -> str:
@@ -91,7 +78,8 @@ def render_html(c: Comparison) -> str:
             f"<h2>Aggregate differences (B - A)</h2><table><tr><th>metric</th><th>n</th><th>mean A</th>"
             f"<th>mean B</th><th>B - A</th><th>95% bootstrap interval</th><th></th></tr>{aggregates}</table>"
             f"<p>Bold: the interval excludes 0. Paired by task_id; bootstrap with a fixed seed.</p>"
-            f"<h2>Scores</h2>{_scatter(c)}{_histogram(c)}"
+            f"<h2>Scores</h2><p>Each dot is a task: blue, the same output in both runs; orange, a different one. "
+            f"Above the dashed diagonal B scored higher.</p>{_scatter(c)}{_histogram(c)}"
             f"<h2>Per task</h2><table><tr><th>task</th><th>score A</th><th>score B</th><th>cost A</th>"
             f"<th>cost B</th><th>latency A ms</th><th>latency B ms</th><th>prompt A / B</th><th>output</th></tr>"
             f"{tasks}</table>"

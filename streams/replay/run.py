@@ -3,6 +3,10 @@
 Isolation is the project's own: the run gets a topic prefix (`<prefix>eval-<name>.`) and a consumer
 group of its own, and its own worker process (whose AGENTSTREAM_MODEL is the model override). Nothing
 is written to a production topic: the range is only read, without a consumer group.
+
+Without a model override a replay is faithful to production: each step of a replayed task runs on the
+model its recorded AgentOutput answered with (whatever routed or pinned it then), not on the routing or
+the AGENTSTREAM_MODEL of the machine that replays.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from agents.factory import build_judge
 from agents.judging import DEFAULT_JUDGE_MODEL, Candidate, Judge
 from agents.redaction import redact, redact_task
 from agents.simulator import install_simulator
+from agents.swarm import RECORDED_MODEL
 from schemas import Codec
 from schemas.events import Record
 from streams.admin import ensure_topics
@@ -25,10 +30,10 @@ from streams.harness import start_worker, stop
 from streams.replay.range import Bound, read_range
 from streams.replay.store import Run, TaskRow, run_dir, save_run
 from streams.settings import Settings
-from streams.topics import RESULTS, TASKS
+from streams.topics import OUTPUTS, RESULTS, TASKS
 
-__all__ = ["ReplaySpec", "eval_settings", "make_judge", "prepare_tasks", "production_run", "read_source",
-           "run_replay"]
+__all__ = ["ReplaySpec", "checked_prompt_pins", "eval_settings", "make_judge", "prepare_tasks", "production_run",
+           "read_source", "recorded_models", "run_replay"]
 
 Progress = Callable[[int, int], None]
 
@@ -50,12 +55,42 @@ class ReplaySpec:
 
 
 def eval_settings(settings: Settings, name: str, model: str | None = None) -> Settings:
-    """The settings of an evaluation run: own topic prefix, own consumer group, the model override.
+    """The settings of an evaluation run: own topic prefix, own consumer group, the model override (none:
+    the steps run on their recorded models, so the replayer's AGENTSTREAM_MODEL does not apply).
 
     The prompt judge is off: the registry (experiment statistics, decisions, primaries) is production's and
     has no topic prefix, so outputs of a replay must never become prompt outcomes.
     """
-    return settings.isolated(f"eval-{name}", model=model or settings.model, judge_enabled=False)
+    return settings.isolated(f"eval-{name}", model=model, judge_enabled=False)
+
+
+def checked_prompt_pins(settings: Settings, pins: tuple[str, ...]) -> tuple[str, ...]:
+    """`NAME=VERSION` pins (VERSION `2` or `v2`) as `NAME=2`, each checked against the registry before any
+    work starts: a version the registry does not have is a ValueError naming the versions it has."""
+    if not pins:
+        return ()
+    from agents.prompt_registry import PromptRegistry, RegistryError, variant_version
+
+    registry = PromptRegistry(settings.postgres_dsn).migrate()
+    checked = []
+    try:
+        for pin in pins:
+            name, sep, version = pin.partition("=")
+            if not sep or not name:
+                raise ValueError(f"--prompt {pin!r}: expected NAME=VERSION, e.g. review=2")
+            try:
+                number = variant_version(version)
+            except RegistryError as exc:
+                raise ValueError(f"--prompt {pin!r}: {version!r} is not a version (write 2 or v2)") from exc
+            have = [v.version for v in registry.versions(name)]
+            if number not in have:
+                known = f"it has versions {', '.join(map(str, have))}" if have else "no such prompt"
+                raise ValueError(f"--prompt {pin!r}: prompt {name!r} has no version {number} in the registry "
+                                 f"({known}; `agentstream prompt list`)")
+            checked.append(f"{name}={number}")
+    finally:
+        registry.close()
+    return tuple(checked)
 
 
 def make_judge(settings: Settings, model: str = DEFAULT_JUDGE_MODEL) -> Judge:
@@ -68,10 +103,12 @@ def make_judge(settings: Settings, model: str = DEFAULT_JUDGE_MODEL) -> Judge:
     return build_judge(dataclasses.replace(runner_config(settings), pinned_model=model))
 
 
-def prepare_tasks(records: list[Received], spec: ReplaySpec) -> list[Record]:
+def prepare_tasks(records: list[Received], spec: ReplaySpec,
+                  models: dict[str, dict[int, str]] | None = None) -> list[Record]:
     """The TaskRequested records of the range, redacted, with the overrides applied; one per task_id, first wins.
 
-    Redacted here, so neither the replayed worker, the judge nor the run's files see a secret of the record."""
+    Redacted here, so neither the replayed worker, the judge nor the run's files see a secret of the record.
+    `models` (task id -> step -> model, see `recorded_models`) pins each step to its recorded model."""
     tasks: dict[str, Record] = {}
     for r in records:
         if r.event_type != "TaskRequested" or r.record is None or r.record["task_id"] in tasks:
@@ -83,18 +120,26 @@ def prepare_tasks(records: list[Received], spec: ReplaySpec) -> list[Record]:
             name, _, version = prompt.partition("=")
             meta[f"prompt.{name}"] = version
         task["metadata"] = meta
+        if models and not spec.model and spec.pattern in (None, task.get("pattern")):
+            meta.update({f"{RECORDED_MODEL}{step}": model for step, model in models.get(task["task_id"], {}).items()})
         if spec.pattern:
             task["pattern"] = spec.pattern
         tasks[task["task_id"]] = task
     return list(tasks.values())
 
 
-async def _judge_rows(judge: Judge, tasks: list[Record], results: dict[str, Record]) -> list[TaskRow]:
+async def _judge_rows(judge: Judge, tasks: list[Record], results: dict[str, Record],
+                      dead: dict[str, Record] | None = None) -> list[TaskRow]:
+    """One judged row per task; a task without a result is `dead-lettered` (its stage and error as the
+    output) or `missing`."""
     rows = []
     for task in tasks:
         result = results.get(task["task_id"])
         if result is None:
-            rows.append(TaskRow(task["task_id"], task["description"], "missing", "", "", 0.0, 0.0, 0.0))
+            letter = (dead or {}).get(task["task_id"])
+            why = f"stage {letter['stage']}: {letter['error']}" if letter else ""
+            rows.append(TaskRow(task["task_id"], task["description"], "dead-lettered" if letter else "missing", why,
+                                "", 0.0, 0.0, 0.0))
             continue
         output = redact(result["output"])  # a result read back from the topic: whoever wrote it
         verdict = (await judge.judge(task, [Candidate(task["task_id"], output)])).verdicts[0]
@@ -122,13 +167,31 @@ async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,
                               on_read)
 
 
+async def recorded_models(settings: Settings, codec: Codec, spec: ReplaySpec,
+                          task_ids: set[str]) -> dict[str, dict[int, str]]:
+    """task id -> step -> the model that step answered with, from the AgentOutputs production recorded
+    (agent.outputs, read from the same source as the range; a step's first answer wins)."""
+    every = dataclasses.replace(spec, topic=OUTPUTS, start=Bound("earliest"), end=Bound("now"))
+    models: dict[str, dict[int, str]] = {}
+    for r in await read_source(settings, codec, every):
+        out = r.record
+        if r.event_type == "AgentOutput" and out is not None and out["task_id"] in task_ids and out.get("model") \
+                and out.get("status") == "ok":
+            models.setdefault(out["task_id"], {}).setdefault(int(out["step"]), out["model"])
+    return models
+
+
 async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judge: Judge | None = None,
                      on_read: Progress | None = None, on_result: Progress | None = None) -> Run:
     """Read the range, run it on an isolated worker, judge every answer, save and return the run."""
     folder = run_dir(settings, spec.name)
+    spec = dataclasses.replace(spec, prompts=checked_prompt_pins(settings, spec.prompts))  # before any work
     judge = judge or make_judge(settings, spec.judge_model)  # a judge model not in the table fails before the run
     records = await read_source(settings, codec, spec, on_read)
     tasks = prepare_tasks(records, spec)
+    if tasks and not spec.model:  # faithful to production: each step on the model it used then
+        ids = {t["task_id"] for t in tasks}
+        tasks = prepare_tasks(records, spec, await recorded_models(settings, codec, spec, ids))
     if not tasks:
         raise ValueError(f"no TaskRequested records in [{spec.start} .. {spec.end}) of {settings.topic(spec.topic)} "
                          f"({len(records)} records read): nothing to replay")
@@ -138,6 +201,7 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
     logging.getLogger("aiokafka.producer.sender").setLevel(logging.ERROR)
     worker = start_worker(isolated, f"runs/{spec.name}/worker.log")
     done = 0
+    dead: dict[str, Record] = {}
 
     def counted(_r: Record) -> None:
         nonlocal done
@@ -145,16 +209,22 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
         if on_result is not None:
             on_result(done, len(tasks))
 
+    def dead_lettered(task_id: str, letter: Record) -> None:
+        dead[task_id] = letter
+        counted(letter)
+
     try:
-        results = await submit_and_wait(isolated, codec, tasks, spec.timeout_s, on_result=counted)
+        results = await submit_and_wait(isolated, codec, tasks, spec.timeout_s, on_result=counted,
+                                        on_dead=dead_lettered)
     finally:
         await asyncio.to_thread(stop, worker)
-    rows = await _judge_rows(judge, tasks, results)
+    rows = await _judge_rows(judge, tasks, results, dead)
     meta = {"kind": "replay", "source": spec.source, "topic": settings.topic(spec.topic),
-            "from": str(spec.start), "to": str(spec.end), "model": isolated.model,
+            "from": str(spec.start), "to": str(spec.end), "model": isolated.model or "as recorded",
             "pattern": spec.pattern, "prompts": list(spec.prompts), "judge_model": spec.judge_model,
             "eval_topic_prefix": isolated.topic_prefix, "records_read": len(records), "tasks": len(tasks),
-            "missing": sum(1 for r in rows if r.status == "missing"), "folder": str(folder)}
+            "missing": sum(1 for r in rows if r.status == "missing"),
+            "dead_lettered": sum(1 for r in rows if r.status == "dead-lettered"), "folder": str(folder)}
     run = Run(spec.name, meta, rows)
     save_run(settings, run)
     return run

@@ -376,7 +376,7 @@ async def expected_sinks(settings: Settings, codec: Codec) -> dict[str, int]:
             "archive records": records, "archive distinct": records}
 
 
-async def wait_sinks(settings: Settings, codec: Codec, timeout_s: float, stalled_s: float = 45.0,
+async def wait_sinks(settings: Settings, codec: Codec, timeout_s: float, stalled_s: float = 90.0,
                      on_stall: Callable[[], None] | None = None) -> tuple[dict[str, int], dict[str, int]]:
     """Poll until every tier holds what the topics say, the time is up, or no count moved for `stalled_s`
     (then `on_stall()`, e.g. ask the sinks where they wait); return (expected, found)."""

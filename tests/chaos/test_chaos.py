@@ -80,7 +80,8 @@ async def _run(stack: LocalStack, name: str, settings: Settings, *, tasks: int, 
         await wait_answered(settings, codec, set(load.sent), 240)
         drain_s = time.monotonic() - loaded
         await asyncio.sleep(5)  # a double that is still on its way
-        # ends sooner once nothing moves for 45 s; then the sinks print where they wait (SIGUSR1), in their log
+        # Ends sooner once nothing moves for 90 s (a batch of embeddings on a busy machine); then the sinks
+        # print where they wait (SIGUSR1), into their log.
         sinks_state = await wait_sinks(settings, codec, 300, on_stall=lambda: os.kill(sinks.pid, signal.SIGUSR1))
         fleet.reap()
         report = await audit(name, settings, codec, load, faults.log, sinks_state, drain_s, len(fleet.exited_alone))

@@ -74,7 +74,7 @@ async def test_commits_become_events_tasks_and_current_documentation(isolated: S
         results = await watcher.wait(expected, 120)
     assert set(results) == expected
     events = await _changes(isolated)
-    assert [e.key.decode() for e in events if e.partition == events[0].partition]  # keyed by sha
+    assert [e.key for e in events] == [e.record["sha"].encode() for e in events]  # each keyed by its sha
     assert sorted(e.record["sha"] for e in events) == sorted(shas)
     second = next(e.record for e in events if e.record["sha"] == shas[1])
     assert {f["path"]: (f["change"], f["added"]) for f in second["files"]} == {
@@ -230,3 +230,20 @@ def test_git_watch_on_the_project_repository_sends_one_event_per_commit(isolated
     events = asyncio.run(_changes(isolated))
     assert len(events) == count == len({e.record["sha"] for e in events})
     assert f"0 commit(s) sent, {count} already" in _cli(isolated, "git-watch", str(PROJECT))
+
+
+def test_the_hook_sends_a_commit_with_no_topic_prefix_set(isolated: Settings, tmp_path: Path) -> None:
+    """Every setting empty or set: with no topic prefix the hook used to write a literal `''` into the
+    topic name (`''code.changes`), and no commit ever arrived."""
+    plain = isolated.model_copy(update={"topic_prefix": ""})
+    asyncio.run(ensure_topics(plain))
+    repo = GitRepo(tmp_path / "plain")
+    repo.commit("first", {"a.py": "A = 1\n"})
+    _cli(plain, "git-hook", "install", str(repo.path))
+    sha = repo.commit("a commit with no prefix", {"a.py": "A = 3\n"})
+    deadline = time.monotonic() + 90
+    found: list[str] = []
+    while time.monotonic() < deadline and sha not in found:
+        found = [r.record["sha"] for r in asyncio.run(_changes(plain)) if r.record]
+        time.sleep(1)
+    assert sha in found, (repo.path / ".git" / "agentstream-hook.log").read_text()[-1000:]

@@ -14,6 +14,7 @@ import pytest
 from schemas import default_codec
 from streams import kafka
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
+from streams.replay.range import Bound, read_range
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS
 
@@ -133,15 +134,24 @@ async def test_a_client_with_only_the_avsc_files_can_submit_and_read_back(isolat
     assert found is not None and found["status"] == "ok" and found["output"]
 
 
-async def test_sigkill_mid_run_loses_no_task(isolated: Settings, worker_factory) -> None:
+async def test_sigkill_mid_run_loses_no_task_and_charges_none_twice(isolated: Settings, worker_factory) -> None:
     first = worker_factory(simulator_latency_ms=50.0, worker_concurrency=4)
     tasks = [make_task(f"task number {n}") for n in range(150)]
     async with ResultWatcher(isolated, codec) as watcher:
         ids = await submit_tasks(isolated, codec, tasks)
-        await watcher.wait(ids[:20], 60)  # well under way ...
-        assert len(watcher.results) < len(ids)
+        assert len(await watcher.wait(ids[:20], 60)) == 20  # well under way ...
         os.kill(first.pid, signal.SIGKILL)  # ... then killed without a chance to commit or flush
         first.wait()
+        answered = {r.record["task_id"] for r in await read_range(isolated, codec, isolated.topic(RESULTS),
+                                                                  Bound("earliest"), Bound("now"))}
+        assert 20 <= len(answered) < len(ids)  # the kill came mid-run: the rest is the next worker's
         worker_factory(simulator_latency_ms=50.0, worker_concurrency=4)
         results = await watcher.wait(ids, 120)
+        probe = make_task("the last task")
+        (last,) = (await _run_tasks(isolated, [probe])).values()
     assert set(results) == set(ids)
+    assert all(r["status"] == "ok" and r["cost_usd"] > 0 for r in results.values())
+    # Nothing charged twice: the tenant's spend is at most what its answers cost (a call answered just before
+    # the kill may have gone unrecorded, never one recorded twice, nor one re-run and charged again).
+    spent = float(last["metadata"]["tenant_spend_usd"]) - last["cost_usd"]
+    assert spent <= sum(r["cost_usd"] for r in results.values()) + 2e-9  # the metadata has 9 decimals

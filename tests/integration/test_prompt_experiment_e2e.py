@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from group_helpers import wait_for_stable_group, wait_until_consumed
 
 from agents.prompt_registry import Experiment, PromptRegistry
 from schemas import default_codec
@@ -89,10 +90,11 @@ async def test_experiment_decides_survives_a_restart_and_new_tasks_use_the_winne
         await producer.stop()
 
     worker_factory()  # a fresh process: the state is in PostgreSQL
-    # Wait until it consumes (a task outside the experiment), so its start-up rebalance is behind us.
+    # Wait until it consumes (a task outside the experiment) and its group is settled, so its start-up
+    # rebalance is behind us.
     probe = make_task("probe", task_id=f"{run}-probe")
     assert len(await submit_and_wait(isolated, codec, [probe], 120.0)) == 1
-    await asyncio.sleep(3)
+    await wait_for_stable_group(isolated, 1, settle_s=3.0)
     batch_b = tasks("b", 240)
     assert len(await submit_and_wait(isolated, codec, batch_b, 120.0)) == 240
     # Every output that ran under the experiment is counted once: none lost across the restart, none of
@@ -103,7 +105,10 @@ async def test_experiment_decides_survives_a_restart_and_new_tasks_use_the_winne
               if r.record and r.record["metadata"].get("experiment") == name}
     assert {t["task_id"] for t in batch_a} <= ran_in and len(ran_in) > 60 + 60  # a decision needs 60 per arm
     assert await _counted(registry, name, len(ran_in)) == len(ran_in)
-    await asyncio.sleep(3)  # anything still in flight would show up as a count above it
+    # Once the judge has consumed every output and the scoring every outcome (committed: done), nothing is
+    # left in flight: a count above the outputs that ran in the experiment would show now.
+    await wait_until_consumed(isolated, [isolated.topic(OUTPUTS)])
+    await wait_until_consumed(isolated, [isolated.topic(PROMPT_OUTCOMES)])
     arms = registry.arm_stats(name)
     assert sum(a["n"] for a in arms.values()) == len(ran_in)
     decisions = [r.record for r in await _records(isolated, PROMPT_DECISIONS) if r.record]
@@ -130,6 +135,7 @@ async def test_experiment_decides_survives_a_restart_and_new_tasks_use_the_winne
 
 async def test_demo_experiment_prints_its_decision(isolated: Settings, worker_factory, worker_log, capsys) -> None:
     worker_factory()
-    decided = await asyncio.to_thread(run_experiment_demo, isolated, codec, 300, 120.0)
+    failed = await asyncio.to_thread(run_experiment_demo, isolated, codec, 300, 120.0)
     out = capsys.readouterr().out
-    assert decided and "decision: promote v2" in out and "P(best)" in out
+    assert failed is None and "decision: promote v2" in out and "P(best)" in out
+    assert "300/300 experiment tasks done" in out and "the experiment counted" in out

@@ -159,20 +159,41 @@ async def test_ranges_by_offset_and_by_time(recorded: Recorded) -> None:
 
 def test_the_same_range_replayed_twice_gives_identical_outputs_and_scores(recorded: Recorded) -> None:
     s = recorded.settings
-    for name in ("det-1", "det-2"):
-        out = _cli(s, "replay", "--from", "0", "--to", "5", "--name", name, "--prompt", "coder=v2")
+    for name in ("det-1", "det-2"):  # production's own version, pinned
+        out = _cli(s, "replay", "--from", "0", "--to", "5", "--name", name, "--prompt", "coding=v1")
         assert f"run {name}: 20 tasks" in out and "0 without a result" in out
     first, second = load_run(s, "det-1"), load_run(s, "det-2")
     assert [r.task_id for r in first.rows] == [r.task_id for r in second.rows]
     assert [(r.output, r.score, r.cost_usd) for r in first.rows] == [(r.output, r.score, r.cost_usd)
                                                                       for r in second.rows]
     assert all(r.status == "ok" and 0 < r.score <= 1 for r in first.rows)
-    assert first.meta["prompts"] == ["coder=v2"] and first.meta["eval_topic_prefix"] == f"{s.topic_prefix}eval-det-1."
+    assert first.meta["prompts"] == ["coding=1"] and first.meta["eval_topic_prefix"] == f"{s.topic_prefix}eval-det-1."
     out = _cli(s, "replay", "compare", "det-1", "det-2")
     assert "20 tasks paired, 0 with a different output" in out
     # Same model as production: the originals are the same answers too.
     out = _cli(s, "replay", "compare", "production:0..5", "det-1")
     assert "20 tasks paired, 0 with a different output" in out
+
+
+def test_without_a_model_override_each_step_runs_on_the_model_production_used(recorded: Recorded) -> None:
+    """Production pinned simulator/balanced-1; whoever replays has another AGENTSTREAM_MODEL (or routes): a
+    replay without --model still runs every step on the model its recorded AgentOutput used."""
+    s = recorded.settings
+    replayer = s.model_copy(update={"model": "simulator/fast-1"})
+    out = _cli(replayer, "replay", "--from", "0", "--to", "5", "--name", "faithful")
+    assert "run faithful: 20 tasks" in out and "model as recorded" in out and "0 without a result" in out
+    production = {(o["task_id"], o["step"]): o["model"] for o in asyncio.run(_records(s, OUTPUTS))}
+    replayed = asyncio.run(_records(eval_settings(s, "faithful"), OUTPUTS))
+    assert len(replayed) >= 20
+    differing = [(o["task_id"], o["step"], o["model"], production.get((o["task_id"], o["step"])), o["metadata"])
+                 for o in replayed if o["model"] != production.get((o["task_id"], o["step"])) or
+                 o["model"] != "simulator/balanced-1"]
+    assert differing == []
+    out = _cli(replayer, "replay", "compare", "production:0..5", "faithful")
+    assert "20 tasks paired, 0 with a different output" in out
+    # With --model the override wins over the recorded models.
+    out = _cli(replayer, "replay", "--from", "0", "--to", "2", "--name", "overridden", "--model", "simulator/fast-1")
+    assert {r.model for r in load_run(s, "overridden").rows} == {"simulator/fast-1"}
 
 
 def test_200_tasks_replayed_with_another_model_compare_and_leave_production_alone(recorded: Recorded,
@@ -285,6 +306,18 @@ def test_the_replay_demo_compares_two_prompt_versions(isolated: Settings) -> Non
     assert re.search(r"production \(v1\) vs demo-v1-\w+: 6/6 tasks with the same output", out), out
     report = Path(re.search(r"HTML report: (\S+)", out)[1]).read_text()
     assert report.count(f"{DEMO_PROMPT}=1 / {DEMO_PROMPT}=2") == 6
+
+
+@pytest.mark.slow
+def test_the_replay_demo_reproduces_production_answered_by_other_workers(isolated: Settings) -> None:
+    """Another worker of the same group, routing models itself, answers part (or all) of production; the
+    replay of production's prompt version still gives production's answers, and the demo exits 0."""
+    asyncio.run(ensure_topics(isolated))
+    with running(start_worker(isolated.model_copy(update={"model": "simulator/quality-1"}), "other-worker.log")):
+        result = CliRunner().invoke(cli, ["replay", "demo", "--tasks", "8"], env=isolated.as_env())
+    assert result.exit_code == 0, result.output
+    assert re.search(r"production \(v1\) vs demo-v1-\w+: 8/8 tasks with the same output", result.output)
+    assert "SELF-CHECK FAILED" not in result.output
 
 
 def test_kafka_and_the_archive_give_the_same_range(recorded: Recorded) -> None:

@@ -10,6 +10,7 @@ import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from group_helpers import wait_for_stable_group
 
+from agents.clock import now_ms
 from agents.factory import RunnerConfig, build_runner
 from agents.models import register_models
 from agents.simulator import install_simulator
@@ -18,6 +19,7 @@ from schemas.events import OPTIMIZATIONS
 from streams import kafka
 from streams.client import ResultWatcher, make_task, read_topic, submit_and_wait, submit_tasks
 from streams.processors.ledger import tenant_partition
+from streams.replay.range import Bound, read_range
 from streams.settings import Settings
 from streams.topics import OUTPUTS, RESULTS, TASK_LEDGER, TASKS, TASKS_BY_TENANT
 
@@ -29,6 +31,12 @@ STEPS = {"fast": 1, "balanced": 3, "quality": 4}
 
 async def _run(settings: Settings, tasks: list[dict], timeout: float = 120.0) -> dict[str, dict]:
     return await submit_and_wait(settings, codec, tasks, timeout)
+
+
+async def _result_ids(settings: Settings) -> list[str]:
+    """The task ids of every result on the broker now, sorted."""
+    return sorted(r.record["task_id"] for r in await read_range(settings, codec, settings.topic(RESULTS),
+                                                                Bound("earliest"), Bound("now")))
 
 
 async def test_each_pattern_and_optimization_gets_its_steps_and_costs(isolated: Settings, worker_factory) -> None:
@@ -119,15 +127,22 @@ async def test_tasks_keyed_by_tenant_run_at_once_and_the_rest_via_by_tenant_into
 
 async def test_a_task_sent_again_is_skipped_within_the_dedupe_window_and_run_after_it(
         isolated: Settings, worker_factory) -> None:
-    worker_factory(task_dedupe_window_s=2.0)
+    window_s = 6.0
+    worker_factory(task_dedupe_window_s=window_s, worker_concurrency=1)
     task = make_task("a task sent twice", tenant="acme")
+    (first,) = (await _run(isolated, [task])).values()
+    # Sent again, then a probe behind it in the tenant's partition: one task at a time, so once the probe is
+    # answered the repeat was handled, and a result of it would be on the broker already.
+    probe = make_task("a probe behind the repeat", tenant="acme")
+    async with ResultWatcher(isolated, codec) as watcher:
+        await submit_tasks(isolated, codec, [task, probe])
+        answered = await watcher.wait([probe["task_id"]], 120)
+    assert answered[probe["task_id"]]["created_at"] - first["created_at"] <= window_s * 1000  # within the window
+    assert await _result_ids(isolated) == sorted([task["task_id"], probe["task_id"]])  # not run nor charged again
+    while now_ms() <= first["created_at"] + window_s * 1000:  # the window (counted from the result) passes
+        await asyncio.sleep(0.1)
     assert set(await _run(isolated, [task])) == {task["task_id"]}
-    assert await _run(isolated, [task], timeout=5.0) == {}  # remembered: not run (nor charged) again
-    await asyncio.sleep(4.5)  # past the current and the previous 2 s window
-    assert set(await _run(isolated, [task])) == {task["task_id"]}
-    results = [r async for r in read_topic(isolated, codec, isolated.topic(RESULTS), from_beginning=True,
-                                           idle_timeout_s=2.0)]
-    assert [r.record["task_id"] for r in results] == [task["task_id"]] * 2
+    assert await _result_ids(isolated) == sorted([task["task_id"]] * 2 + [probe["task_id"]])
     admin = kafka.admin(isolated)
     await admin.start()
     try:  # bounded on the broker too: the task ledger deletes what the window no longer needs

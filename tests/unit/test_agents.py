@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from fake_openai import FakeOpenAI  # tests/fake_openai.py (tests/ is on sys.path via its conftest)
 
 from agents.factory import RunnerConfig, build_runner
 from agents.models import SIMULATOR_MODELS, ModelInfo, register_models
@@ -76,7 +77,16 @@ async def test_a_failing_model_is_a_failed_result_not_an_exception() -> None:
 
 
 async def test_real_providers_are_unreachable_in_tests() -> None:
-    """The test-wide guard: without the simulator, a real model call cannot leave the machine."""
-    with pytest.raises(Exception):  # noqa: B017 - any failure will do; success would be the bug
-        real = ModelInfo("gpt-4o-mini", 1e-7, 1e-7, quality=0.5)
-        await ModelRouter((real,), timeout_s=5, num_retries=0).call(real, [{"role": "user", "content": "hi"}])
+    """The test-wide guard (tests/conftest.py): a model call to any host but this machine's own name goes
+    to a closed proxy port. An OpenAI-compatible server on 127.0.0.2 (a loopback address outside
+    NO_PROXY, so reached like a provider's host) answers any call that gets through: none may."""
+    server = FakeOpenAI(host="127.0.0.2").start()
+    try:
+        for base in (server.url, None):  # the server; a real provider's default address, with a key set
+            real = ModelInfo("openai/gpt-4o-mini", 1e-7, 1e-7, quality=0.5,
+                             litellm_params={"api_key": "sk-not-a-real-key", **({"api_base": base} if base else {})})
+            with pytest.raises(Exception, match="Connection error"):  # refused: not answered, not a 401
+                await ModelRouter((real,), timeout_s=5, num_retries=0).call(real, [{"role": "user", "content": "hi"}])
+    finally:
+        server.stop()
+    assert server.hits == []

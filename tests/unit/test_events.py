@@ -13,6 +13,7 @@ from schemas.events import (
     DEFAULT_TENANT,
     OPTIMIZATIONS,
     PATTERNS,
+    RESULT_STATUSES,
     tenant_key_of,
     tenant_of,
 )
@@ -32,6 +33,7 @@ def _listed(doc: str) -> tuple[str, ...]:
 def test_patterns_and_optimizations_are_the_values_the_task_schema_lists() -> None:
     assert _listed(_field("TaskRequested", "pattern")["doc"]) == PATTERNS
     assert _listed(_field("TaskRequested", "optimization")["doc"]) == OPTIMIZATIONS
+    assert _listed(_field("TaskResult", "status")["doc"]) == RESULT_STATUSES
 
 
 def test_defaults_are_the_avro_defaults() -> None:

@@ -21,6 +21,16 @@ def test_a_command_runs_with_the_given_settings_and_logs_to_the_data_folder(tmp_
     assert (lines["app_id"], lines["topic_prefix"], lines["log_format"]) == ("agentstream-run-7", "run-7.", "json")
 
 
+def test_a_setting_unset_here_is_unset_in_the_child_whatever_the_parent_environment(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AGENTSTREAM_MODEL", "simulator/fast-1")  # e.g. the shell that runs a replay
+    settings = Settings(AGENTSTREAM_DATA_DIR=tmp_path).model_copy(update={"model": None})
+    child = start_command(settings, "settings", log_name="settings.log")
+    assert child.wait(60) == 0
+    lines = dict(line.split(None, 1) for line in (tmp_path / "settings.log").read_text().splitlines()[2:]
+                 if line.strip())
+    assert lines["model"].strip() in ("None", "")
+
+
 def test_stop_terminates_and_running_stops_its_children_when_the_block_fails(tmp_path) -> None:
     # ignores SIGTERM (inherited by the exec'd sleep) and says so once it does
     stubborn = spawn(["sh", "-c", "trap '' TERM; echo ignoring; exec sleep 30"], tmp_path / "stubborn.log")

@@ -23,6 +23,7 @@ async def test_print_tasks_names_each_task_and_the_innermost_line_it_waits_on(ca
     line = next(line for line in err.splitlines() if line.strip().startswith("sink-memory:"))
     assert "waiting_for_a_tier (test_lifecycle.py:" in line and line.rstrip().endswith(")")
     assert "sleep (tasks.py:" in line  # down to asyncio's own await
+    assert "  thread MainThread:" in err and "print_tasks" in err  # and each thread's stack
 
 
 def test_a_fault_point_exits_at_once_only_when_armed() -> None:

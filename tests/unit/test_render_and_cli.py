@@ -51,7 +51,7 @@ def test_bad_environment_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_submit_needs_text_or_file() -> None:
     result = CliRunner().invoke(cli, ["submit"])
-    assert result.exit_code == 2 and "either TEXT or --file" in result.output
+    assert result.exit_code == 2 and "give the task as TEXT, or --file FILE" in result.output
 
 
 def test_submit_rejects_a_bad_jsonl_line(tmp_path) -> None:
@@ -59,3 +59,39 @@ def test_submit_rejects_a_bad_jsonl_line(tmp_path) -> None:
     f.write_text('{"description": "ok"}\n{"no_description": 1}\n')
     result = CliRunner().invoke(cli, ["submit", "--file", str(f)])
     assert result.exit_code == 1 and "tasks.jsonl:2" in result.output
+
+
+# Nothing listens on port 9: a submit that got as far as producing would fail on Kafka, not on validation.
+_DOWN = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"}
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["add a cache", "--budget", "nan"], "budget_usd nan is not allowed: a finite number >= 0"),
+    (["add a cache", "--budget", "-1"], "budget_usd -1.0 is not allowed"),
+    (["   "], "description '   ' is not allowed: a non-empty text"),
+])
+def test_submit_refuses_an_invalid_task_before_producing(args: list[str], says: str) -> None:
+    result = CliRunner().invoke(cli, ["submit", *args], env=_DOWN)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: nothing submitted, the task is invalid: ") and says in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert "Kafka" not in result.output
+
+
+def test_submit_refuses_a_file_with_one_invalid_task(tmp_path) -> None:
+    f = tmp_path / "tasks.jsonl"
+    f.write_text('{"description": "fine"}\n{"description": "typo", "pattern": "qualty", "task_id": "t2"}\n'
+                 '{"description": "fine too", "optimization": "cheapest-ever"}\n')
+    result = CliRunner().invoke(cli, ["submit", "--file", str(f)], env=_DOWN)
+    assert result.exit_code == 1 and "Kafka" not in result.output
+    assert "nothing submitted, task 2 of 3 (t2) is invalid: pattern 'qualty' is not allowed: one of fast, " \
+           "balanced, quality" in result.output
+
+
+def test_submit_looks_an_unknown_capability_up_in_the_prompt_registry() -> None:
+    off = CliRunner().invoke(cli, ["submit", "x", "--capability", "juggling"],
+                             env={**_DOWN, "AGENTSTREAM_PROMPTS_ENABLED": "false"})
+    assert off.exit_code == 1 and "capability 'juggling' is not allowed: one of coding" in off.output
+    down = CliRunner().invoke(cli, ["submit", "x", "--capability", "juggling"], env=_DOWN)
+    assert down.exit_code == 1 and "Kafka" not in down.output
+    assert "capability 'juggling' is not a built-in one, and the prompt registry" in down.output

@@ -117,7 +117,34 @@ async def test_overrides_are_applied_to_every_replayed_task_once() -> None:
     ev = eval_settings(base, "r", "simulator/fast-1")
     assert (ev.topic_prefix, ev.app_id, ev.model) == ("p.eval-r.", "app-eval-r", "simulator/fast-1")
     assert base.judge_enabled and not ev.judge_enabled  # a replay never feeds production's experiments
-    assert eval_settings(base, "r").model == base.model
+    assert eval_settings(base.model_copy(update={"model": "simulator/quality-1"}), "r").model is None  # as recorded
+
+
+def test_recorded_models_pin_steps_only_without_a_model_or_pattern_override() -> None:
+    task = {"task_id": "t1", "description": "d", "pattern": "balanced", "metadata": {}}
+    records = [Received("agent.tasks", 0, 5, b"t1", "TaskRequested", task, None)]
+    models = {"t1": {1: "simulator/fast-1", 2: "simulator/quality-1"}}
+    spec = ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"))
+    (out,) = prepare_tasks(records, spec, models)
+    assert out["metadata"]["replay.model.1"] == "simulator/fast-1"
+    assert out["metadata"]["replay.model.2"] == "simulator/quality-1"
+    for other in (ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"), model="simulator/fast-1"),
+                  ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"), pattern="quality")):
+        (out,) = prepare_tasks(records, other, models)
+        assert not [k for k in out["metadata"] if k.startswith("replay.model.")]
+
+
+def test_the_replay_demo_self_check_says_why_it_fails() -> None:
+    from streams.demo.replay import self_check
+
+    production = Run("production:a..b", {"missing": 0}, [_row("t1", 0.5, 0.1, "x"), _row("t2", 0.5, 0.1, "y")])
+    same = Run("demo-v1", {"missing": 0}, [_row("t1", 0.5, 0.1, "x"), _row("t2", 0.5, 0.1, "y")])
+    assert self_check(production, compare_runs(production, same)) is None
+    other = Run("demo-v1", {"missing": 0}, [_row("t1", 0.5, 0.1, "x"), _row("t2", 0.5, 0.1, "z")])
+    why = self_check(production, compare_runs(production, other))
+    assert why is not None and why.startswith("1/2 replayed answers differ from production's; e.g. t2")
+    short = Run("demo-v1", {"missing": 1}, [_row("t1", 0.5, 0.1, "x"), _row("t2", 0, 0, "", status="missing")])
+    assert "not answered ok in both runs: t2" in self_check(production, compare_runs(production, short))
 
 
 async def test_replayed_tasks_reach_the_judge_and_the_run_files_redacted(tmp_path) -> None:

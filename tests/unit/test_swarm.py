@@ -137,7 +137,11 @@ async def test_50_concurrent_tasks_never_spend_more_than_the_tenant_budget() -> 
     blocked = next(r for r in runs if r.result["status"] == "budget_exceeded")
     assert "budget exceeded" in blocked.result["error"] and blocked.result["cost_usd"] == 0.0
     assert blocked.outputs[0]["status"] == "budget_exceeded"
-    assert estimate > 0
+    # Every call that ran cost what the probe's identical call cost, no more than its reservation: the
+    # tenant paid for exactly the calls that ran, and reserving kept it within the budget.
+    assert 0 < estimate <= reserved_each
+    assert {r.result["cost_usd"] for r in runs if r.result["status"] == "ok"} == {estimate}
+    assert spent == pytest.approx(statuses.count("ok") * estimate)
 
 
 async def test_a_task_budget_and_degrading_to_the_cheapest_model() -> None:
@@ -210,3 +214,17 @@ async def test_a_run_again_reuses_the_answered_calls_and_does_not_charge_them_ag
     assert runner.ledger.tenant_spent("acme") == pytest.approx(paid_first + fresh_cost)  # reused: not charged
     assert again.result["cost_usd"] == pytest.approx(sum(o["cost_usd"] for o in again.outputs))
     assert again.result["status"] == "ok" and again.result["steps"] == first.result["steps"]
+
+
+async def test_a_replayed_task_runs_each_step_on_its_recorded_model() -> None:
+    """`replay.model.<step>` in a task's metadata (a faithful replay) pins that step, whatever the routing."""
+    runner = build_runner(RunnerConfig())
+    routed = await runner.run(_task(2, pattern="balanced", optimization="cost"))
+    recorded = {"replay.model.1": "simulator/quality-1", "replay.model.3": "simulator/balanced-1"}
+    run = await runner.run(_task(2, pattern="balanced", optimization="cost", metadata=recorded))
+    models = [o["model"] for o in run.outputs]
+    assert models[0] == "simulator/quality-1" and models[2] == "simulator/balanced-1"
+    assert models[1] == routed.outputs[1]["model"]  # a step without a recorded model is routed as before
+    overridden = build_runner(RunnerConfig(pinned_model="simulator/fast-1"))
+    assert {o["model"] for o in (await overridden.run(_task(2, pattern="balanced", metadata=recorded))).outputs} \
+        == {"simulator/fast-1"}  # a model override wins

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import math
 
+import pytest
 from click.testing import CliRunner
 
 from streams.bench.agents import litellm_call_rate
@@ -34,13 +36,22 @@ def test_pattern_summary_has_a_line_per_pattern() -> None:
     assert "quality" in out and "fast" not in out
 
 
-async def test_litellm_call_rate_runs_the_worker_call_path() -> None:
+async def test_litellm_call_rate_runs_the_worker_call_path(tmp_path) -> None:
+    """Every timed call went through the worker's runner and was answered; one that was not stops the bench
+    (a rate of failures would be a number all the same)."""
+    broken = tmp_path / "models.toml"
+    broken.write_text('[[models]]\nname = "openai/down"\ninput_cost_per_token = 1e-6\noutput_cost_per_token = 1e-6\n'
+                      'quality = 0.5\ncontext_window = 32768\n'
+                      'litellm_params = { api_base = "http://127.0.0.1:9/v1", api_key = "none" }\n')
     try:
         default_gc, settled = await litellm_call_rate(Settings(), calls=40, in_flight=10)
+        assert math.isfinite(default_gc) and math.isfinite(settled) and default_gc > 0 and settled > 0
+        with pytest.raises(RuntimeError, match=r"bench call \d+ ended failed: .*openai/down"):
+            await litellm_call_rate(Settings(AGENTSTREAM_MODELS_FILE=broken, AGENTSTREAM_LLM_NUM_RETRIES=0),
+                                    calls=4, in_flight=2)
     finally:  # settle_heap tunes this whole process; give the rest of the session the defaults back
         gc.unfreeze()
         gc.set_threshold(700, 10, 10)
-    assert default_gc > 0 and settled > 0
 
 
 def test_settle_heap_freezes_what_is_loaded_and_collects_young_objects_less_often() -> None:
