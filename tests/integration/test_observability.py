@@ -396,3 +396,12 @@ async def test_lag_rises_while_the_worker_is_stopped_and_falls_to_zero(isolated:
     def caught_up() -> bool:
         return _value(_metrics(url["worker"]), "kafka_consumergroup_lag", consumergroup=group) == 0
     await asyncio.to_thread(_wait, caught_up, 30, "the lag to fall to 0")
+
+
+@pytest.mark.slow
+def test_the_bench_measures_observability_on_and_off(isolated: Settings) -> None:
+    """The code path of `make bench`'s observability figures at a tiny size; the figures are not checked."""
+    out = CliRunner().invoke(cli, ["bench", "--events", "500", "--tasks", "30", "--only", "observability"],
+                             env=isolated.as_env(), catch_exceptions=False).output
+    assert "observability on" in out and "observability off" in out and "observability cost" in out
+    assert out.count("/s ") >= 4 and "worker CPU" in out  # two rounds of each, with the worker's CPU per task

@@ -291,3 +291,12 @@ def test_a_taken_metrics_port_falls_back_to_a_free_one() -> None:
         finally:
             server.shutdown()
             server.server_close()
+
+
+def test_the_bench_reads_its_cost_from_adjacent_pairs() -> None:
+    from streams.bench.observability import ObservabilityCost, Round
+
+    cost = ObservabilityCost(on=[Round(90, 11.0), Round(40, 22.0), Round(95, 10.5)],
+                             off=[Round(100, 10.0), Round(40, 20.0), Round(95, 10.0)])
+    assert cost.rate_share == pytest.approx(0.0)  # pairs: 10%, 0%, 0% -> median 0%
+    assert cost.cpu_share == pytest.approx(0.1)  # pairs: +10%, +10%, +5% -> median +10%
