@@ -290,6 +290,43 @@ def test_top_renders_the_workload(workload: Workload) -> None:
     assert workload.urls["worker"] in text and workload.urls["sinks"] in text
 
 
+def test_the_top_command_prints_the_figures(workload: Workload) -> None:
+    out = CliRunner().invoke(cli, ["top", "--once", "--app-only", "--interval", "0.5"], env=workload.settings.as_env())
+    assert out.exit_code == 0, out.output
+    assert "results 5" in out.output and "model_call" in out.output and "dead letters 1" in out.output
+
+
+def test_the_dashboard_command_serves_its_page_and_json(workload: Workload) -> None:
+    env = {**os.environ, **workload.settings.as_env(), "AGENTSTREAM_DASHBOARD_PORT": "0"}
+    server = subprocess.Popen([sys.executable, "-m", "streams", "dashboard", "--app-only", "--interval", "0.5"],
+                              env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stderr is not None
+        line = _wait(lambda: server.stderr.readline(), 60, "the dashboard's address")
+        url = line.split(": ", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:") and "app " + workload.settings.app_id in line
+
+        def figures() -> dict | None:
+            with urllib.request.urlopen(url + "api/figures", timeout=5) as answer:
+                got = json.loads(answer.read())
+            return got if got.get("tasks", {}).get("total") == 5 and got.get("recent") else None
+        got = _wait(figures, 60, "the dashboard's figures")
+        assert got["deadletters"] == {"decode": 1.0} and len(got["processes"]) == 2
+        assert {r["task_id"] for r in got["recent"]} == {t["task_id"] for t in workload.tasks}
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            page = answer.read().decode()
+        assert 'id="tasks-total"' in page and "http://" not in page and "https://" not in page  # fetches nothing else
+        tid = workload.tasks[0]["task_id"]
+        with urllib.request.urlopen(f"{url}api/trace/{tid}", timeout=5) as answer:
+            trace = json.loads(answer.read())
+        (one,) = trace["traces"]
+        assert one["rows"][0]["name"] == "submit task" and {r["process"] for r in one["rows"]} >= {"worker", "sinks"}
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert server.returncode == 0
+
+
 @pytest.mark.skipif(chromium() is None, reason="chromium is not installed (.ci/run installs Debian's package)")
 def test_the_dashboard_in_a_real_browser(workload: Workload) -> None:
     ready: list[str] = []
