@@ -28,7 +28,7 @@ demo-replay: install ## Record demo traffic, replay it with two prompt versions 
 	$(BIN)/agentstream replay demo
 
 test: install ## The whole test suite with line coverage (starts its own stack on free ports)
-	$(PYTEST) -m "not slow and not bench and not chaos" --cov --cov-report=term --cov-fail-under=80
+	$(PYTEST) -m "not slow and not bench and not chaos" --durations=15 --cov --cov-report=term --cov-fail-under=80
 
 test-slow: install ## The slow end-to-end runs (bench and replay demos at a small size)
 	$(PYTEST) -m slow

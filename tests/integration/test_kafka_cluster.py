@@ -23,7 +23,9 @@ from streams.harness import start_worker, stop
 from streams.settings import Settings
 from streams.topics import TopicSpec
 
-pytestmark = pytest.mark.integration
+# A cluster of its own (three JVMs) and a late stack of its own: minutes on two cores. `make test-slow`;
+# `make chaos` meets the same failover and start-up under load every run.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Only Kafka is started: the other parts point elsewhere (never contacted).
 ELSEWHERE = {"DATABASE_URL": "postgresql://app:pw@db.example:5432/app", "REDIS_URL": "redis://cache.example:6379/0"}

@@ -17,7 +17,8 @@ from readme_helpers import using_it_commands
 from streams.devstack import LocalStack, free_ports
 from streams.settings import Settings
 
-pytestmark = pytest.mark.integration
+# A stack of its own, every README command in turn: `make test-slow` (and before a release).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _env(data_dir: Path) -> dict[str, str]:

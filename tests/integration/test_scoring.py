@@ -43,7 +43,7 @@ async def test_outcomes_count_once_a_bad_one_is_dead_lettered_and_a_decision_is_
     registry = PromptRegistry(isolated.postgres_dsn).migrate()
     registry.add_version(prompt, "Answer {{ task }} briefly.")
     registry.add_version(prompt, "Answer {{ task }} with care.")
-    registry.start_experiment(Experiment(name, prompt, ["v1", "v2"], min_samples=20, alpha=0.05))
+    registry.start_experiment(Experiment(name, prompt, ["v1", "v2"], min_samples=10, alpha=0.05))
     decided: list[int] = []
     producer = kafka.producer(isolated)
     await producer.start()
@@ -53,22 +53,22 @@ async def test_outcomes_count_once_a_bad_one_is_dead_lettered_and_a_decision_is_
 
     (score,) = prompt_processors(isolated.model_copy(update={"judge_enabled": False}), codec,
                                  Guard(codec, send(DEADLETTERS)), send, lambda: decided.append(1))
-    outcomes = [_outcome(name, n, "v1" if n % 2 else "v2", success=n % 2 == 0) for n in range(80)]
+    outcomes = [_outcome(name, n, "v1" if n % 2 else "v2", success=n % 2 == 0) for n in range(40)]
     bad = _outcome(f"no-such-{run}", 999, "v1", True)
     stop = asyncio.Event()
     job = asyncio.create_task(score.run(stop))
     try:
-        for outcome in [outcomes[0], bad, *outcomes[:40], *outcomes[:10], *outcomes[40:]]:  # 10 sent again
+        for outcome in [outcomes[0], bad, *outcomes[:20], *outcomes[:10], *outcomes[20:]]:  # 11 sent again
             await producer.send_and_wait(isolated.topic(PROMPT_OUTCOMES), codec.encode("PromptOutcome", outcome),
                                          key=outcome["experiment"].encode())
         deadline = asyncio.get_running_loop().time() + 90
-        while score.handled + score.dead < 1 + 1 + 40 + 10 + 40:
+        while score.handled + score.dead < 1 + 1 + 20 + 10 + 20:
             assert asyncio.get_running_loop().time() < deadline, (score.handled, score.dead)
             await asyncio.sleep(0.2)
         after_decision = await asyncio.to_thread(registry.experiment_state, name)
         await producer.send_and_wait(isolated.topic(PROMPT_OUTCOMES), codec.encode("PromptOutcome", outcomes[5]),
                                      key=name.encode())  # an outcome of the decided experiment, read again
-        while score.handled + score.dead < 93:
+        while score.handled + score.dead < 53:
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.2)
     finally:
@@ -76,8 +76,8 @@ async def test_outcomes_count_once_a_bad_one_is_dead_lettered_and_a_decision_is_
         await job
         await producer.stop()
     state = registry.experiment_state(name)
-    assert state is not None and state["n"] == 80  # 80 distinct outcomes; 11 repeats and the bad one not counted
-    assert sum(a["n"] for a in registry.arm_stats(name).values()) == 80
+    assert state is not None and state["n"] == 40  # 40 distinct outcomes; 12 repeats and the bad one not counted
+    assert sum(a["n"] for a in registry.arm_stats(name).values()) == 40
     assert after_decision is not None and after_decision["decision"]["decision"] == "promote"
     assert registry.experiment(name).winner == "v2" and registry.get(prompt).version == 2
     assert decided == [1]  # the prompt cache was dropped once, when the decision was taken
