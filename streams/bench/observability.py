@@ -52,9 +52,16 @@ class ObservabilityCost:
                                  if off.cpu_ms)
 
 
-def _worker() -> psutil.Process:
-    (worker,) = [p for p in psutil.Process().children() if "worker" in p.cmdline()]
-    return worker
+def _workers() -> set[psutil.Process]:
+    """This process's children started as `python -m streams worker` (streams/harness.py)."""
+    found = set()
+    for child in psutil.Process().children():
+        try:
+            if child.cmdline()[1:] == ["-m", "streams", "worker"]:
+                found.add(child)
+        except psutil.Error:  # exited meanwhile, or a zombie of some other child
+            continue
+    return found
 
 
 def _cpu_s(process: psutil.Process) -> float:
@@ -64,9 +71,10 @@ def _cpu_s(process: psutil.Process) -> float:
 
 def _round(settings: Settings, count: int, on: bool) -> Round:
     tasks = [make_task(f"benchmark task {n}: add a cache in front of the user lookup") for n in range(count)]
+    already = _workers()  # workers this process runs for something else
     with bench_workers(settings, 1, simulator_latency_ms=0.0, observability=on) as bench:
         asyncio.run(drive(bench, [make_task("warm-up: first sends and the group settled")], warm_up_timeout_s=120))
-        worker = _worker()
+        (worker,) = _workers() - already
         before = _cpu_s(worker)
         load = asyncio.run(drive(bench, tasks, warm_up_timeout_s=120))
         used = _cpu_s(worker) - before
