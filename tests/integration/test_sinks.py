@@ -181,7 +181,7 @@ async def test_a_sink_killed_after_writing_a_batch_and_before_committing_it_writ
                          f"sinks-{settings.app_id}-doomed.log")
     assert await asyncio.to_thread(doomed.wait, 120) == CRASH_EXIT_CODE
     written_before = _counts(settings)
-    assert written_before["tasks"] + written_before["archived"] > 0  # a batch was in the tiers at the crash
+    assert sum(written_before.values()) > 0  # a batch (results, outputs or archive records) was in the tiers
     proc = start_sinks(settings, f"sinks-{settings.app_id}-after.log")
     try:
         await _all_consumed(settings)

@@ -62,7 +62,7 @@ async def test_each_pattern_and_optimization_gets_its_steps_and_costs(isolated: 
 
 
 async def test_a_tenant_budget_holds_across_workers_at_full_concurrency(isolated: Settings, worker_factory) -> None:
-    """Two workers, 16 tasks at once each, one tenant's daily budget worth about 25 of 120 tasks: the
+    """Two workers, 16 tasks at once each, one tenant's daily budget worth 25 of 120 tasks' costs: the
     ledger never lets the tenant spend past it, the spend is exactly what the results cost, and the
     tasks it could not afford end `budget_exceeded` (no model called for them)."""
     install_simulator()
@@ -85,7 +85,9 @@ async def test_a_tenant_budget_holds_across_workers_at_full_concurrency(isolated
     async with ResultWatcher(isolated, codec) as watcher:
         results = await watcher.wait([t["task_id"] for t in tasks], 180)
     by_status = Counter(r["status"] for r in results.values())
-    assert set(by_status) == {"ok", "budget_exceeded"} and by_status["ok"] >= 10, by_status
+    # Reservations take the estimate (prompt plus max output tokens) until settled, so at full concurrency
+    # fewer than 25 fit; how many depends on timing, that some do and the rest are refused does not.
+    assert set(by_status) == {"ok", "budget_exceeded"}, by_status
     spend = max(float(r["metadata"]["tenant_spend_usd"]) for r in results.values())
     assert spend <= budget + 1e-12
     assert spend == pytest.approx(sum(r["cost_usd"] for r in results.values()), rel=1e-9, abs=1e-12)
