@@ -9,6 +9,7 @@ from agents.budget import BudgetLedger, MemorySpendStore, SpendStore
 from agents.clock import now_ms
 from agents.judging import ModelJudge
 from agents.models import SIMULATOR_MODELS, ModelInfo, load_models, register_models
+from agents.observer import RunObserver
 from agents.prompt_chooser import PromptChooser
 from agents.registry import AgentRegistry, load_agents
 from agents.routing import ModelRouter
@@ -34,25 +35,29 @@ class RunnerConfig:
     pinned_model: str | None = None  # set: every step tries this model first (e.g. a replay's override)
 
 
-def _load(config: RunnerConfig, models: tuple[ModelInfo, ...] | None) -> tuple[AgentRegistry, ModelRouter]:
+def _load(config: RunnerConfig, models: tuple[ModelInfo, ...] | None,
+          observer: RunObserver | None = None) -> tuple[AgentRegistry, ModelRouter]:
     """Load and validate the config files (a mistake fails here, at start), register prices, make the router."""
     table = models or (load_models(config.models_file) if config.models_file else SIMULATOR_MODELS)
     specs = load_agents(config.agents_file, table)
     register_models(table)
     router = ModelRouter(table, timeout_s=config.timeout_s, num_retries=config.num_retries,
                          retry_backoff_s=config.retry_backoff_s)
+    if observer is not None:
+        router.tracer = observer.tracer
     return AgentRegistry(specs), router
 
 
 def build_runner(config: RunnerConfig, store: SpendStore | None = None,
                  models: tuple[ModelInfo, ...] | None = None, memory: MemorySource | None = None,
-                 prompts: PromptChooser | None = None) -> TaskRunner:
-    """The task runner over the configured models and agents, its budgets kept in `store`."""
-    registry, router = _load(config, models)
+                 prompts: PromptChooser | None = None, observer: RunObserver | None = None) -> TaskRunner:
+    """The task runner over the configured models and agents, its budgets kept in `store`; `observer`
+    hears of every model call and budget event (metrics, traces: streams/observability/)."""
+    registry, router = _load(config, models, observer)
     ledger = BudgetLedger(store or MemorySpendStore(), config.tenant_daily_budget_usd, config.degrade_share)
     return TaskRunner(registry, router, ledger, quality_candidates=config.quality_candidates,
                       max_in_flight=config.max_in_flight, memory=memory, pinned_model=config.pinned_model,
-                      prompts=prompts)
+                      prompts=prompts, observer=observer)
 
 
 def build_judge(config: RunnerConfig, ledger: BudgetLedger | None = None,

@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import litellm
+from opentelemetry.trace import NoOpTracer, SpanKind, StatusCode, Tracer
 
 from agents.models import ModelInfo
+from agents.observer import provider_of
+from agents.redaction import redact
 
 __all__ = ["Attempted", "ChainFailed", "Completion", "ModelRouter", "order_models"]
 
@@ -123,6 +126,7 @@ class ModelRouter:
     num_retries: int = 2
     retry_backoff_s: float = 0.5
     clock: Callable[[], float] = time.perf_counter
+    tracer: Tracer = field(default_factory=NoOpTracer)  # each model called is a `chat {model}` span
     _observed: dict[str, float] = field(default_factory=dict)
     _router: Any = None
 
@@ -181,18 +185,37 @@ class ModelRouter:
             if admit is not None and not admit(model):
                 failures.append(Attempted(model.name, "unaffordable", "the budget cannot afford its estimate", 0.0))
                 continue
-            started = self.clock()
-            try:
-                done = await self.call(model, messages, max_tokens)
-            except Exception as exc:  # any provider failure moves on to the next model
-                if settle is not None:
-                    settle(model, 0, 0)
-                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                failures.append(Attempted(model.name, _kind(exc), f"{type(exc).__name__}: {first_line}",
-                                          (self.clock() - started) * 1000.0))
+            done = await self._attempt(model, messages, max_tokens, settle)
+            if isinstance(done, Attempted):  # any provider failure moves on to the next model
+                failures.append(done)
                 continue
-            if settle is not None:
-                settle(model, done.tokens_in, done.tokens_out)
             return Completion(done.text, done.model, done.tokens_in, done.tokens_out, done.cost_usd,
                               done.latency_ms, tuple(failures))
         raise ChainFailed(failures)
+
+    async def _attempt(self, model: ModelInfo, messages: list[dict[str, Any]], max_tokens: int | None,
+                       settle: Callable[[ModelInfo, int, int], float] | None) -> Completion | Attempted:
+        """One admitted model, in a `chat {model}` span (GenAI conventions): its answer, or why it failed."""
+        attributes: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": provider_of(model.name),
+                                      "gen_ai.request.model": model.name}
+        if max_tokens:
+            attributes["gen_ai.request.max_tokens"] = max_tokens
+        with self.tracer.start_as_current_span(f"chat {model.name}", kind=SpanKind.CLIENT,
+                                               attributes=attributes) as span:
+            started = self.clock()
+            try:
+                done = await self.call(model, messages, max_tokens)
+            except Exception as exc:  # the caller moves on to the next model
+                if settle is not None:
+                    settle(model, 0, 0)
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                failed = Attempted(model.name, _kind(exc), f"{type(exc).__name__}: {first_line}",
+                                   (self.clock() - started) * 1000.0)
+                span.set_attribute("error.type", failed.kind)
+                span.set_status(StatusCode.ERROR, redact(failed.error)[:200])
+                return failed
+            cost = settle(model, done.tokens_in, done.tokens_out) if settle is not None else done.cost_usd
+            if span.is_recording():
+                span.set_attributes({"gen_ai.response.model": done.model, "gen_ai.usage.input_tokens": done.tokens_in,
+                                     "gen_ai.usage.output_tokens": done.tokens_out, "agentstream.cost_usd": cost})
+            return done

@@ -24,6 +24,7 @@ from typing import Protocol
 from agents.budget import BudgetLedger, MemorySpendStore, TaskBudget
 from agents.clock import now_ms
 from agents.judging import Candidate, ModelJudge
+from agents.observer import RunObserver
 from agents.prompt_chooser import PromptChooser
 from agents.redaction import redact, redact_task
 from agents.registry import AgentRegistry, AgentSpec
@@ -63,14 +64,14 @@ class TaskRunner:
     def __init__(self, registry: AgentRegistry, router: ModelRouter, ledger: BudgetLedger | None = None,
                  quality_candidates: int = 3, max_in_flight: int = 1024, clock: Callable[[], int] = now_ms,
                  memory: MemorySource | None = None, pinned_model: str | None = None,
-                 prompts: PromptChooser | None = None) -> None:
+                 prompts: PromptChooser | None = None, observer: RunObserver | None = None) -> None:
         registry.require("planning", "coding", "review", "judging")
         self.registry, self.router = registry, router
         self.ledger = ledger or BudgetLedger(MemorySpendStore())
         self.quality_candidates = quality_candidates
         self.memory = memory
         self.prompts = prompts  # prompt registry / A/B experiments (issue 4); None: the agents' own prompts
-        self.steps = StepCaller(router, self.ledger, registry.specs, max_in_flight, clock, pinned_model)
+        self.steps = StepCaller(router, self.ledger, registry.specs, max_in_flight, clock, pinned_model, observer)
         self.judge = ModelJudge(self.steps, registry.for_capability("judging"))  # the quality pattern's judge
         self._now = clock
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from agents.budget import BudgetLedger, Reservation, TaskBudget
 from agents.models import ModelInfo
+from agents.observer import ModelCall, RunObserver
 from agents.redaction import redact
 from agents.registry import AgentSpec
 from agents.routing import Attempted, ChainFailed, ModelRouter, order_models
@@ -78,8 +79,10 @@ class StepCaller:
     """Runs agent steps through the router under budgets and concurrency limits."""
 
     def __init__(self, router: ModelRouter, ledger: BudgetLedger, specs: tuple[AgentSpec, ...],
-                 max_in_flight: int, clock: Callable[[], int], pinned_model: str | None = None) -> None:
+                 max_in_flight: int, clock: Callable[[], int], pinned_model: str | None = None,
+                 observer: RunObserver | None = None) -> None:
         self.router, self.ledger, self._now = router, ledger, clock
+        self.observer = observer or RunObserver()
         self.pinned_model = pinned_model  # every step tries it first (a replay's model override)
         self._global = asyncio.Semaphore(max_in_flight)
         self._per_agent = {s.name: asyncio.Semaphore(s.concurrency) for s in specs}
@@ -102,6 +105,18 @@ class StepCaller:
 
     async def step(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int,
                    messages: list[dict[str, Any]], meta: dict[str, str]) -> StepOutcome:
+        """One step, in an `invoke_agent {agent}` span (GenAI conventions) that ends with what it cost."""
+        with self.observer.tracer.start_as_current_span(f"invoke_agent {spec.name}", attributes={
+                "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": spec.name,
+                "agentstream.task_id": ctx.task["task_id"], "agentstream.tenant": ctx.tenant,
+                "agentstream.step": step, "agentstream.capability": capability}) as span:
+            out = await self._step(ctx, spec, capability, step, messages, meta)
+            if span.is_recording():
+                span.set_attributes(_step_attributes(out.record))
+            return out
+
+    async def _step(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int,
+                    messages: list[dict[str, Any]], meta: dict[str, str]) -> StepOutcome:
         candidate = meta.get("candidate", "")
         kept = ctx.cache.get(step, candidate) if ctx.cache is not None else None
         if kept is not None:  # answered by an earlier attempt: paid (and charged to the tenant) then
@@ -113,6 +128,7 @@ class StepCaller:
         chain = self.router.chain(capability, ctx.optimization, spec.context_window, spec.models)
         degraded = self.ledger.should_degrade(ctx.tenant, ctx.budget)
         if degraded:
+            self.observer.budget_event(ctx.tenant, "degraded")
             chain = order_models(chain, "cost", self.router.latency_of)
         elif (pin := self.pinned_model or recorded_model(ctx.task, step)) in self.router.by_name:
             pinned = self.router.by_name[pin]
@@ -143,22 +159,40 @@ class StepCaller:
         async with self._per_agent[spec.name], self._global:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self.observer.calls_in_flight(1)
             base["metadata"]["in_flight"] = str(self.in_flight)
             try:
                 done = await self.router.complete(chain, messages, spec.max_output_tokens, admit=admit, settle=settle)
             except ChainFailed as exc:
+                self._observe(spec, ctx.tenant, exc.failures)
                 return self._failed(base, chain, exc)
             finally:
                 self.in_flight -= 1
+                self.observer.calls_in_flight(-1)
+        cost = self._price(spec, self.router.by_name[done.model], done.tokens_in, done.tokens_out)
+        answered = ModelCall(done.model, spec.name, ctx.tenant, "ok", done.tokens_in, done.tokens_out, cost,
+                             done.latency_ms / 1000.0)
+        self._observe(spec, ctx.tenant, done.failures, answered)
         text = redact(done.text)
         base["metadata"].update(_failure_meta(done.failures))
         record = {**base, "model": done.model, "attempt": len(done.failures) + 1, "status": "ok", "output": text,
-                  "tokens_in": done.tokens_in, "tokens_out": done.tokens_out,
-                  "cost_usd": self._price(spec, self.router.by_name[done.model], done.tokens_in, done.tokens_out),
+                  "tokens_in": done.tokens_in, "tokens_out": done.tokens_out, "cost_usd": cost,
                   "latency_ms": done.latency_ms, "error": None, "created_at": self._now()}
         if ctx.cache is not None:  # after the settlement: the spend is recorded before the answer is kept
             ctx.cache.put(step, candidate, record)
         return StepOutcome(record, text)
+
+    def _observe(self, spec: AgentSpec, tenant: str, failures: tuple[Attempted, ...],
+                 answered: ModelCall | None = None) -> None:
+        """Tell the observer of every model called (a failed one costs nothing) and of a budget that ended the step."""
+        for f in failures:
+            if f.kind == "unaffordable":
+                continue
+            self.observer.model_call(ModelCall(f.model, spec.name, tenant, f.kind, 0, 0, 0.0, f.latency_ms / 1000.0))
+        if answered is not None:
+            self.observer.model_call(answered)
+        elif any(f.kind == "unaffordable" for f in failures):
+            self.observer.budget_event(tenant, "exceeded")
 
     def _failed(self, base: Record, chain: list[ModelInfo], exc: ChainFailed) -> StepOutcome:
         if not chain:
@@ -173,6 +207,20 @@ class StepCaller:
                   "status": status, "output": "", "latency_ms": sum(f.latency_ms for f in exc.failures),
                   "error": error, "created_at": self._now()}
         return StepOutcome(record, None, status)
+
+
+def _step_attributes(record: Record) -> dict[str, Any]:
+    """The GenAI and agentstream attributes of a finished step, from its AgentOutput."""
+    attributes: dict[str, Any] = {"agentstream.status": record.get("status", ""),
+                                  "agentstream.cost_usd": float(record.get("cost_usd", 0.0))}
+    if record.get("model"):
+        attributes["gen_ai.response.model"] = record["model"]
+    if "tokens_in" in record:
+        attributes["gen_ai.usage.input_tokens"] = int(record["tokens_in"])
+        attributes["gen_ai.usage.output_tokens"] = int(record["tokens_out"])
+    if record.get("metadata", {}).get("reused"):
+        attributes["agentstream.reused"] = True
+    return attributes
 
 
 def _failure_meta(failures: tuple[Attempted, ...]) -> dict[str, str]:

@@ -19,6 +19,7 @@ from agents.clock import now_ms
 from schemas import Codec, DecodeError
 from schemas.events import Record, tenant_key_of
 from streams import kafka
+from streams.observability.telemetry import telemetry
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, RESULTS, TASKS
 
@@ -48,7 +49,8 @@ def make_task(description: str, **fields: Any) -> Record:
 
 async def submit_tasks(settings: Settings, codec: Codec, tasks: Iterable[Record],
                        on_sent: Callable[[Record], None] | None = None) -> list[str]:
-    """Produce tasks to agent.tasks keyed by tenant; return their ids once the broker has them all."""
+    """Produce tasks to agent.tasks keyed by tenant; return their ids once the broker has them all.
+    With tracing on, each task starts its trace here (a `submit task` span): its record carries it."""
     producer = kafka.producer(settings, linger_ms=5)
     await producer.start()
     ids: list[str] = []
@@ -56,7 +58,8 @@ async def submit_tasks(settings: Settings, codec: Codec, tasks: Iterable[Record]
         pending = []
         for task in tasks:
             value = codec.encode("TaskRequested", task)
-            pending.append(await producer.send(settings.topic(TASKS), value=value, key=tenant_key_of(task)))
+            with telemetry.submitting(task):
+                pending.append(await producer.send(settings.topic(TASKS), value=value, key=tenant_key_of(task)))
             ids.append(task["task_id"])
             if on_sent is not None:
                 on_sent(task)

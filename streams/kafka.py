@@ -19,6 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from streams.observability import lag
+from streams.observability.telemetry import telemetry
 from streams.settings import Settings
 
 __all__ = ["KafkaUnavailable", "admin", "consumer", "producer", "retrying"]
@@ -67,11 +69,23 @@ class _SaysWhenUnreachable:
 
 
 class _Consumer(_SaysWhenUnreachable, AIOKafkaConsumer):
-    pass
+    def subscribe(self, topics: Any = (), pattern: Any = None, listener: Any = None) -> None:
+        """Subscribe, and have the group's lag reported (streams/observability/lag.py)."""
+        super().subscribe(topics, pattern=pattern, listener=listener)
+        lag.watch(self._group_id, topics or ())
 
 
 class _Producer(_SaysWhenUnreachable, AIOKafkaProducer):
-    pass
+    async def send(self, topic: str, value: Any = None, key: Any = None, partition: int | None = None,
+                   timestamp_ms: int | None = None, headers: Any = None) -> Any:
+        """Send; inside a trace, with the W3C `traceparent` header of the current span, so the record's
+        consumer continues the trace, and timed until the broker confirms (streams/observability/telemetry.py)."""
+        sending = telemetry.producing(headers)
+        if sending is None:
+            return await super().send(topic, value, key, partition, timestamp_ms, headers)
+        future = await super().send(topic, value, key, partition, timestamp_ms, sending.headers)
+        future.add_done_callback(sending.acked)
+        return future
 
 
 class _Admin(_SaysWhenUnreachable, AIOKafkaAdminClient):
@@ -85,6 +99,7 @@ def consumer(settings: Settings, *topics: str, group_id: str | None = None, **ov
     Without a group nothing is committed: offsets are kept by the caller. aiokafka options go in `overrides`.
     """
     options = {"enable_auto_commit": False, **overrides, **_connection(settings, "consumer")}
+    lag.watch(group_id, topics)
     return _Consumer(*topics, group_id=group_id, **options)
 
 

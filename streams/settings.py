@@ -158,6 +158,22 @@ class Settings(BaseSettings):
     prompt_render_timeout_s: float = Field(1.0, gt=0, alias="AGENTSTREAM_PROMPT_RENDER_TIMEOUT_S")
     judge_enabled: bool = Field(True, alias="AGENTSTREAM_JUDGE_ENABLED")
 
+    # Observability (issue 13, docs/observability.md): Prometheus metrics and OpenTelemetry traces of every
+    # worker and sink process. Off: no endpoint, no span, no trace header (the bench measures both).
+    observability: bool = Field(True, alias="AGENTSTREAM_OBSERVABILITY")
+    # Each process serves /metrics here; port 0 (or one already taken): a free one. Every URL is written
+    # under the data folder (`agentstream status` lists them).
+    metrics_host: str = Field("127.0.0.1", alias="AGENTSTREAM_METRICS_HOST")
+    metrics_port: int = Field(0, ge=0, le=65535, alias="AGENTSTREAM_METRICS_PORT")
+    # How often each process reads the lag of the consumer groups it consumes with.
+    lag_interval_s: float = Field(5.0, gt=0, alias="AGENTSTREAM_LAG_INTERVAL_S")
+    # Spans are always kept locally (`agentstream trace`): one JSON-lines file per process, rotated at this size.
+    trace_file_mb: float = Field(64.0, gt=0, alias="AGENTSTREAM_TRACE_FILE_MB")
+    # Also exported by OTLP/HTTP when set (the collector's base URL, e.g. http://127.0.0.1:4318).
+    otlp_endpoint: str | None = Field(None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    # `agentstream dashboard` (loopback).
+    dashboard_port: int = Field(8790, ge=0, le=65535, alias="AGENTSTREAM_DASHBOARD_PORT")
+
     @model_validator(mode="before")
     @classmethod
     def _replication_follows_brokers(cls, data: Any) -> Any:

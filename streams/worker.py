@@ -29,6 +29,8 @@ from streams import kafka
 from streams.admin import ensure_topics
 from streams.lifecycle import Loop, close, run_all, run_until_signalled, started
 from streams.logs import get_logger
+from streams.observability import runtime as observability
+from streams.observability.telemetry import telemetry
 from streams.processors.code_changes import code_change_processor
 from streams.processors.guard import Guard, Send, topic_sender
 from streams.processors.scoring import prompt_processors
@@ -91,7 +93,9 @@ def run_worker(settings: Settings) -> None:
     # litellm loads much of itself lazily on its first calls; pay that once here, not on the first tasks.
     # The simulator answers it (never a billed model), synchronously, outside any event loop.
     litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
-    runner = build_runner(runner_config(settings), memory=_memory(settings), prompts=_prompts(settings))
+    observability.start(settings, "worker")  # /metrics, traces, lag (AGENTSTREAM_OBSERVABILITY=false: none)
+    runner = build_runner(runner_config(settings), memory=_memory(settings), prompts=_prompts(settings),
+                          observer=telemetry.run_observer())
     settle_heap()
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
              concurrency=settings.worker_concurrency)

@@ -83,8 +83,8 @@ def pipeline_rate(settings: Settings, count: int) -> Measurement:
 
 def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_000, agent_tasks: int = 8_000,
               sections: set[str] | None = None, two_workers: bool = True) -> None:
-    """The raw baseline, then the chosen sections (pipeline, memory, agents; default all)."""
-    sections = {"pipeline", "memory", "agents"} if sections is None else sections
+    """The raw baseline, then the chosen sections (pipeline, observability, memory, agents; default all)."""
+    sections = {"pipeline", "observability", "memory", "agents"} if sections is None else sections
     value_size = len(default_codec().encode("TaskRequested", make_task("benchmark task 0: add a cache")))
     click.echo(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
                f"broker {settings.kafka_servers}; {settings.partitions} partitions")
@@ -98,6 +98,11 @@ def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_
         click.echo(f"ratio pipeline / raw          : {ratio:>10.3f}  (each task is 1 record in, 2 out)")
         row = f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} | {raw.rate:,.0f} | {pipe.rate:,.0f} | {ratio:.3f} |"
         click.echo(f"\nfor BENCHMARKS.md:\n{row}\n")
+    if "observability" in sections:
+        from streams.bench.observability import observability_cost  # issue 13: metrics and traces
+
+        click.echo("\nobservability (pipeline end to end, on and off, alternately):")
+        observability_cost(settings, tasks)
     if "memory" in sections:
         from streams.bench.memory import memory_bench  # issue 5: memory tiers
 

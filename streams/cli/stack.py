@@ -72,7 +72,12 @@ def down(settings: Settings) -> None:
 @click.command()
 @click.pass_obj
 def status(settings: Settings) -> None:
-    """One line per part of the stack: name, address, state."""
+    """One line per part of the stack: name, address, state; then every running worker and sink process
+    of this data folder with its metrics URL."""
+    from streams.observability.processes import running
+
     _print_parts(_stack_call(settings, "status"))
+    for p in running(settings):
+        click.echo(f"{p.role:<9} {p.metrics_url:<28} pid {p.pid}, app {p.app_id}")
 
 

@@ -66,6 +66,7 @@ def submit(settings: Settings, text: str | None, file_: Path | None, wait: bool,
     """Submit a task (TEXT) or a file of tasks to agent.tasks."""
     from schemas import EncodeError, default_codec
     from streams.client import make_task
+    from streams.observability.runtime import start as observe
 
     if text is None and file_ is None:
         raise click.UsageError("give the task as TEXT, or --file FILE with one task per line")
@@ -75,6 +76,7 @@ def submit(settings: Settings, text: str | None, file_: Path | None, wait: bool,
     if file_:  # options apply to every task of the file that does not set them itself
         tasks = [{**{k: v for k, v in fields.items() if v is not None}, **t} for t in tasks]
     _refuse_invalid(settings, tasks)
+    observe(settings, "submit", serve=False)  # each task's trace starts here (AGENTSTREAM_OBSERVABILITY)
     try:
         results, dead = asyncio.run(_submit(settings, default_codec(), tasks, wait, timeout))
     except EncodeError as exc:

@@ -18,6 +18,7 @@ from streams.client import ResultWatcher, dead_letter_line, make_task, read_topi
 from streams.demo.swarm import pattern_summary
 from streams.devstack import LocalStack
 from streams.harness import running, start_sinks, start_worker
+from streams.observability.runtime import start as observe
 from streams.settings import Settings
 from streams.topics import DEADLETTERS, TASKS
 
@@ -83,12 +84,33 @@ def _table(tasks: list[dict[str, Any]], results: dict[str, Any], dead: dict[str,
                    f"{r['status']:<9} {r['model']:<22} {r['latency_ms']:>10.1f} {r['cost_usd']:>11.7f}")
 
 
+def _observability(settings: Settings) -> None:
+    """Where the demo's processes serve their metrics (and what they counted), and the dashboard's address."""
+    if not settings.observability:
+        return
+    from streams.observability.figures import Sampler
+    from streams.observability.processes import running as processes
+
+    entries = processes(settings, settings.app_id)
+    figures = Sampler(lambda: entries).figures()
+    click.echo("\n== observability (docs/observability.md)")
+    for p in figures["processes"]:
+        click.echo(f"  {p['role']:<7} metrics {p['metrics_url']}  (pid {p['pid']})")
+    dead = sum(figures["deadletters"].values())
+    click.echo(f"  counted: {figures['tasks']['total']:,.0f} results {figures['tasks']['by_status']}, "
+               f"{dead:,.0f} dead letter(s), ${figures['cost']['total_usd']:.6f} of model calls")
+    click.echo(f"  dashboard: `agentstream dashboard`, then open http://127.0.0.1:{settings.dashboard_port}/ "
+               "(every worker and sink of this data folder, live); `agentstream top` in a terminal;\n"
+               "  a task's trace: `agentstream trace TASK_ID`")
+
+
 def run_demo(settings: Settings, count: int, timeout: float) -> int:
     """Returns the exit code: 0 when every task got a result."""
     click.echo("== starting the local stack")
     for part in LocalStack(settings).up():
         click.echo(f"  {part.name:<9} {part.address:<28} {part.state}")
     asyncio.run(ensure_topics(settings))
+    observe(settings, "demo", serve=False)  # the demo's tasks start their traces here, as with `submit`
     codec = default_codec()
     run_id = uuid.uuid4().hex[:6]
     click.echo(f"== starting a worker (log: {settings.data_dir / 'demo-worker.log'})")
@@ -115,6 +137,7 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
         if settings.prompts_enabled:  # prompt A/B experiment (issue 4)
             from streams.demo.experiment import run_experiment_demo
             failed = run_experiment_demo(settings, codec)
+        _observability(settings)
     click.echo("\nLook further:\n  agentstream tail agent.results --from-beginning --count 5\n"
                "  agentstream tail agent.deadletters --from-beginning --json --count 1\n"
                "  agentstream memory search \"retry with backoff\"   and   agentstream memory stats\n"

@@ -24,6 +24,7 @@ from sinks.base import MemoryRecord, Rejection, Tier, TierUnavailable
 from streams import kafka
 from streams.lifecycle import crash_point
 from streams.logs import get_logger
+from streams.observability.telemetry import telemetry
 from streams.processors.guard import Guard, Incoming
 from streams.settings import Settings
 from streams.topics import DEADLETTERS
@@ -154,6 +155,7 @@ class SinkProcessor:
                 return  # stopping with the batch unwritten: not committed, redelivered on restart
             self.seconds[name] += time.perf_counter() - started
             self.written[name] += len(subset) - len(rejected)
+            telemetry.sink_written(name, subset, rejected, started, messages)
             for rejection in rejected:
                 r = rejection.record
                 await self._dead(f"sink-{name}", r, rejection.reason)

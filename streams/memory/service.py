@@ -24,6 +24,7 @@ from streams.lifecycle import Loop, run_all, run_until_signalled
 from streams.logs import get_logger
 from streams.memory.processor import SinkProcessor
 from streams.memory.tiers import build_archive, build_retriever, build_tiers, router
+from streams.observability import runtime as observability
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, CODE_CHANGES, OUTPUTS, PROMPT_OUTCOMES, RESULTS, TASKS
 
@@ -93,6 +94,7 @@ def run_sinks(settings: Settings, with_prefetch: bool = True) -> None:
     """Blocks until SIGTERM/SIGINT."""
 
     log.info("sinks starting", stage="sinks", kafka=settings.kafka_servers)
+    observability.start(settings, "sinks")
     run_until_signalled(lambda stop: serve(settings, stop, with_prefetch))
 
 

@@ -4,6 +4,7 @@ adapter that lets the task runner recall memories without knowing about tiers.""
 from __future__ import annotations
 
 import asyncio
+import time
 from functools import cache
 from typing import Any
 
@@ -16,6 +17,7 @@ from sinks.retrieval import Retriever
 from sinks.router import Router
 from sinks.vectors import VectorStore, VectorTier
 from streams.logs import get_logger
+from streams.observability.telemetry import telemetry
 from streams.settings import Settings
 
 __all__ = ["MemoryRecall", "build_archive", "build_retriever", "build_tiers", "embedder", "router"]
@@ -88,9 +90,12 @@ class MemoryRecall:
         self.retriever, self.k = retriever, k
 
     async def recall(self, task: dict[str, Any]) -> list[dict[str, Any]]:
+        started = time.perf_counter()
         try:
             result = await asyncio.to_thread(self.retriever.recall, task, self.k)
         except Exception as exc:  # memory is a help, not a dependency of the task
+            telemetry.memory_recalled(None, self.k, started)
             log.warning("memory recall failed", stage="retrieve", task_id=task.get("task_id"), error=str(exc)[:200])
             return []
+        telemetry.memory_recalled(result, self.k, started)
         return [{"id": m.id, "text": m.text, "score": m.score, "tier": m.tier} for m in result.memories]

@@ -8,6 +8,7 @@ Kafka; the sends are injected as async callables.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from agents.redaction import redact
 from schemas import Codec, DecodeError
 from schemas.events import Record
 from streams.logs import get_logger
+from streams.observability.telemetry import telemetry
 
 __all__ = ["Guard", "Handler", "Incoming", "Send", "dead_letter", "topic_sender"]
 
@@ -86,11 +88,15 @@ class Guard:
                     offset=incoming.offset, error=redact(str(error))[:300])
         record = dead_letter(stage, incoming, error)
         await self.send_dead(incoming.key, self.codec.encode("DeadLetter", record))
+        telemetry.dead_letter(stage)
 
     async def decode(self, event_type: str, incoming: Incoming, stage: str) -> Record | None:
         """The record, or None after dead-lettering bytes that are not an `event_type` (tombstones too)."""
+        started = time.perf_counter()
         try:
-            return self.codec.decode_as(event_type, incoming.value or b"")
+            record = self.codec.decode_as(event_type, incoming.value or b"")
         except DecodeError as exc:
             await self.dead(stage, incoming, exc)
             return None
+        telemetry.decoded(started)
+        return record

@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 from streams import kafka
 from streams.lifecycle import close, started
 from streams.logs import get_logger
+from streams.observability.telemetry import telemetry
 from streams.processors.guard import Guard, Handler, Incoming
 from streams.settings import Settings
 
@@ -115,7 +116,8 @@ class OrderedConsumer:
                 async with self._lock:
                     if generation != self._generation or self._stop.is_set():
                         return  # revoked meanwhile: the rest is read again by whoever owns it now
-                    await self._handle_one(message)
+                    with telemetry.consuming(message, self.name):
+                        await self._handle_one(message)
                     self._next[tp] = message.offset + 1
 
     async def _handle_one(self, message: Any) -> None:

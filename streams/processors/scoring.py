@@ -24,6 +24,7 @@ from agents.judging import SimulatedJudge, experiment_outcome
 from agents.prompt_registry import Experiment, PromptRegistry
 from schemas import Codec
 from streams.logs import get_logger
+from streams.observability.telemetry import telemetry
 from streams.processors.guard import Guard, Incoming, Send
 from streams.processors.ordered import OrderedConsumer
 from streams.settings import Settings
@@ -72,6 +73,7 @@ class OutcomeScorer:
             if state is not None and state.get("decision"):
                 await self._send(name, state["decision"])  # it may not have left before a crash
             return
+        telemetry.experiment_decision(step.decision.decision if step.decision is not None else "continue")
         if step.decision is not None:
             self.on_decision()
             await self._send(name, step.state["decision"])

@@ -36,6 +36,7 @@ from schemas.events import tenant_key_of, tenant_of
 from streams import kafka
 from streams.lifecycle import close, crash_point, started
 from streams.logs import get_logger
+from streams.observability.telemetry import telemetry
 from streams.processors.guard import Guard, Incoming, topic_sender
 from streams.processors.ledger import LedgerSpendStore, TaskLedger, tenant_partition
 from streams.processors.offsets import OffsetTracker
@@ -255,7 +256,7 @@ class TaskStage:
                     continue
                 message = buffer.popleft()
                 self.tracker.take(tp, message.offset)
-                task = asyncio.create_task(self._process(message))
+                task = asyncio.create_task(telemetry.consume(message, self._process(message), self.group_id))
                 self._running[task] = (tp, message.offset)
                 task.add_done_callback(self._finished)
                 started = True
@@ -340,6 +341,7 @@ class TaskStage:
             self._running_ids.discard(task_id)
             self._finishing.discard(asyncio.current_task())  # type: ignore[arg-type]
         self.answered += 1
+        telemetry.task_done(task, run.result)
         r = run.result
         log.info("task done", stage="process", task_id=task_id, status=r["status"], attempt=attempt,
                  pattern=r["metadata"].get("pattern"), steps=r["steps"], latency_ms=round(r["latency_ms"], 1))
