@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/pytest -p no:cacheprovider
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-replay test test-slow chaos bench up down status lint clean
+.PHONY: help install weaviate demo demo-replay test test-slow chaos bench up down status lint clean
 
 help: ## Show the targets and what they do
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
@@ -21,13 +21,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install agentstream and its dev tools into it
 
+weaviate: install ## Build the local Weaviate (Go 1.25+, about 3 min, once) unless it is built or Go is missing
+	$(BIN)/python -c 'from streams.devstack.weaviate import prepare; prepare()'
+
 demo: install ## Start the local stack, run sample tasks through a worker, print a summary (stack stays up)
 	$(BIN)/agentstream demo
 
 demo-replay: install ## Record demo traffic, replay it with two prompt versions in isolated runs, compare them (HTML too)
 	$(BIN)/agentstream replay demo
 
-test: install ## The whole test suite with line coverage (starts its own stack on free ports)
+test: install weaviate ## The whole test suite with line coverage (starts its own stack and Weaviate on free ports)
 	$(PYTEST) -m "not slow and not bench and not chaos" --durations=15 --cov --cov-report=term --cov-fail-under=80
 
 test-slow: install ## The slow end-to-end runs (bench and replay demos at a small size)

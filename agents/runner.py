@@ -34,7 +34,17 @@ from agents.validation import Problem, describe, task_problems
 from schemas.events import DEFAULT_CAPABILITY, DEFAULT_PATTERN, Record, tenant_of
 from schemas.provenance import DESCRIPTION_DIGEST, SIGNATURE, description_digest
 
-__all__ = ["MemorySource", "TaskRun", "TaskRunner"]
+__all__ = ["RECORDED_MEMORIES", "MemorySource", "TaskRun", "TaskRunner", "recorded_memory_ids"]
+
+RECORDED_MEMORIES = "replay.memory_ids"
+"""Task metadata `replay.memory_ids`: the memory ids production recalled for the task (comma-separated, "" for
+none). A replay sets it so the task is given those memories again, not what a search finds today."""
+
+
+def recorded_memory_ids(task: Record) -> list[str] | None:
+    """The memory ids a replayed task must recall (possibly none), or None for a task that searches as usual."""
+    value = (task.get("metadata") or {}).get(RECORDED_MEMORIES)
+    return None if value is None else [i for i in str(value).split(",") if i]
 
 
 @dataclass

@@ -113,6 +113,19 @@ ORDER BY rank DESC, created_at DESC LIMIT %(k)s
 """
 
 
+# The text each remembered event type was recalled with, by id (what `fetch` gives back for a recorded id).
+_FETCH = """
+SELECT 'TaskResult:' || task_id, 'TaskResult', task_id, output, created_at FROM memory_tasks
+WHERE scope = %(scope)s AND task_id = ANY(%(tasks)s)
+UNION ALL
+SELECT 'AgentOutput:' || output_id, 'AgentOutput', task_id, output, created_at FROM memory_steps
+WHERE scope = %(scope)s AND output_id = ANY(%(outputs)s)
+UNION ALL
+SELECT 'CodeChange:' || sha, 'CodeChange', sha, message || E'\nfiles: ' || array_to_string(files, ', '), created_at
+FROM memory_code_changes WHERE scope = %(scope)s AND sha = ANY(%(shas)s)
+"""
+
+
 def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
@@ -165,6 +178,25 @@ class PostgresTier(Tier):
                                                  "created_at": int(created_at.timestamp() * 1000)}, output)
             hits.append({**hit, "score": float(rank)})
         return hits
+
+    def fetch(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The events with these memory ids (`TaskResult:`, `AgentOutput:`, `CodeChange:`), in the order given;
+        an id this tier does not hold is left out. What a faithful replay recalls instead of searching."""
+        wanted: dict[str, list[str]] = {"TaskResult": [], "AgentOutput": [], "CodeChange": []}
+        for memory_id in ids:
+            kind, _, key = memory_id.partition(":")
+            if kind in wanted and key:
+                wanted[kind].append(key)
+        if not any(wanted.values()):
+            return []
+        params = {"scope": self.scope, "tasks": wanted["TaskResult"], "outputs": wanted["AgentOutput"],
+                  "shas": wanted["CodeChange"]}
+        with self.db.use() as conn:
+            rows = conn.execute(_FETCH, params).fetchall()
+        found = {event_id: summary(event_type, event_id, {"task_id": task_id,
+                                                          "created_at": int(created_at.timestamp() * 1000)}, text)
+                 for event_id, event_type, task_id, text, created_at in rows}
+        return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def counts(self) -> dict[str, int]:
         with self.db.use() as conn:

@@ -120,6 +120,13 @@ class Retriever:
         filters = {"tenant": tenant_of(task), "exclude_tasks": [task["task_id"]]}
         return self.search(task["description"], k, filters)
 
+    def fetch(self, ids: list[str]) -> list[Memory]:
+        """The memories with these ids, in this order, from L3 (the durable tier): a replay's recorded recall.
+        Scores are 0 (nothing was searched); an id L3 does not hold is left out."""
+        if not ids or self.l3 is None:
+            return []
+        return [Memory(m["id"], m["type"], m["task_id"], m["text"], 0.0, "l3") for m in self.l3.fetch(ids)]
+
     def lookup(self, topic: str, partition: int, offset: int) -> dict[str, Any] | None:
         """An archived record by its Kafka coordinates (L4)."""
         if self.archive is None:

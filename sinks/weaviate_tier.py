@@ -3,21 +3,30 @@
 One collection holds every chunk with our own vectors (no server-side vectorizer), cosine HNSW.
 Object UUIDs are `vectors.vector_id(...)`, so batch-inserting an event again replaces its objects.
 The `scope` property keeps deployments sharing one collection apart, like the pgvector table.
+The client is imported here, at import time: imported lazily from two threads at once (a sink and the
+prefetcher), Python's import lock reported a deadlock.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+import weaviate
+from weaviate.auth import AuthApiKey
+from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+from weaviate.classes.query import Filter, MetadataQuery
+from weaviate.config import AdditionalConfig, Timeout
 
 from sinks.base import TierUnavailable
 from sinks.vectors import VectorHit, VectorItem
 
 __all__ = ["WeaviateStore"]
 
+_INIT_TIMEOUT_S = 15.0
 _TEXT_PROPS = ("scope", "event_id", "event_type", "task_id", "tenant", "text", "model")
 
 
@@ -31,36 +40,54 @@ class WeaviateStore:
         self.url, self.api_key, self.grpc_port = url, api_key, grpc_port
         self.collection_name, self.scope = collection, scope
         self._client: Any = None
+        self._lock = threading.Lock()
+        self._ready = False
+
+    @property
+    def _scope_value(self) -> str:
+        """The stored scope: never empty (Weaviate refuses a filter on an empty value, the default prefix)."""
+        return f"scope:{self.scope}"
 
     def _connect(self) -> Any:
-        if self._client is None:
-            import weaviate
-            from weaviate.auth import AuthApiKey
-
-            parts = urlsplit(self.url)
-            secure = parts.scheme == "https"
-            try:
-                self._client = weaviate.connect_to_custom(
-                    http_host=parts.hostname or "127.0.0.1", http_port=parts.port or (443 if secure else 8080),
-                    http_secure=secure, grpc_host=parts.hostname or "127.0.0.1", grpc_port=self.grpc_port,
-                    grpc_secure=secure, auth_credentials=AuthApiKey(self.api_key) if self.api_key else None)
-            except Exception as exc:  # the client raises several connection error types
-                raise TierUnavailable("vectors", f"weaviate: {exc}", retry_after=2.0) from exc
-        return self._client
+        """One client per store, made by the first caller: recalls run in several threads at once."""
+        with self._lock:
+            if self._client is None:
+                parts = urlsplit(self.url)
+                secure = parts.scheme == "https"
+                try:
+                    self._client = weaviate.connect_to_custom(
+                        http_host=parts.hostname or "127.0.0.1", http_port=parts.port or (443 if secure else 8080),
+                        http_secure=secure, grpc_host=parts.hostname or "127.0.0.1", grpc_port=self.grpc_port,
+                        grpc_secure=secure, auth_credentials=AuthApiKey(self.api_key) if self.api_key else None,
+                        # the client's 2 s start-up checks fail on a busy 2-core machine
+                        additional_config=AdditionalConfig(timeout=Timeout(init=_INIT_TIMEOUT_S)))
+                except Exception as exc:  # the client raises several connection error types
+                    raise TierUnavailable("vectors", f"weaviate: {exc}", retry_after=2.0) from exc
+            return self._client
 
     def setup(self) -> None:
-        from weaviate.classes.config import Configure, DataType, Property, VectorDistances
-
         client = self._connect()
         if client.collections.exists(self.collection_name):
+            self._ready = True
             return
         index = Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
-        props = [Property(name=p, data_type=DataType.TEXT) for p in _TEXT_PROPS]
+        # Filters compare whole values (a task id "task-1" must not match "task"): field tokenization,
+        # except the text itself.
+        props = [Property(name=p, data_type=DataType.TEXT,
+                          tokenization=Tokenization.WORD if p == "text" else Tokenization.FIELD) for p in _TEXT_PROPS]
         props += [Property(name="chunk", data_type=DataType.INT), Property(name="created_at", data_type=DataType.INT)]
-        client.collections.create(self.collection_name, properties=props,
-                                  vector_config=Configure.Vectors.self_provided(vector_index_config=index))
+        try:
+            client.collections.create(self.collection_name, properties=props,
+                                      vector_config=Configure.Vectors.self_provided(vector_index_config=index))
+        except Exception:  # another process (sinks, a worker) created it first
+            if not client.collections.exists(self.collection_name):
+                raise
+        self._ready = True
 
     def _collection(self) -> Any:
+        """The collection, created on first use: a worker may search before any sink has written."""
+        if not self._ready:
+            self.setup()
         return self._connect().collections.get(self.collection_name)
 
     def upsert(self, items: Sequence[VectorItem]) -> None:
@@ -68,17 +95,15 @@ class WeaviateStore:
         with collection.batch.fixed_size(batch_size=200) as batch:
             for i in items:
                 batch.add_object(uuid=i.id, vector=i.vector.tolist(), properties={
-                    "scope": self.scope, "event_id": i.event_id, "event_type": i.event_type, "task_id": i.task_id,
-                    "tenant": i.tenant, "text": i.text, "model": i.model, "chunk": i.chunk,
+                    "scope": self._scope_value, "event_id": i.event_id, "event_type": i.event_type,
+                    "task_id": i.task_id, "tenant": i.tenant, "text": i.text, "model": i.model, "chunk": i.chunk,
                     "created_at": i.created_at})
         failed = collection.batch.failed_objects
         if failed:
             raise TierUnavailable("vectors", f"weaviate refused {len(failed)} objects: {failed[0].message}")
 
     def _filters(self, filters: dict[str, Any]) -> Any:
-        from weaviate.classes.query import Filter
-
-        clauses = [Filter.by_property("scope").equal(self.scope)]
+        clauses = [Filter.by_property("scope").equal(self._scope_value)]
         if filters.get("event_type"):
             clauses.append(Filter.by_property("event_type").equal(filters["event_type"]))
         if filters.get("tenant"):
@@ -88,8 +113,6 @@ class WeaviateStore:
         return Filter.all_of(clauses)
 
     def search(self, vector: np.ndarray, k: int, filters: dict[str, Any]) -> list[VectorHit]:
-        from weaviate.classes.query import MetadataQuery
-
         response = self._collection().query.near_vector(
             near_vector=vector.tolist(), limit=k * 3, filters=self._filters(filters),
             return_metadata=MetadataQuery(distance=True))
@@ -103,13 +126,12 @@ class WeaviateStore:
         return list(hits.values())[:k]
 
     def count(self) -> int:
-        from weaviate.classes.query import Filter
-
         result = self._collection().aggregate.over_all(
-            total_count=True, filters=Filter.by_property("scope").equal(self.scope))
+            total_count=True, filters=Filter.by_property("scope").equal(self._scope_value))
         return int(result.total_count or 0)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None

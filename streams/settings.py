@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     postgres_port: int = Field(15432, alias="AGENTSTREAM_POSTGRES_PORT")
     redis_port: int = Field(16379, alias="AGENTSTREAM_REDIS_PORT")
     s3_port: int = Field(19000, alias="AGENTSTREAM_S3_PORT")
+    # The embedded Weaviate (`agentstream up --with-weaviate`, streams/devstack/weaviate.py): every port it binds.
+    weaviate_port: int = Field(18080, alias="AGENTSTREAM_WEAVIATE_PORT")
+    weaviate_local_grpc_port: int = Field(18051, alias="AGENTSTREAM_WEAVIATE_LOCAL_GRPC_PORT")
+    weaviate_gossip_port: int = Field(18946, alias="AGENTSTREAM_WEAVIATE_GOSSIP_PORT")
+    weaviate_data_port: int = Field(18947, alias="AGENTSTREAM_WEAVIATE_DATA_PORT")
+    weaviate_raft_port: int = Field(18300, alias="AGENTSTREAM_WEAVIATE_RAFT_PORT")
+    weaviate_raft_rpc_port: int = Field(18301, alias="AGENTSTREAM_WEAVIATE_RAFT_RPC_PORT")
+    weaviate_profiling_port: int = Field(18060, alias="AGENTSTREAM_WEAVIATE_PROFILING_PORT")
+    # Unset: built once with `go install` into the Go bin folder; set: this weaviate-server binary is run.
+    weaviate_binary: Path | None = Field(None, alias="AGENTSTREAM_WEAVIATE_BINARY")
 
     # Topics and the stream processors.
     app_id: str = Field("agentstream", alias="AGENTSTREAM_APP_ID")
@@ -128,6 +138,9 @@ class Settings(BaseSettings):
     memory_cache_ttl_s: int = Field(300, ge=1, alias="AGENTSTREAM_MEMORY_CACHE_TTL_S")
     memory_context_k: int = Field(3, ge=0, alias="AGENTSTREAM_MEMORY_CONTEXT_K")
     memory_min_score: float = Field(0.35, alias="AGENTSTREAM_MEMORY_MIN_SCORE")
+    # Whose memories a worker recalls: the tiers' scope of this topic prefix (unset: its own). An evaluation
+    # run's worker recalls production's, by the ids production recalled (streams/replay/run.py).
+    memory_scope: str | None = Field(None, alias="AGENTSTREAM_MEMORY_SCOPE")
     sink_batch_records: int = Field(500, ge=1, alias="AGENTSTREAM_SINK_BATCH_RECORDS")
     sink_batch_wait_s: float = Field(0.5, gt=0, alias="AGENTSTREAM_SINK_BATCH_WAIT_S")
     archive_batch_records: int = Field(5000, ge=1, alias="AGENTSTREAM_ARCHIVE_BATCH_RECORDS")

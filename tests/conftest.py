@@ -57,6 +57,40 @@ def stack_settings() -> Iterator[Settings]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def weaviate_server() -> Iterator[Settings]:
+    """One embedded Weaviate for the session, in a data folder of its own (so workers on the session stack's
+    folder keep pgvector unless a test sets WEAVIATE_URL); built with `go install` first if needed."""
+    from weaviate_helpers import weaviate_missing, weaviate_ports
+
+    from streams.devstack.weaviate import WeaviatePart
+
+    reason = weaviate_missing()
+    if reason:
+        pytest.skip(reason)
+
+    data_dir = _stack_dir()
+    settings = Settings(AGENTSTREAM_DATA_DIR=data_dir, **weaviate_ports())
+    part = WeaviatePart(settings, data_dir)
+    part.up()
+    try:
+        yield settings.model_copy(update={"weaviate_url": part.address,
+                                          "weaviate_grpc_port": settings.weaviate_local_grpc_port})
+    finally:
+        part.down()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(params=["pgvector", "weaviate"])
+def l2_settings(request: pytest.FixtureRequest, stack_settings: Settings) -> Settings:
+    """The session stack with L2 on pgvector, then on the session's Weaviate (the tests that matter for L2)."""
+    if request.param == "pgvector":
+        return stack_settings
+    server: Settings = request.getfixturevalue("weaviate_server")
+    return stack_settings.model_copy(update={"weaviate_url": server.weaviate_url,
+                                             "weaviate_grpc_port": server.weaviate_grpc_port})
+
+
 @pytest.fixture
 def isolated(stack_settings: Settings) -> Settings:
     """The session stack with a topic prefix and app id of this test's own, so tests never collide."""

@@ -13,8 +13,11 @@ __all__ = ["main"]
 
 
 def _settings() -> Settings:
+    """The environment's settings; a Weaviate started by `up --with-weaviate` in the data folder is L2."""
+    from streams.devstack.weaviate import with_embedded_weaviate
+
     try:
-        return Settings()
+        return with_embedded_weaviate(Settings())
     except ValidationError as exc:
         raise click.ClickException(f"bad setting in the environment:\n{exc}") from exc
 

@@ -59,6 +59,9 @@ class _Bar:
 @click.option("--prompt", "prompts", multiple=True, metavar="NAME=VERSION",
               help="Prompt version to use, e.g. review=v2 (NAME is the prompt named after the task's "
               "capability): the eval worker renders that registry version, outside any experiment.")
+@click.option("--fresh-memory", is_flag=True,
+              help="Give the agents what a memory search finds today, not the memories production recalled "
+              "for each task (their ids are on its AgentOutputs).")
 @click.option("--judge-model", default="simulator/quality-1", show_default=True, help="Model the judge calls.")
 @click.option("--name", default=None, help="Name of the evaluation run (its topics: <prefix>eval-NAME.*).")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for results.")
@@ -82,7 +85,8 @@ def replay(ctx: click.Context, **opts: Any) -> None:
     settings: Settings = ctx.obj
     spec = ReplaySpec(name=opts["name"], start=opts["start"], end=opts["end"], topic=opts["topic"],
                       source=opts["source"], model=opts["model"], pattern=opts["pattern"],
-                      prompts=tuple(opts["prompts"]), judge_model=opts["judge_model"], timeout_s=opts["timeout"])
+                      prompts=tuple(opts["prompts"]), judge_model=opts["judge_model"], timeout_s=opts["timeout"],
+                      fresh_memory=opts["fresh_memory"])
     reading, running = _Bar("reading "), _Bar("replaying")
     try:
         run = asyncio.run(run_replay(settings, default_codec(), spec, on_read=reading, on_result=running))

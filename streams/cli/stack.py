@@ -17,11 +17,11 @@ def _print_parts(parts: list[Any]) -> None:
         click.echo(f"{part.name:<9} {part.address:<28} {part.state}")
 
 
-def _stack_call(settings: Settings, action: str, with_s3: bool = False) -> list[Any]:
+def _stack_call(settings: Settings, action: str, with_s3: bool = False, with_weaviate: bool = False) -> list[Any]:
     from streams.devstack import LocalStack, StackError
 
     try:
-        return getattr(LocalStack(settings, with_s3=with_s3), action)()
+        return getattr(LocalStack(settings, with_s3=with_s3, with_weaviate=with_weaviate), action)()
     except StackError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -36,10 +36,12 @@ def _settings_with(**overrides: Any) -> Settings:
 
 @click.command()
 @click.option("--with-s3", is_flag=True, help="Also start a local S3-API server (moto) for the boto3 archive path.")
+@click.option("--with-weaviate", is_flag=True,
+              help="Also start Weaviate as L2 (built with `go install` the first time: Go 1.25+, a few minutes).")
 @click.option("--brokers", type=click.IntRange(1, 9), default=None,
               help="Kafka nodes (AGENTSTREAM_KAFKA_BROKERS); 3 gives replication 3 with min.insync.replicas 2.")
 @click.pass_obj
-def up(settings: Settings, with_s3: bool, brokers: int | None) -> None:
+def up(settings: Settings, with_s3: bool, with_weaviate: bool, brokers: int | None) -> None:
     """Start the local stack (Kafka, PostgreSQL, Redis) on 127.0.0.1 and create the topics.
 
     Parts whose URL is set in the environment are used as they are. A second `up` does nothing.
@@ -53,13 +55,40 @@ def up(settings: Settings, with_s3: bool, brokers: int | None) -> None:
     running = LocalStack(settings).settings.kafka_brokers  # a bigger cluster already up in this folder
     if running != settings.kafka_brokers:
         settings = _settings_with(AGENTSTREAM_KAFKA_BROKERS=running)
-    _print_parts(_stack_call(settings, "up", with_s3))
+    if with_weaviate:
+        _prepare_weaviate(settings)
+    parts = _stack_call(settings, "up", with_s3, with_weaviate)
+    _print_parts(parts)
+    if with_weaviate and settings.weaviate_url is None:
+        from streams.devstack.weaviate import with_embedded_weaviate
+
+        url = with_embedded_weaviate(settings).weaviate_url
+        click.echo(f"weaviate  L2 of every command run on this data folder from now on (WEAVIATE_URL={url})")
     created = asyncio.run(ensure_topics(settings))
     click.echo(f"topics    {len(created)} created" if created else "topics    all present")
     if settings.kafka_brokers > 1 and settings.kafka_bootstrap_servers is None:
         nodes = settings.kafka_brokers
         click.echo(f"cluster   {nodes} Kafka nodes, topics with replication {settings.replication_factor}; "
                    f"other commands need AGENTSTREAM_KAFKA_BROKERS={nodes} too")
+
+
+def _prepare_weaviate(settings: Settings) -> None:
+    """Build weaviate-server before the stack starts, saying so: the first time takes minutes."""
+    import time
+
+    from streams.devstack import StackError
+    from streams.devstack.weaviate import WEAVIATE_VERSION, ensure_binary, installed_binary
+
+    if settings.weaviate_url is not None or installed_binary(settings).is_file():
+        return
+    click.echo(f"weaviate  building weaviate-server {WEAVIATE_VERSION} with `go install` (first time only; "
+               "about 3 min and 3 GB of Go module cache on 2 cores)")
+    started = time.monotonic()
+    try:
+        binary = ensure_binary(settings)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"weaviate  built {binary} in {time.monotonic() - started:.0f} s")
 
 
 @click.command()

@@ -1,4 +1,4 @@
-"""LocalStack: the embedded Kafka, PostgreSQL, Redis (and optionally S3) on 127.0.0.1, no Docker.
+"""LocalStack: the embedded Kafka, PostgreSQL, Redis (and optionally S3, Weaviate) on 127.0.0.1, no Docker.
 
 The stack keeps no state in memory: every call reads the pid files under `settings.data_dir`, so
 `agentstream up`, `status` and `down` can each run in a different process.
@@ -17,6 +17,7 @@ from streams.devstack.postgres import PostgresPart
 from streams.devstack.process import PartStatus, StackError
 from streams.devstack.redis import RedisPart
 from streams.devstack.s3 import S3Part
+from streams.devstack.weaviate import WeaviatePart
 from streams.settings import Settings
 
 __all__ = ["LocalStack"]
@@ -25,7 +26,7 @@ __all__ = ["LocalStack"]
 class LocalStack:
     """Starts, reports on and stops the parts of the local stack that are not external."""
 
-    def __init__(self, settings: Settings, *, with_s3: bool = False) -> None:
+    def __init__(self, settings: Settings, *, with_s3: bool = False, with_weaviate: bool = False) -> None:
         root = settings.data_dir.expanduser().resolve()  # parts outlive us: never a relative path
         # A cluster started with more nodes (`up --brokers 3`) is still reported and stopped by a plain stack.
         running = [n for n in range(2, 10) if (root / f"kafka-{n}" / f"kafka-{n}.pid").exists()]
@@ -42,7 +43,10 @@ class LocalStack:
         # An S3 server started earlier (with_s3) is still reported and stopped by a plain stack.
         if with_s3 or s3.pid_file.exists():
             self.parts.append(s3)
-        self.with_s3 = with_s3
+        weaviate = WeaviatePart(settings, root)
+        if with_weaviate or weaviate.pid_file.exists():  # like S3: once started, a plain stack knows it
+            self.parts.append(weaviate)
+        self.with_s3, self.with_weaviate = with_s3, with_weaviate
         self.root = root
 
     @contextlib.contextmanager
@@ -76,7 +80,8 @@ class LocalStack:
 
     def up(self) -> list[PartStatus]:
         """Start what is not running and not external, and wait until each answers (idempotent)."""
-        parts = [p for p in self.parts if self.with_s3 or not isinstance(p, S3Part)]
+        parts = [p for p in self.parts if (self.with_s3 or not isinstance(p, S3Part))
+                 and (self.with_weaviate or not isinstance(p, WeaviatePart))]
         return self._each("up", parts)
 
     def down(self) -> list[PartStatus]:

@@ -8,12 +8,13 @@ import time
 from functools import cache
 from typing import Any
 
+from agents.runner import recorded_memory_ids
 from sinks.archive import ArchiveTier, LocalStore, S3Store
 from sinks.base import Tier
 from sinks.embeddings import BatchingEmbedder, MiniLMEmbedder
 from sinks.postgres_tier import PostgresTier
 from sinks.redis_tier import RedisTier
-from sinks.retrieval import Retriever
+from sinks.retrieval import Memory, Retriever
 from sinks.router import Router
 from sinks.vectors import VectorStore, VectorTier
 from streams.logs import get_logger
@@ -74,6 +75,9 @@ def build_archive(settings: Settings) -> ArchiveTier:
 
 
 def build_retriever(settings: Settings, with_archive: bool = False) -> Retriever:
+    """Retrieval over the tiers of `memory_scope` (an evaluation run reads production's), else our own."""
+    if settings.memory_scope is not None:
+        settings = settings.model_copy(update={"topic_prefix": settings.memory_scope})
     tiers = build_tiers(settings)
     return Retriever(tiers["redis"], tiers["vectors"], tiers["postgres"],  # type: ignore[arg-type]
                      build_archive(settings) if with_archive else None,
@@ -90,6 +94,9 @@ class MemoryRecall:
         self.retriever, self.k = retriever, k
 
     async def recall(self, task: dict[str, Any]) -> list[dict[str, Any]]:
+        recorded = recorded_memory_ids(task)
+        if recorded is not None:
+            return await self._recorded(task, recorded)
         started = time.perf_counter()
         try:
             result = await asyncio.to_thread(self.retriever.recall, task, self.k)
@@ -98,4 +105,23 @@ class MemoryRecall:
             log.warning("memory recall failed", stage="retrieve", task_id=task.get("task_id"), error=str(exc)[:200])
             return []
         telemetry.memory_recalled(result, self.k, started)
-        return [{"id": m.id, "text": m.text, "score": m.score, "tier": m.tier} for m in result.memories]
+        return _as_records(result.memories)
+
+    async def _recorded(self, task: dict[str, Any], ids: list[str]) -> list[dict[str, Any]]:
+        """A replayed task: the memories production recalled for it, by id (faithful replay)."""
+        if not ids:
+            return []
+        try:
+            memories = await asyncio.to_thread(self.retriever.fetch, ids)
+        except Exception as exc:  # as for a search: no memories, not a failed task
+            log.warning("recorded memories unavailable", stage="retrieve", task_id=task.get("task_id"),
+                        error=str(exc)[:200])
+            return []
+        if len(memories) < len(ids):
+            log.warning("some recorded memories are gone", stage="retrieve", task_id=task.get("task_id"),
+                        wanted=len(ids), found=len(memories))
+        return _as_records(memories)
+
+
+def _as_records(memories: list[Memory]) -> list[dict[str, Any]]:
+    return [{"id": m.id, "text": m.text, "score": m.score, "tier": m.tier} for m in memories]

@@ -6,7 +6,9 @@ is written to a production topic: the range is only read, without a consumer gro
 
 Without a model override a replay is faithful to production: each step of a replayed task runs on the
 model its recorded AgentOutput answered with (whatever routed or pinned it then), not on the routing or
-the AGENTSTREAM_MODEL of the machine that replays.
+the AGENTSTREAM_MODEL of the machine that replays. Each task is given the memories production gave it
+(their ids are on its AgentOutputs), fetched by id, not what a search of the tiers finds today (memories
+stored since would change the prompt); `--fresh-memory` searches today's instead.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from agents.factory import build_judge
 from agents.judging import DEFAULT_JUDGE_MODEL, Candidate, Judge
 from agents.redaction import redact, redact_task
+from agents.runner import RECORDED_MEMORIES
 from agents.simulator import install_simulator
 from agents.swarm import RECORDED_MODEL
 from schemas import Codec
@@ -33,7 +36,7 @@ from streams.settings import Settings
 from streams.topics import OUTPUTS, RESULTS, TASKS
 
 __all__ = ["ReplaySpec", "checked_prompt_pins", "eval_settings", "make_judge", "prepare_tasks", "production_run",
-           "read_source", "recorded_models", "run_replay"]
+           "read_source", "recorded_calls", "run_replay"]
 
 Progress = Callable[[int, int], None]
 
@@ -52,16 +55,21 @@ class ReplaySpec:
     prompts: tuple[str, ...] = ()  # NAME=VERSION: pinned in each replayed task's metadata (prompt.NAME)
     judge_model: str = DEFAULT_JUDGE_MODEL
     timeout_s: float = 300.0
+    fresh_memory: bool = False  # search today's memories instead of recalling the ones production recalled
 
 
 def eval_settings(settings: Settings, name: str, model: str | None = None) -> Settings:
     """The settings of an evaluation run: own topic prefix, own consumer group, the model override (none:
     the steps run on their recorded models, so the replayer's AGENTSTREAM_MODEL does not apply).
 
+    Its worker recalls from production's memory tiers (`memory_scope`): the memories production recalled,
+    by id, or with `--fresh-memory` whatever a search finds there today.
+
     The prompt judge is off: the registry (experiment statistics, decisions, primaries) is production's and
     has no topic prefix, so outputs of a replay must never become prompt outcomes.
     """
-    return settings.isolated(f"eval-{name}", model=model, judge_enabled=False)
+    scope = settings.memory_scope if settings.memory_scope is not None else settings.topic_prefix
+    return settings.isolated(f"eval-{name}", model=model, judge_enabled=False, memory_scope=scope)
 
 
 def checked_prompt_pins(settings: Settings, pins: tuple[str, ...]) -> tuple[str, ...]:
@@ -103,12 +111,13 @@ def make_judge(settings: Settings, model: str = DEFAULT_JUDGE_MODEL) -> Judge:
     return build_judge(dataclasses.replace(runner_config(settings), pinned_model=model))
 
 
-def prepare_tasks(records: list[Received], spec: ReplaySpec,
-                  models: dict[str, dict[int, str]] | None = None) -> list[Record]:
+def prepare_tasks(records: list[Received], spec: ReplaySpec, models: dict[str, dict[int, str]] | None = None,
+                  memories: dict[str, str] | None = None) -> list[Record]:
     """The TaskRequested records of the range, redacted, with the overrides applied; one per task_id, first wins.
 
     Redacted here, so neither the replayed worker, the judge nor the run's files see a secret of the record.
-    `models` (task id -> step -> model, see `recorded_models`) pins each step to its recorded model."""
+    `models` (task id -> step -> model, see `recorded_calls`) pins each step to its recorded model; `memories`
+    (task id -> the memory ids its outputs carry) pins what the task recalls, unless `spec.fresh_memory`."""
     tasks: dict[str, Record] = {}
     for r in records:
         if r.event_type != "TaskRequested" or r.record is None or r.record["task_id"] in tasks:
@@ -122,6 +131,8 @@ def prepare_tasks(records: list[Received], spec: ReplaySpec,
         task["metadata"] = meta
         if models and not spec.model and spec.pattern in (None, task.get("pattern")):
             meta.update({f"{RECORDED_MODEL}{step}": model for step, model in models.get(task["task_id"], {}).items()})
+        if memories and not spec.fresh_memory and task["task_id"] in memories:
+            meta[RECORDED_MEMORIES] = memories[task["task_id"]]
         if spec.pattern:
             task["pattern"] = spec.pattern
         tasks[task["task_id"]] = task
@@ -167,18 +178,22 @@ async def read_source(settings: Settings, codec: Codec, spec: ReplaySpec,
                               on_read)
 
 
-async def recorded_models(settings: Settings, codec: Codec, spec: ReplaySpec,
-                          task_ids: set[str]) -> dict[str, dict[int, str]]:
-    """task id -> step -> the model that step answered with, from the AgentOutputs production recorded
-    (agent.outputs, read from the same source as the range; a step's first answer wins)."""
+async def recorded_calls(settings: Settings, codec: Codec, spec: ReplaySpec,
+                         task_ids: set[str]) -> tuple[dict[str, dict[int, str]], dict[str, str]]:
+    """From the AgentOutputs production recorded (agent.outputs, read from the same source as the range):
+    task id -> step -> the model that step answered with (a step's first answer wins), and task id -> the
+    memory ids its steps were given ("" when none: a worker without memory recalled nothing)."""
     every = dataclasses.replace(spec, topic=OUTPUTS, start=Bound("earliest"), end=Bound("now"))
     models: dict[str, dict[int, str]] = {}
+    memories: dict[str, str] = {}
     for r in await read_source(settings, codec, every):
         out = r.record
-        if r.event_type == "AgentOutput" and out is not None and out["task_id"] in task_ids and out.get("model") \
-                and out.get("status") == "ok":
+        if r.event_type != "AgentOutput" or out is None or out["task_id"] not in task_ids:
+            continue
+        memories.setdefault(out["task_id"], str((out.get("metadata") or {}).get("memory_ids", "")))
+        if out.get("model") and out.get("status") == "ok":
             models.setdefault(out["task_id"], {}).setdefault(int(out["step"]), out["model"])
-    return models
+    return models, memories
 
 
 async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judge: Judge | None = None,
@@ -189,9 +204,9 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
     judge = judge or make_judge(settings, spec.judge_model)  # a judge model not in the table fails before the run
     records = await read_source(settings, codec, spec, on_read)
     tasks = prepare_tasks(records, spec)
-    if tasks and not spec.model:  # faithful to production: each step on the model it used then
-        ids = {t["task_id"] for t in tasks}
-        tasks = prepare_tasks(records, spec, await recorded_models(settings, codec, spec, ids))
+    if tasks and (not spec.model or not spec.fresh_memory):  # faithful: production's models and memories
+        models, memories = await recorded_calls(settings, codec, spec, {t["task_id"] for t in tasks})
+        tasks = prepare_tasks(records, spec, None if spec.model else models, memories)
     if not tasks:
         raise ValueError(f"no TaskRequested records in [{spec.start} .. {spec.end}) of {settings.topic(spec.topic)} "
                          f"({len(records)} records read): nothing to replay")
@@ -222,6 +237,7 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
     meta = {"kind": "replay", "source": spec.source, "topic": settings.topic(spec.topic),
             "from": str(spec.start), "to": str(spec.end), "model": isolated.model or "as recorded",
             "pattern": spec.pattern, "prompts": list(spec.prompts), "judge_model": spec.judge_model,
+            "memory": "searched today" if spec.fresh_memory else "as recalled in production",
             "eval_topic_prefix": isolated.topic_prefix, "records_read": len(records), "tasks": len(tasks),
             "missing": sum(1 for r in rows if r.status == "missing"),
             "dead_lettered": sum(1 for r in rows if r.status == "dead-lettered"), "folder": str(folder)}

@@ -50,10 +50,11 @@ def test_postgres_tier_upserts_by_id_and_rejects_what_it_can_never_store(stack_s
     tier.close()
 
 
-def test_vectors_are_idempotent_carry_the_model_and_find_the_related_text(stack_settings: Settings) -> None:
-    tiers = build_tiers(stack_settings.isolated(f"t{run_id()}"), {"vectors"})
+def test_vectors_are_idempotent_carry_the_model_and_find_the_related_text(l2_settings: Settings) -> None:
+    tiers = build_tiers(l2_settings.isolated(f"t{run_id()}"), {"vectors"})
     tier = tiers["vectors"]
     assert isinstance(tier, VectorTier)
+    assert tier.store.name == ("weaviate" if l2_settings.weaviate_url else "pgvector")
     tier.setup()
     texts = {"r1": "Added exponential backoff and retries to the HTTP client of the payments service",
              "r2": "Documented how to rotate the database credentials every 90 days",
@@ -91,8 +92,8 @@ def test_archive_writes_each_record_once_and_finds_it_by_key(stack_settings: Set
     assert fresh.lookup(topic, 0, 70) is None
 
 
-def test_retrieval_goes_down_the_tiers_caches_and_counts(stack_settings: Settings) -> None:
-    settings = stack_settings.isolated(f"t{run_id()}")
+def test_retrieval_goes_down_the_tiers_caches_and_counts(l2_settings: Settings) -> None:
+    settings = l2_settings.isolated(f"t{run_id()}")
     tiers = build_tiers(settings)
     for tier in tiers.values():
         tier.setup()

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+from memory_helpers import result, wrap
 from psycopg import sql
 from pydantic import SecretStr
 
@@ -23,9 +24,10 @@ from schemas import default_codec
 from streams import kafka
 from streams.admin import ensure_topics
 from streams.cli.main import cli
-from streams.client import ResultWatcher, end_offsets, submit_tasks
+from streams.client import ResultWatcher, end_offsets, make_task, submit_tasks
 from streams.demo.run import load_sample_tasks
 from streams.harness import running, start_sinks, start_worker
+from streams.memory.tiers import build_tiers
 from streams.processors.ledger import tenant_partition
 from streams.replay.range import Bound, parse_bound, read_range
 from streams.replay.run import eval_settings
@@ -344,3 +346,51 @@ def test_kafka_and_the_archive_give_the_same_range(recorded: Recorded) -> None:
         assert from_kafka, (start, end)
     half = read_archive_range(archive, codec, topic, parse_bound(recorded.midpoint), Bound("now"))
     assert {r.record["task_id"] for r in half} == set(recorded.task_ids[100:])
+
+
+PAST = ["Added retry with exponential backoff and jitter to the payments HTTP client",
+        "Planned the zero-downtime migration of the orders table to monthly partitions",
+        "Documented the rate limiter's public API: token bucket size, refill rate, headers"]
+LATER = ["Make the payments HTTP client retry failed requests with backoff and jitter",
+         "Partition the orders table by month without downtime",
+         "Document the rate limiter API: bucket size, refill rate and headers"]
+
+
+def test_a_replay_recalls_what_production_recalled_whatever_was_stored_since(isolated: Settings) -> None:
+    """Production's tasks recalled memories; more (closer) memories are stored afterwards. A replay pinned to
+    production's models gives production's outputs, because each task gets the memory ids production recalled;
+    `--fresh-memory` searches today's tiers, finds the new memories and answers differently."""
+    # L1 caches a search for memory_cache_ttl_s: 1 s, so the fresh replay's searches are not production's cached.
+    s = isolated.model_copy(update={"model": "simulator/fast-1", "memory_cache_ttl_s": 1})
+    asyncio.run(ensure_topics(s))
+    tiers = build_tiers(s, {"vectors", "postgres"})
+    for tier in tiers.values():
+        tier.setup()
+        tier.write([wrap("TaskResult", result(f"past-{n}", text)) for n, text in enumerate(PAST)])
+    tasks = [make_task(text, pattern="fast", tenant="default") for text in LATER]
+    with running(start_worker(s, f"worker-{s.app_id}.log")):
+        asyncio.run(_record_tasks(s, tasks))
+    production = {o["task_id"]: o["metadata"]["memory_ids"] for o in asyncio.run(_records(s, OUTPUTS))}
+    assert all(production[t["task_id"]] for t in tasks), production  # every task recalled something
+    for tier in tiers.values():  # stored since: each one nearer to its task than what production recalled
+        tier.write([wrap("TaskResult", result(f"new-{n}", text)) for n, text in enumerate(LATER)])
+        tier.close()
+
+    out = _cli(s, "replay", "--from", "0", "--to", "now", "--name", "pinned")
+    assert "run pinned: 3 tasks" in out and "0 without a result" in out
+    replayed = {o["task_id"]: o["metadata"]["memory_ids"] for o in
+                asyncio.run(_records(eval_settings(s, "pinned"), OUTPUTS))}
+    assert replayed == production
+    assert "3 tasks paired, 0 with a different output" in _cli(s, "replay", "compare", "production:0..now", "pinned")
+
+    out = _cli(s, "replay", "--from", "0", "--to", "now", "--name", "fresh", "--fresh-memory")
+    fresh = {o["task_id"]: o["metadata"]["memory_ids"] for o in
+             asyncio.run(_records(eval_settings(s, "fresh"), OUTPUTS))}
+    assert all("TaskResult:new-" in fresh[t["task_id"]] for t in tasks), fresh
+    assert ", 0 with a different output" not in _cli(s, "replay", "compare", "production:0..now", "fresh")
+
+
+async def _record_tasks(settings: Settings, tasks: list[dict]) -> None:
+    async with ResultWatcher(settings, codec) as watcher:
+        ids = await submit_tasks(settings, codec, tasks)
+        assert len(await watcher.wait(ids, 60)) == len(tasks)

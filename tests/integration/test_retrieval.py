@@ -52,8 +52,8 @@ DISTRACTORS = [
 ]
 
 
-def test_related_past_output_is_in_the_top_3(stack_settings: Settings) -> None:
-    settings = stack_settings.isolated(f"t{run_id()}")
+def test_related_past_output_is_in_the_top_3(l2_settings: Settings) -> None:
+    settings = l2_settings.isolated(f"t{run_id()}")
     tiers = build_tiers(settings, {"vectors", "postgres"})
     texts = [p[0] for p in PAIRS] + DISTRACTORS
     batch = [wrap("TaskResult", result(f"past-{n}", text)) for n, text in enumerate(texts)]
@@ -70,11 +70,15 @@ def test_related_past_output_is_in_the_top_3(stack_settings: Settings) -> None:
     assert rate >= 0.75
 
 
-async def test_agents_get_memories_of_earlier_tasks(isolated: Settings, worker_factory, capsys) -> None:
+async def test_agents_get_memories_of_earlier_tasks(isolated: Settings, l2_settings: Settings, worker_factory,
+                                                     capsys) -> None:
+    """Sinks write L2 and the worker recalls from it, on pgvector and on Weaviate (WEAVIATE_URL handed down)."""
+    l2 = {"weaviate_url": l2_settings.weaviate_url, "weaviate_grpc_port": l2_settings.weaviate_grpc_port}
+    isolated = isolated.model_copy(update=l2)
     codec = default_codec()
     sinks = start_sinks(isolated, f"sinks-{isolated.app_id}.log")
     try:
-        worker_factory()
+        worker_factory(**l2)
         first = [make_task(text) for text, _ in PAIRS[:4]]
         async with ResultWatcher(isolated, codec) as watcher:
             ids = await submit_tasks(isolated, codec, first)

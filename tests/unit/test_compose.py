@@ -179,3 +179,16 @@ def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
     assert mounts[provider["providers"][0]["options"]["path"]] == "./deploy/grafana/dashboards"
     assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
     assert str(SERVICES["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]).startswith("${")
+
+
+def test_weaviate_is_the_version_and_settings_the_local_stack_runs() -> None:
+    from streams.devstack.weaviate import WEAVIATE_VERSION, WeaviatePart
+
+    service = SERVICES["weaviate"]
+    assert service["image"].rsplit(":", 1)[1] == WEAVIATE_VERSION.lstrip("v")
+    local = WeaviatePart(Settings(), Path("/nonexistent")).environment()
+    for key in ("AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED", "DEFAULT_VECTORIZER_MODULE", "DISABLE_TELEMETRY",
+                "CLUSTER_HOSTNAME", "RAFT_BOOTSTRAP_EXPECT", "RAFT_TIMEOUTS_MULTIPLIER"):
+        assert str(service["environment"][key]) == local[key], key
+    grpc = int(service["environment"]["GRPC_PORT"])
+    assert int(WORKER_ENV["WEAVIATE_GRPC_PORT"]) == grpc and grpc in _published("weaviate")
