@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol
@@ -101,23 +102,48 @@ class BatchingEmbedder:
     recalls memories for many tasks at once, the first caller embeds everything queued meanwhile.
     """
 
-    def __init__(self, inner: Embedder, max_batch: int = 64) -> None:
-        self.inner, self.max_batch = inner, max_batch
+    def __init__(self, inner: Embedder, max_batch: int = 64, cache_size: int = 2048) -> None:
+        self.inner, self.max_batch, self.cache_size = inner, max_batch, cache_size
         self.name, self.dimensions = inner.name, inner.dimensions
         self._lock = threading.Lock()
         self._pending: list[tuple[list[str], Future[np.ndarray]]] = []
         self._busy = False
-        self.calls = 0
+        # Repeated texts (a task's query recalled again, the prefetcher's then the worker's, sample tasks)
+        # are embedded once: the model is deterministic, so a cached vector is the same vector.
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.calls = self.cache_hits = 0
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            cached = [self._cached(t) for t in texts]
+        missing = [t for t, v in zip(texts, cached, strict=True) if v is None]
+        if not missing:
+            return np.stack(cached) if cached else np.zeros((0, self.dimensions), dtype=np.float32)
         future: Future[np.ndarray] = Future()
         with self._lock:
-            self._pending.append((texts, future))
+            self._pending.append((missing, future))
             lead = not self._busy
             self._busy = True
         if lead:
             self._drain()
-        return future.result()
+        fresh = iter(future.result())
+        return np.stack([v if v is not None else next(fresh) for v in cached])
+
+    def _cached(self, text: str) -> np.ndarray | None:
+        vector = self._cache.get(text)
+        if vector is not None:
+            self._cache.move_to_end(text)
+            self.cache_hits += 1
+        return vector
+
+    def _remember(self, texts: list[str], vectors: np.ndarray) -> None:
+        with self._lock:
+            for text, vector in zip(texts, vectors, strict=True):
+                if len(text) <= 2048:  # queries and short outputs; long documents are rarely embedded twice
+                    self._cache[text] = vector
+                    self._cache.move_to_end(text)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
 
     def _drain(self) -> None:
         """Embed what is queued, again and again, until nothing is left; then step down."""
@@ -128,8 +154,11 @@ class BatchingEmbedder:
                     self._busy = False
                     return
             try:
-                vectors = self.inner.embed([t for texts, _ in batch for t in texts])
+                flat = [t for texts, _ in batch for t in texts]
+                vectors = self.inner.embed(flat)
                 self.calls += 1
+                if self.cache_size:
+                    self._remember(flat, vectors)
             except Exception as exc:  # every waiting caller gets the error, none waits forever
                 for _, future in batch:
                     future.set_exception(exc)

@@ -92,3 +92,28 @@ def test_an_embedding_failure_reaches_the_caller() -> None:
 
     with pytest.raises(RuntimeError, match="damaged"):
         BatchingEmbedder(Broken()).embed(["x"])
+
+
+def test_repeated_texts_are_embedded_once_and_give_the_same_vectors() -> None:
+    from sinks.embeddings import BatchingEmbedder
+
+    inner = MiniLMEmbedder()
+
+    class Counting:
+        name, dimensions, texts = inner.name, inner.dimensions, 0
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            self.texts += len(texts)
+            return inner.embed(texts)
+
+    counting = Counting()
+    batching = BatchingEmbedder(counting, cache_size=2)
+    first = batching.embed(["retry the HTTP client", "rotate the keys"])
+    again = batching.embed(["rotate the keys", "a new text", "retry the HTTP client"])
+    assert counting.texts == 3 and batching.cache_hits == 2  # only "a new text" reached the model
+    assert np.allclose(again[0], first[1]) and np.allclose(again[2], first[0])
+    assert np.allclose(again[1], inner.embed(["a new text"])[0], atol=1e-4)
+    batching.embed(["retry the HTTP client"])  # still cached
+    assert counting.texts == 3
+    batching.embed(["rotate the keys"])  # the cache holds 2: the least recently used one was dropped
+    assert counting.texts == 4
