@@ -39,8 +39,8 @@ test-slow: install ## The slow end-to-end runs (bench and replay demos at a smal
 chaos: install ## Fault injection under load on a 3-broker stack; prints a table per run (docs/reliability.md)
 	$(PYTEST) -m chaos -s tests/chaos
 
-bench: install ## Raw aiokafka baseline vs the pipeline, on the local stack, with their ratio
-	$(BIN)/agentstream up
+bench: install weaviate ## Raw aiokafka baseline vs the pipeline, on the local stack (L2 on pgvector and Weaviate)
+	$(BIN)/agentstream up --with-weaviate || $(BIN)/agentstream up
 	$(BIN)/agentstream bench
 
 up: install ## Start the local stack (Kafka, PostgreSQL, Redis) on 127.0.0.1
