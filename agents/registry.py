@@ -31,6 +31,7 @@ class AgentSpec:
     concurrency: int = 64
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
+    memory: bool = True  # false: its calls get no recalled memories (and a task whose agents all say so recalls none)
 
     def price(self, tokens_in: int, tokens_out: int) -> float | None:
         """The agent's own price for a call, or None to take the model's (litellm's cost map)."""
@@ -75,10 +76,12 @@ def _spec(path: Path | str, n: int, raw: Any, model_names: set[str] | None) -> A
     if model_names is not None and set(models) - model_names:
         raise ConfigError(path, entry, "models", f"not in the model table: {sorted(set(models) - model_names)}")
     known = {"name", "capabilities", "prompt", "models", "context_window", "max_output_tokens", "concurrency",
-             "input_cost_per_token", "output_cost_per_token"}
+             "input_cost_per_token", "output_cost_per_token", "memory"}
     extra = sorted(set(raw) - known)
     if extra:
         raise ConfigError(path, entry, extra[0], "unknown field")
+    if not isinstance(raw.get("memory", True), bool):
+        raise ConfigError(path, entry, "memory", f"must be true or false, got {raw['memory']!r}")
     return AgentSpec(
         name=name,
         capabilities=frozenset(caps),
@@ -89,6 +92,7 @@ def _spec(path: Path | str, n: int, raw: Any, model_names: set[str] | None) -> A
         concurrency=_positive_int(path, name, raw, "concurrency", 64),
         input_cost_per_token=_price(path, name, raw, "input_cost_per_token"),
         output_cost_per_token=_price(path, name, raw, "output_cost_per_token"),
+        memory=raw.get("memory", True),
     )
 
 

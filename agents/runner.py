@@ -94,9 +94,18 @@ class TaskRunner:
         problems = await self._problems(task)
         if problems:
             return TaskRun([], self._rejected(task, problems))
-        memories = await self.memory.recall(task) if self.memory is not None else []
+        recall = self.memory is not None and self._wants_memory(task)
+        memories = await self.memory.recall(task) if recall and self.memory is not None else []
         run = await self._run(task, _memory_messages(memories), cache)
-        return _record_memories(run, memories) if self.memory is not None else run
+        return _record_memories(run, memories) if recall else run
+
+    def _wants_memory(self, task: Record) -> bool:
+        """Recall only when an agent of the task's steps takes memories (`memory = false` in its spec: the
+        search, about 5-10 ms of a worker's CPU, is skipped). The quality pattern's judge follows its candidates."""
+        capability = task.get("capability") or DEFAULT_CAPABILITY
+        steps = ("planning", capability, "review") if (task.get("pattern") or DEFAULT_PATTERN) == "balanced" \
+            else (capability,)
+        return any(self.registry.for_capability(c).memory for c in steps)
 
     async def _run(self, task: Record, context: list[Record], cache: StepCache | None = None) -> TaskRun:
         pattern = task.get("pattern") or DEFAULT_PATTERN

@@ -100,7 +100,8 @@ class StepCaller:
         system, prompt_meta = spec.prompt, {}
         if ctx.prompt is not None and ctx.prompt[0] == capability:
             system, prompt_meta = ctx.prompt[1], ctx.prompt[2]
-        messages = [{"role": "system", "content": system}, *ctx.context, {"role": "user", "content": user}]
+        context = ctx.context if spec.memory else []  # an agent whose spec says memory adds nothing gets none
+        messages = [{"role": "system", "content": system}, *context, {"role": "user", "content": user}]
         return await self.step(ctx, spec, capability, step, messages, {"role": capability, **meta, **prompt_meta})
 
     async def step(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int,

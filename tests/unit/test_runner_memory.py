@@ -68,3 +68,29 @@ async def test_no_memories_means_no_context_message_and_a_zero_count() -> None:
 async def test_without_a_memory_source_the_records_are_as_before() -> None:
     run = await build_runner(RunnerConfig()).run(_task())
     assert "memories_used" not in run.result["metadata"] and "memory_ids" not in run.outputs[0]["metadata"]
+
+
+async def test_an_agent_whose_spec_says_memory_adds_nothing_gets_none_and_costs_no_search(tmp_path) -> None:
+    from agents.registry import default_agents_file
+
+    text = default_agents_file().read_text().replace('name = "coder"\n', 'name = "coder"\nmemory = false\n', 1)
+    (tmp_path / "agents.toml").write_text(text)
+    source = Memories([{"id": "TaskResult:old-1", "text": "Added backoff to the payments client", "score": 0.8}])
+    runner = build_runner(RunnerConfig(agents_file=tmp_path / "agents.toml"), memory=source)
+    calls: list[list[dict[str, Any]]] = []
+    real_call = runner.router.call
+
+    async def call(model: Any, messages: list[dict[str, Any]], max_tokens: int | None = None) -> Any:
+        calls.append(messages)
+        return await real_call(model, messages, max_tokens)
+    runner.router.call = call  # type: ignore[method-assign]
+
+    fast = await runner.run({**_task(), "capability": "coding", "pattern": "fast"})
+    assert source.asked == [] and "memory_ids" not in fast.outputs[0]["metadata"]  # no search at all
+    assert len(calls[0]) == 2  # system prompt and the task, no memory message
+    calls.clear()
+    balanced = await runner.run({**_task(), "task_id": "t-10", "capability": "coding", "pattern": "balanced"})
+    assert source.asked == ["t-10"]  # the planner and the reviewer take memories
+    with_memory = ["old-1" in " ".join(str(m["content"]) for m in messages) for messages in calls]
+    assert with_memory == [True, False, True]  # planner, coder (memory = false), reviewer
+    assert all(o["metadata"]["memory_ids"] == "TaskResult:old-1" for o in balanced.outputs)
