@@ -53,7 +53,9 @@ def _write_rate(name: str, tier: Tier, batch: list[MemoryRecord], rows: list[str
 def _search_times(retriever: Retriever, label: str, run: str, searches: int, repeat: bool, rows: list[str]) -> None:
     times = []
     for n in range(searches):
-        query = f"{_WORDS[n % 10]} {_WORDS[(n * 3) % 10]} for service {n % 97}" + ("" if repeat else f" #{run}{n}")
+        # a cold query is new to L1 and to the embedder's cache: a suffix of this run and this label
+        query = f"{_WORDS[n % 10]} {_WORDS[(n * 3) % 10]} for service {n % 97}"
+        query += "" if repeat else f" #{run}{label}{n}"
         if repeat:
             retriever.search(query, 3)
         times.append(retriever.search(query, 3).ms)
