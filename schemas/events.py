@@ -77,3 +77,11 @@ def tenant_of(record: Mapping[str, Any]) -> str:
 def tenant_key_of(task: Mapping[str, Any]) -> bytes:
     """The Kafka key that puts a task in its tenant's partition (budgets need every task of a tenant there)."""
     return tenant_of(task).encode()
+
+
+def task_identity(task: Mapping[str, Any]) -> str:
+    """What makes a task one task: its id within its tenant (`acme/task-1`; the bare id for the default
+    tenant). Another tenant's task with the same id is another task: it is neither skipped as done nor
+    lets its answer replace this one's."""
+    tenant = tenant_of(task)
+    return task["task_id"] if tenant == DEFAULT_TENANT else f"{tenant}/{task['task_id']}"

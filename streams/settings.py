@@ -93,8 +93,6 @@ class Settings(BaseSettings):
     # Workers also follow every tenant's own task topic (`agent.tasks.tenant.NAME`), take the tenant from
     # the topic, never from the record, and copy each result to the tenant's result topic.
     tenant_topics: bool = Field(False, alias="AGENTSTREAM_TENANT_TOPICS")
-    # In open mode, all tenants together may spend at most this much per day (unset: no global cap).
-    global_daily_budget_usd: float | None = Field(None, ge=0, alias="AGENTSTREAM_GLOBAL_DAILY_BUDGET_USD")
 
     # Embedded stack ports (loopback only).
     kafka_port: int = Field(19092, alias="AGENTSTREAM_KAFKA_PORT")

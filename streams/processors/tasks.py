@@ -33,7 +33,7 @@ from aiokafka.errors import KafkaError
 
 from agents.runner import TaskRunner
 from schemas import Codec
-from schemas.events import normal_tenant, tenant_key_of, tenant_of
+from schemas.events import normal_tenant, task_identity, tenant_key_of, tenant_of
 from streams import kafka
 from streams.lifecycle import close, crash_point, started
 from streams.logs import get_logger
@@ -336,19 +336,19 @@ class TaskStage:
 
     async def _handle(self, message: Any, task: dict[str, Any], partition: int) -> None:
         assert self.producer is not None and self.ledger is not None
-        task_id = task["task_id"]
-        if task_id in self._running_ids or self.ledger.is_done(task_id):
+        task_id, identity = task["task_id"], task_identity(task)  # the ledger knows a task by its identity
+        if identity in self._running_ids or self.ledger.is_done(identity):
             self.skipped += 1
             log.info("task already done: skipped", stage="process", task_id=task_id,
-                     running=task_id in self._running_ids)
+                     running=identity in self._running_ids)
             return
-        self._running_ids.add(task_id)
+        self._running_ids.add(identity)
         try:
-            attempt = self.ledger.begin(partition, task_id)
+            attempt = self.ledger.begin(partition, identity)
             try:
                 spend_key = self.runner.ledger.key(tenant_of(task))
                 me = asyncio.current_task()
-                cache = self.ledger.step_cache(partition, task_id, spend_key, lambda: me in self._abandoning)
+                cache = self.ledger.step_cache(partition, identity, spend_key, lambda: me in self._abandoning)
                 run = await self.runner.run(task, cache=cache)
                 run.result["metadata"]["attempt"] = str(attempt)
                 if me in self._abandoning:
@@ -372,13 +372,13 @@ class TaskStage:
                     raise  # the broker, not the task: left unfinished, run again by whoever owns it next
                 await self._dead("process", message, exc)
                 await self.ledger.flush(partition)
-                self.ledger.forget(partition, task_id)
+                self.ledger.forget(partition, identity)
                 return
-            self.ledger.end(partition, task_id, run.result["created_at"], attempt)
+            self.ledger.end(partition, identity, run.result["created_at"], attempt)
             await self.ledger.flush(partition)  # spend, done mark: on the broker before the offset may move
-            self.ledger.forget(partition, task_id)
+            self.ledger.forget(partition, identity)
         finally:
-            self._running_ids.discard(task_id)
+            self._running_ids.discard(identity)
             self._finishing.discard(asyncio.current_task())  # type: ignore[arg-type]
         self.answered += 1
         telemetry.task_done(task, run.result)
