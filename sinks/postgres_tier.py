@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.events import tenant_of
+from schemas.events import DEFAULT_TENANT, tenant_of
 from sinks.base import MemoryRecord, Rejection, Tier
 from sinks.migrations import Migration
 from sinks.pg import PgConnection
@@ -50,7 +50,13 @@ CREATE VIEW memory_costs AS
     SELECT scope, task_id, model, count(*) AS calls, sum(cost_usd) AS cost_usd,
            sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out
     FROM memory_steps GROUP BY scope, task_id, model;
+"""), Migration("memory", 2, """
+ALTER TABLE memory_tasks DROP CONSTRAINT memory_tasks_pkey, ADD PRIMARY KEY (scope, tenant, task_id);
+ALTER TABLE memory_steps ADD COLUMN tenant text NOT NULL DEFAULT 'default';
+ALTER TABLE memory_steps DROP CONSTRAINT memory_steps_pkey, ADD PRIMARY KEY (scope, tenant, output_id);
 """)]
+# v2: rows are keyed by tenant too: one tenant's task with another's task id is a row of its own, and an
+# upsert never moves a row to another tenant.
 
 
 def _ts(ms: Any) -> datetime:
@@ -64,7 +70,7 @@ def _row_tasks(scope: str, r: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _row_steps(scope: str, r: dict[str, Any]) -> tuple[Any, ...]:
-    return (scope, r["output_id"], r["task_id"], r["agent"], r["step"], r["model"], r.get("attempt", 1),
+    return (scope, tenant_of(r), r["output_id"], r["task_id"], r["agent"], r["step"], r["model"], r.get("attempt", 1),
             r["status"], r["output"], r.get("tokens_in", 0), r.get("tokens_out", 0), r.get("cost_usd", 0.0),
             r.get("latency_ms", 0.0), r.get("error"), json.dumps(r.get("metadata") or {}), _ts(r["created_at"]))
 
@@ -91,10 +97,10 @@ def _upsert(table: str, columns: str, key: str) -> str:
 _TABLES = {
     "TaskResult": ("memory_tasks", _upsert(
         "memory_tasks", "scope, task_id, status, output, model, cost_usd, latency_ms, steps, tokens_in, tokens_out, "
-        "tenant, error, metadata, created_at", "scope, task_id"), _row_tasks),
+        "tenant, error, metadata, created_at", "scope, tenant, task_id"), _row_tasks),
     "AgentOutput": ("memory_steps", _upsert(
-        "memory_steps", "scope, output_id, task_id, agent, step, model, attempt, status, output, tokens_in, "
-        "tokens_out, cost_usd, latency_ms, error, metadata, created_at", "scope, output_id"), _row_steps),
+        "memory_steps", "scope, tenant, output_id, task_id, agent, step, model, attempt, status, output, tokens_in, "
+        "tokens_out, cost_usd, latency_ms, error, metadata, created_at", "scope, tenant, output_id"), _row_steps),
     "PromptOutcome": ("memory_outcomes", _upsert(
         "memory_outcomes", "scope, outcome_id, task_id, experiment, variant, success, quality, source, created_at",
         "scope, outcome_id"), _row_outcomes),
@@ -104,7 +110,8 @@ _TABLES = {
 }
 
 _SEARCH = """
-SELECT 'TaskResult:' || task_id, 'TaskResult', task_id, output, created_at,
+SELECT 'TaskResult:' || CASE WHEN tenant = 'default' THEN '' ELSE tenant || '/' END || task_id, 'TaskResult',
+       task_id, output, created_at,
        ts_rank(to_tsvector('english', output), q) AS rank
 FROM memory_tasks, to_tsquery('simple', replace(plainto_tsquery('english', %(query)s)::text, '&', '|')) AS q
 WHERE scope = %(scope)s AND to_tsvector('english', output) @@ q AND status = 'ok'
@@ -114,16 +121,28 @@ ORDER BY rank DESC, created_at DESC LIMIT %(k)s
 
 
 # The text each remembered event type was recalled with, by id (what `fetch` gives back for a recorded id).
+# Ids name a tenant other than the default one (`TaskResult:acme/task-1`, sinks/base.py `event_id`).
 _FETCH = """
-SELECT 'TaskResult:' || task_id, 'TaskResult', task_id, output, created_at FROM memory_tasks
-WHERE scope = %(scope)s AND task_id = ANY(%(tasks)s)
+SELECT 'TaskResult:' || CASE WHEN m.tenant = 'default' THEN '' ELSE m.tenant || '/' END || m.task_id,
+       'TaskResult', m.task_id, m.output, m.created_at
+FROM memory_tasks m JOIN unnest(%(task_tenants)s::text[], %(tasks)s::text[]) AS w(tenant, id)
+  ON m.tenant = w.tenant AND m.task_id = w.id WHERE m.scope = %(scope)s
 UNION ALL
-SELECT 'AgentOutput:' || output_id, 'AgentOutput', task_id, output, created_at FROM memory_steps
-WHERE scope = %(scope)s AND output_id = ANY(%(outputs)s)
+SELECT 'AgentOutput:' || CASE WHEN m.tenant = 'default' THEN '' ELSE m.tenant || '/' END || m.output_id,
+       'AgentOutput', m.task_id, m.output, m.created_at
+FROM memory_steps m JOIN unnest(%(output_tenants)s::text[], %(outputs)s::text[]) AS w(tenant, id)
+  ON m.tenant = w.tenant AND m.output_id = w.id WHERE m.scope = %(scope)s
 UNION ALL
-SELECT 'CodeChange:' || sha, 'CodeChange', sha, message || E'\nfiles: ' || array_to_string(files, ', '), created_at
+SELECT 'CodeChange:' || sha, 'CodeChange', sha, message || E'\\nfiles: ' || array_to_string(files, ', '), created_at
 FROM memory_code_changes WHERE scope = %(scope)s AND sha = ANY(%(shas)s)
 """
+
+
+def _keys(key: str) -> list[tuple[str, str]]:
+    """The (tenant, id) an id's key may stand for: `acme/task-1` is tenant acme's, or a default-tenant id
+    with a slash in it; the row's own id, rebuilt in SQL, settles which."""
+    tenant, sep, rest = key.partition("/")
+    return [(DEFAULT_TENANT, key), (tenant, rest)] if sep and tenant and rest else [(DEFAULT_TENANT, key)]
 
 
 def _has_nul(value: Any) -> bool:
@@ -182,15 +201,17 @@ class PostgresTier(Tier):
     def fetch(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """The events with these memory ids (`TaskResult:`, `AgentOutput:`, `CodeChange:`), in the order given;
         an id this tier does not hold is left out. What a faithful replay recalls instead of searching."""
-        wanted: dict[str, list[str]] = {"TaskResult": [], "AgentOutput": [], "CodeChange": []}
+        wanted: dict[str, list[tuple[str, str]]] = {"TaskResult": [], "AgentOutput": [], "CodeChange": []}
         for memory_id in ids:
             kind, _, key = memory_id.partition(":")
             if kind in wanted and key:
-                wanted[kind].append(key)
+                wanted[kind].extend(_keys(key) if kind != "CodeChange" else [(DEFAULT_TENANT, key)])
         if not any(wanted.values()):
             return []
-        params = {"scope": self.scope, "tasks": wanted["TaskResult"], "outputs": wanted["AgentOutput"],
-                  "shas": wanted["CodeChange"]}
+        params = {"scope": self.scope, "task_tenants": [t for t, _ in wanted["TaskResult"]],
+                  "tasks": [i for _, i in wanted["TaskResult"]],
+                  "output_tenants": [t for t, _ in wanted["AgentOutput"]],
+                  "outputs": [i for _, i in wanted["AgentOutput"]], "shas": [i for _, i in wanted["CodeChange"]]}
         with self.db.use() as conn:
             rows = conn.execute(_FETCH, params).fetchall()
         found = {event_id: summary(event_type, event_id, {"task_id": task_id,

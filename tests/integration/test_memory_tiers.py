@@ -166,3 +166,21 @@ def test_the_archive_goes_to_s3_when_an_endpoint_is_set(stack_settings: Settings
     archive.setup()
     archive.write([wrap("TaskResult", result("s1", "x"), topic="t.s3", offset=4)])
     assert archive.count() == 1 and archive.lookup("t.s3", 0, 4)["offset"] == 4
+
+
+def test_l3_fetches_memories_by_id_in_the_order_asked_tenants_included(stack_settings: Settings) -> None:
+    """What a faithful replay recalls: events by their memory ids, whichever tenant, in the recorded order."""
+    tier = PostgresTier(stack_settings.postgres_dsn, scope=f"t{run_id()}.")
+    tier.setup()
+    acme = wrap("TaskResult", result("f1", "acme's answer", tenant="acme"))
+    batch = [wrap("TaskResult", result("f1", "the default tenant's answer")), acme,
+             wrap("AgentOutput", output("f2", "a step")), wrap("CodeChange", code_change("abc123", "Fix rounding"))]
+    tier.write(batch)
+    ids = ["CodeChange:abc123", acme.id, "TaskResult:gone", "AgentOutput:f2:1:1", "TaskResult:f1"]
+    fetched = tier.fetch(ids)
+    assert [m["id"] for m in fetched] == ["CodeChange:abc123", "TaskResult:acme/f1", "AgentOutput:f2:1:1",
+                                          "TaskResult:f1"]
+    assert [m["text"] for m in fetched] == ["Fix rounding\nfiles: cart/checkout.py", "acme's answer", "a step",
+                                            "the default tenant's answer"]
+    assert tier.fetch([]) == [] and tier.fetch(["PromptOutcome:o-1"]) == []
+    tier.close()
