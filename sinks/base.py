@@ -24,6 +24,8 @@ EVENT_ID_FIELDS: dict[str, str] = {
     "CodeChange": "sha",
     "TaskRequested": "task_id",
     "DeadLetter": "deadletter_id",
+    "ControlCommand": "command_id",
+    "RiskAlert": "alert_id",
     "ModuleDoc": "task_id",  # a stored module document (sinks/docs.py), indexed in L2 from L3
 }
 
