@@ -112,7 +112,8 @@ class ControlFollower:
             return
         self.state.apply(command)
         self.applied += 1
-        log.info("control command applied", stage="control", command=command["command"], scope=command["scope"],
+        log.info("control command applied", stage="control", command_id=command["command_id"],
+                 command=command["command"], scope=command["scope"],
                  tenant=command.get("tenant"), value=command["value"], reason=command["reason"],
                  issued_by=command["issued_by"], expires_at=command.get("expires_at"))
 
