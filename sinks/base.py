@@ -8,12 +8,13 @@ Records that can never be written are returned as rejections, not raised: the re
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EVENT_ID_FIELDS", "MemoryRecord", "Rejection", "Tier", "TierUnavailable", "event_id"]
+__all__ = ["EVENT_ID_FIELDS", "Held", "MemoryRecord", "Rejection", "Tier", "TierUnavailable", "digest", "event_id"]
 
 # The field that identifies each event type (the idempotence key in every tier).
 EVENT_ID_FIELDS: dict[str, str] = {
@@ -52,6 +53,19 @@ class MemoryRecord:
     def __post_init__(self) -> None:
         if not self.id:
             object.__setattr__(self, "id", event_id(self.event_type, self.record))
+
+
+def digest(text: str) -> str:
+    """The content hash the integrity check compares (streams/memory/integrity.py)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a tier holds for one event: the hash of its stored content and the event's created_at."""
+
+    digest: str
+    created_at: int
 
 
 @dataclass(frozen=True)
@@ -95,3 +109,12 @@ class Tier(ABC):
     def count(self) -> int:
         """How many items the tier holds (rows, vectors, objects); -1 when unknown."""
         return -1
+
+    def fingerprint(self, item: MemoryRecord) -> str | None:
+        """The digest of what `write([item])` stores; None when this tier keeps nothing of it by design.
+        With `fingerprints()`, it lets `memory verify` compare a tier with the archive."""
+        raise NotImplementedError(f"{self.name} cannot be verified")
+
+    def fingerprints(self) -> dict[str, Held]:
+        """Event id -> what the tier holds for it, for every event of this scope."""
+        raise NotImplementedError(f"{self.name} cannot be verified")

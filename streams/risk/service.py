@@ -18,7 +18,7 @@ from streams.risk.processor import RiskStage
 from streams.settings import Settings
 from streams.topics import DEADLETTERS
 
-__all__ = ["run_risk", "serve_risk", "worker_loops"]
+__all__ = ["publish_alert", "run_risk", "serve_risk", "worker_loops"]
 
 log = get_logger(__name__)
 
@@ -55,3 +55,25 @@ def run_risk(settings: Settings) -> None:
     log.info("risk stage starting", stage="risk", app_id=settings.app_id, kafka=settings.kafka_servers)
     run_until_signalled(lambda stop: serve_risk(settings, stop))
     log.info("risk stage stopped", stage="risk")
+
+
+async def publish_alert(settings: Settings, kind: str, severity: str, tenant: str, summary: str,
+                        details: dict[str, str]) -> None:
+    """One alert from a command (not the risk stage): to agent.alerts, the log and the webhook, at once."""
+    from streams.risk.processor import alerts_from_settings
+    from streams.topics import ALERTS, topic_specs
+
+    await ensure_topics(settings, [s for s in topic_specs(settings) if s.name == settings.topic(ALERTS)])
+    codec = default_codec()
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        alerts = alerts_from_settings(settings, codec, lambda topic: topic_sender(producer, settings.topic(topic)))
+        alerts.raise_(kind, severity, tenant, summary, details, fold=False)
+        await alerts.publish_due()
+        if alerts.webhook is not None:  # delivered (or given up) before the command exits, within a bound
+            stop = asyncio.Event()
+            stop.set()
+            await asyncio.wait_for(alerts.webhook.run(stop), timeout=30)
+    finally:
+        await producer.stop()
