@@ -113,22 +113,24 @@ async def test_manual_lite_mode_reaches_every_worker_within_2_s(isolated: Settin
     assert "lite_mode  global" in shown and " off " in shown and "drill over" in shown
 
 
+@pytest.mark.slow  # about 30 s: make test-slow (lite mode end to end is in make test by the manual command)
 async def test_a_cost_spike_switches_its_tenant_to_lite_mode_and_is_released(isolated: Settings, workers) -> None:
     """A steady tenant, then one tenant at ten times the rate with quality tasks: an alert, lite mode for that
     tenant only (recorded on its results), released once its spend is calm again."""
-    workers(1, risk_spike_window_s=2.0, risk_baseline_window_s=6.0, risk_spike_factor=5.0,
-            risk_spike_floor_usd=0.001, risk_calm_s=3.0, risk_tick_s=0.25, alert_fold_s=1.0)
-    results: dict[str, Record] = {}
+    # A fast task costs about 2.4e-5 USD, a quality one about 4.6e-4 (1e-3 in lite mode at the burst's rate).
+    workers(1, risk_spike_window_s=1.0, risk_baseline_window_s=3.0, risk_spike_factor=5.0,
+            risk_spike_floor_usd=0.0002, risk_calm_s=2.0, risk_tick_s=0.2, alert_fold_s=1.0)
+    await _wait_for_log(isolated.data_dir / f"worker-{isolated.app_id}-0.log", "processor started", 60, stage="risk")
+    ids: list[str] = []
     async with ResultWatcher(isolated, codec) as watcher:
         async def send(tasks: list[Record]) -> None:
-            ids = await submit_tasks(isolated, codec, tasks)
-            results.update(await watcher.wait(ids, 60))
+            ids.extend(await submit_tasks(isolated, codec, tasks))
 
-        for n in range(20):  # steady: 2 cheap tasks a second from each tenant, past window + baseline
+        for n in range(12):  # steady: 2 cheap tasks a second from each tenant, past window + baseline
             await send([make_task(f"small fix {n}", tenant="spiky"), make_task(f"small fix {n}", tenant="steady")])
             await asyncio.sleep(0.4)
         spike_start = time.time() * 1000
-        for n in range(15):  # ten times the rate, quality tasks
+        for n in range(8):  # ten times the rate, quality tasks
             await send([make_task(f"big design {n}.{k}", tenant="spiky", pattern="quality") for k in range(10)]
                        + [make_task(f"small fix late {n}", tenant="steady")])
             await asyncio.sleep(0.3)
@@ -137,6 +139,7 @@ async def test_a_cost_spike_switches_its_tenant_to_lite_mode_and_is_released(iso
             await send([make_task(f"big design after {n}", tenant="spiky", pattern="quality"),
                         make_task(f"small fix after {n}", tenant="steady")])
         released = await _wait_for_alert(isolated, "cost_spike_released", 30, tenant="spiky")
+        results = await watcher.wait(ids, 60)
     assert alert["severity"] == "critical" and float(alert["details"]["window_usd"]) > 5 * float(
         alert["details"]["baseline_usd"])
     assert alert["first_seen"] > spike_start
