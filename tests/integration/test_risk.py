@@ -227,3 +227,13 @@ async def test_key_exposure_and_the_other_detectors_raise_alerts_that_never_hold
     for aws, gh in creds:
         assert aws not in everything and gh not in everything
     assert "risk alert" in log.read_text()
+
+
+@pytest.mark.slow  # about 35 s: its own worker and the whole story
+def test_the_demo_shows_a_cost_spike_switching_lite_mode_on(isolated: Settings, capsys) -> None:
+    from streams.demo.risk import run_risk_demo
+
+    assert run_risk_demo(isolated, codec) is None
+    shown = capsys.readouterr().out
+    assert "ALERT critical cost_spike tenant=acme" in shown and "lite_mode=tenant" in shown
+    assert "control: lite_mode on for tenant acme by risk:cost_spike" in shown and "cost_spike_released" in shown
