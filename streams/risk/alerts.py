@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,20 @@ class AlertFolder:
         if SEVERITIES.index(severity) > SEVERITIES.index(alert["severity"]):
             alert["severity"] = severity
 
+    def requeue(self, alerts: list[Record]) -> None:
+        """Alerts taken by `due` but not published: due again at once, merged into a fold opened since."""
+        for alert in alerts:
+            key = (alert["kind"], alert["tenant"])
+            opened = self._open.get(key)
+            if opened is None:
+                self._open[key] = _Fold(alert, 0)
+                continue
+            later = opened.alert
+            opened.alert = {**later, "alert_id": alert["alert_id"], "first_seen": alert["first_seen"],
+                            "count": alert["count"] + later["count"], "details": {**alert["details"],
+                                                                                   **later["details"]}}
+            opened.closes_at = 0
+
     def due(self, now: int | None = None, force: bool = False) -> list[Record]:
         at = now if now is not None else now_ms()
         done = [k for k, f in self._open.items() if force or f.closes_at <= at]
@@ -103,17 +118,23 @@ class Webhook:
                 log.warning("alert webhook queue full: oldest alert dropped", stage="alerts")
         self.queue.put_nowait(alert)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, drain_s: float = 5.0) -> None:
+        """POST what comes until `stop`; then what is left gets one try each, for `drain_s` at most."""
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as session:
-            while not (stop.is_set() and self.queue.empty()):
+            while not stop.is_set():
                 try:
                     alert = await asyncio.wait_for(self.queue.get(), timeout=0.2)
                 except TimeoutError:
                     continue
                 await self._post(session, alert, stop)
+            deadline = time.monotonic() + drain_s
+            while not self.queue.empty() and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._post(session, self.queue.get_nowait(), stop),
+                                           timeout=max(0.1, deadline - time.monotonic()))
 
     async def _post(self, session: aiohttp.ClientSession, alert: Record, stop: asyncio.Event) -> None:
-        delay = self.first_delay_s
+        delay, error = self.first_delay_s, ""
         for attempt in range(self.retries + 1):
             try:
                 async with session.post(self.url, json=alert) as response:
@@ -127,7 +148,8 @@ class Webhook:
                 break
             log.warning("alert webhook failed; trying again", stage="alerts", attempt=attempt + 1,
                         error=redact(error)[:200])
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):  # a stop cuts the wait short
+                await asyncio.wait_for(stop.wait(), timeout=delay)
             delay = min(delay * 2, 30.0)
         self.failed += 1
         log.error("alert webhook gave up", stage="alerts", alert_id=alert["alert_id"], error=redact(error)[:200])
@@ -150,9 +172,18 @@ class Alerts:
                          {k: [redact(i) for i in v] for k, v in (lists or {}).items()}, fold)
 
     async def publish_due(self, now: int | None = None, force: bool = False) -> list[Record]:
+        """Publish the folds that closed; those the topic did not take (Kafka unavailable) stay for the
+        next call, and are reported (not raised): an alert must not stop the stage."""
         alerts = self.folder.due(now, force)
-        for alert in alerts:
-            await self.send(alert)
+        for n, alert in enumerate(alerts):
+            try:
+                await self.send(alert)
+            except Exception as exc:
+                log.warning("alert not published; trying again", stage="risk", kind=alert["kind"],
+                            error=redact(str(exc))[:200])
+                self.folder.requeue(alerts[n:])
+                alerts = alerts[:n]
+                break
             self.count += 1
             log.warning("risk alert", stage="risk", kind=alert["kind"], severity=alert["severity"],
                         tenant=alert["tenant"], summary=alert["summary"], count=alert["count"],

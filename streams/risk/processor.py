@@ -85,6 +85,7 @@ class RiskStage:
                                  int(s.risk_lite_for_s * 1000))
         self.conflicts = Conflicts(int(s.risk_conflict_window_s * 1000))
         self.dead_burst = Burst(int(s.risk_deadletter_window_s * 1000))
+        self._changes: list[SpikeChange] = []  # lite-mode changes not yet on the control topic
         self.consumer = OrderedConsumer(s, "risk", [self.tasks, self.results, self.dead_letters], guard,
                                         self.handle, assignors=(OneMember,))
 
@@ -105,10 +106,17 @@ class RiskStage:
             await self.tick()
 
     async def tick(self) -> None:
-        """Evaluate the spend windows (issuing and releasing lite mode), then publish the folds that closed."""
+        """Evaluate the spend windows (issuing and releasing lite mode), then publish the folds that closed.
+        A command the control topic did not take is tried again at the next tick, in order."""
         now = self._now()
-        for change in self.spikes.evaluate(now):
-            await self._spike(change, now)
+        self._changes += self.spikes.evaluate(now)
+        while self._changes:
+            try:
+                await self._spike(self._changes[0], now)
+            except Exception as exc:  # Kafka unavailable: the stage goes on, the command waits
+                log.warning("lite-mode command not sent; trying again", stage="risk", error=str(exc)[:200])
+                break
+            self._changes.pop(0)
         await self.alerts.publish_due(now)
 
     # -- records ---------------------------------------------------------------------------

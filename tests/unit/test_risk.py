@@ -136,3 +136,23 @@ def test_lite_mode_runs_quality_as_fast_on_the_cheapest_model_and_says_so() -> N
     assert lite.result["model"] == "simulator/fast-1" and lite.outputs[0]["metadata"]["lite_mode"] == "tenant"
     assert lite.result["cost_usd"] < normal.result["cost_usd"]
     assert other.result["steps"] == normal.result["steps"] and "lite_mode" not in other.result["metadata"]
+
+
+async def test_an_alert_the_topic_refuses_is_kept_and_published_later() -> None:
+    from streams.risk.alerts import Alerts
+
+    sent: list[dict] = []
+    down = True
+
+    async def send(alert: dict) -> None:
+        if down:
+            raise ConnectionError("broker down")
+        sent.append(alert)
+
+    alerts = Alerts(send, fold_s=1.0)
+    alerts.raise_("budget_exhausted", "warning", "acme", "spent", now=0)
+    assert await alerts.publish_due(now=2000) == [] and sent == []
+    alerts.raise_("budget_exhausted", "warning", "acme", "spent", now=2500)  # folded into the kept one
+    down = False
+    published = await alerts.publish_due(now=2600)
+    assert [(a["count"], a["first_seen"]) for a in published] == [(2, 0)] and sent == published
