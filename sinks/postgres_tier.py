@@ -15,6 +15,7 @@ from typing import Any
 
 from schemas.events import tenant_of
 from sinks.base import Held, MemoryRecord, Rejection, Tier, digest
+from sinks.base import event_id as event_id_of
 from sinks.migrations import Migration
 from sinks.pg import PgConnection
 from sinks.text import summary
@@ -50,7 +51,13 @@ CREATE VIEW memory_costs AS
     SELECT scope, task_id, model, count(*) AS calls, sum(cost_usd) AS cost_usd,
            sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out
     FROM memory_steps GROUP BY scope, task_id, model;
+"""), Migration("memory", 2, """
+ALTER TABLE memory_tasks DROP CONSTRAINT memory_tasks_pkey, ADD PRIMARY KEY (scope, tenant, task_id);
+ALTER TABLE memory_steps ADD COLUMN tenant text NOT NULL DEFAULT 'default';
+ALTER TABLE memory_steps DROP CONSTRAINT memory_steps_pkey, ADD PRIMARY KEY (scope, tenant, output_id);
 """)]
+# v2: rows are keyed by tenant too: one tenant's task with another's task id is a row of its own, and an
+# upsert never moves a row to another tenant.
 
 
 def _ts(ms: Any) -> datetime:
@@ -64,7 +71,7 @@ def _row_tasks(scope: str, r: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _row_steps(scope: str, r: dict[str, Any]) -> tuple[Any, ...]:
-    return (scope, r["output_id"], r["task_id"], r["agent"], r["step"], r["model"], r.get("attempt", 1),
+    return (scope, tenant_of(r), r["output_id"], r["task_id"], r["agent"], r["step"], r["model"], r.get("attempt", 1),
             r["status"], r["output"], r.get("tokens_in", 0), r.get("tokens_out", 0), r.get("cost_usd", 0.0),
             r.get("latency_ms", 0.0), r.get("error"), json.dumps(r.get("metadata") or {}), _ts(r["created_at"]))
 
@@ -90,10 +97,10 @@ def _upsert(table: str, columns: str, key: str) -> str:
 # event type -> (table, columns, key columns, row builder)
 _SCHEMA = {
     "TaskResult": ("memory_tasks", "scope, task_id, status, output, model, cost_usd, latency_ms, steps, tokens_in, "
-                   "tokens_out, tenant, error, metadata, created_at", "scope, task_id", _row_tasks),
-    "AgentOutput": ("memory_steps", "scope, output_id, task_id, agent, step, model, attempt, status, output, "
-                    "tokens_in, tokens_out, cost_usd, latency_ms, error, metadata, created_at", "scope, output_id",
-                    _row_steps),
+                   "tokens_out, tenant, error, metadata, created_at", "scope, tenant, task_id", _row_tasks),
+    "AgentOutput": ("memory_steps", "scope, tenant, output_id, task_id, agent, step, model, attempt, status, output, "
+                    "tokens_in, tokens_out, cost_usd, latency_ms, error, metadata, created_at",
+                    "scope, tenant, output_id", _row_steps),
     "PromptOutcome": ("memory_outcomes", "scope, outcome_id, task_id, experiment, variant, success, quality, source, "
                       "created_at", "scope, outcome_id", _row_outcomes),
     "CodeChange": ("memory_code_changes", "scope, sha, repository, author, message, files, committed_at, created_at",
@@ -120,7 +127,8 @@ def _canonical(row: Sequence[Any]) -> str:
 
 
 _SEARCH = """
-SELECT 'TaskResult:' || task_id, 'TaskResult', task_id, output, created_at,
+SELECT 'TaskResult:' || CASE WHEN tenant = 'default' THEN '' ELSE tenant || '/' END || task_id, 'TaskResult',
+       task_id, output, created_at,
        ts_rank(to_tsvector('english', output), q) AS rank
 FROM memory_tasks, to_tsquery('simple', replace(plainto_tsquery('english', %(query)s)::text, '&', '|')) AS q
 WHERE scope = %(scope)s AND to_tsvector('english', output) @@ q AND status = 'ok'
@@ -192,10 +200,11 @@ class PostgresTier(Tier):
         with self.db.use() as conn:
             for event_type, (table, columns, _, _) in _SCHEMA.items():
                 rows = conn.execute(f"SELECT {columns} FROM {table} WHERE scope = %s", (self.scope,))  # noqa: S608
-                created = [c.strip() for c in columns.split(",")].index("created_at")
+                names = [c.strip() for c in columns.split(",")]
                 for row in rows.fetchall():
-                    held[f"{event_type}:{row[1]}"] = Held(digest(_canonical(row)),
-                                                          round(row[created].timestamp() * 1000))
+                    values = dict(zip(names, row, strict=True))
+                    held[event_id_of(event_type, values)] = Held(digest(_canonical(row)),
+                                                              round(values["created_at"].timestamp() * 1000))
         return held
 
     def counts(self) -> dict[str, int]:

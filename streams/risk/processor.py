@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -27,7 +28,7 @@ from streams.risk.alerts import Alerts, Webhook, alert_key
 from streams.risk.control import command_key, lite_mode_command
 from streams.risk.detectors import GLOBAL, Burst, Conflicts, CostSpikes, SpikeChange, exposures
 from streams.settings import Settings
-from streams.topics import ALERTS, CONTROL, DEADLETTERS, RESULTS, TASKS
+from streams.topics import ALERTS, CONTROL, DEADLETTERS, RESULTS, TASKS, tenant_task_topic
 
 __all__ = ["OneMember", "RiskStage", "alerts_from_settings"]
 
@@ -86,8 +87,13 @@ class RiskStage:
         self.conflicts = Conflicts(int(s.risk_conflict_window_s * 1000))
         self.dead_burst = Burst(int(s.risk_deadletter_window_s * 1000))
         self._changes: list[SpikeChange] = []  # lite-mode changes not yet on the control topic
+        self.tenant_tasks = tenant_task_topic(s, "")  # a secured Kafka's tenant task topics start so
+        pattern = None
+        if s.tenant_topics:  # every tenant's own task topic too, those added later included
+            shared = "|".join(re.escape(t) for t in (self.tasks, self.results, self.dead_letters))
+            pattern = f"^({shared}|{re.escape(self.tenant_tasks)}[a-z0-9][a-z0-9._-]*)$"
         self.consumer = OrderedConsumer(s, "risk", [self.tasks, self.results, self.dead_letters], guard,
-                                        self.handle, assignors=(OneMember,))
+                                        self.handle, assignors=(OneMember,), pattern=pattern)
 
     async def run(self, stop: asyncio.Event) -> None:
         loops: list[Loop] = [self.consumer.run, self._clock]
@@ -122,7 +128,7 @@ class RiskStage:
     # -- records ---------------------------------------------------------------------------
 
     async def handle(self, incoming: Incoming) -> None:
-        if incoming.topic == self.tasks:
+        if incoming.topic == self.tasks or incoming.topic.startswith(self.tenant_tasks):
             task = self._decode("TaskRequested", incoming)
             if task is not None:
                 self._exposures(task, incoming)
