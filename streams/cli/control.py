@@ -46,16 +46,23 @@ def control() -> None:
 def lite_mode(settings: Settings, state: str, tenant: str | None, duration: str | None, reason: str) -> None:
     """Switch lite mode on or off: the cheapest capable model for every step, `quality` runs as `fast`."""
     from schemas import default_codec
+    from streams import kafka
     from streams.risk.control import ensure_control_topic, lite_mode_command, send_command
 
     for_s = parse_duration(duration) if duration else None
-    command = lite_mode_command(state == "on", reason, f"cli:{getpass.getuser()}", tenant, for_s)
 
-    async def issue() -> None:
+    async def issue() -> dict:
         await ensure_control_topic(settings)
-        await send_command(settings, default_codec(), command)
+        producer = kafka.producer(settings)
+        await producer.start()
+        try:  # issued (and its expiry counted) when it is sent, not when the command line began
+            made = lite_mode_command(state == "on", reason, f"cli:{getpass.getuser()}", tenant, for_s)
+            await send_command(settings, default_codec(), made, producer)
+            return made
+        finally:
+            await producer.stop()
 
-    asyncio.run(issue())
+    command = asyncio.run(issue())
     who = f"tenant {tenant}" if tenant else "every tenant"
     until = f" until {_when(command['expires_at'])}" if command["expires_at"] else ""
     click.echo(f"lite mode {state} for {who}{until} ({command['command_id']})")
