@@ -87,6 +87,9 @@ class RiskStage:
         self.conflicts = Conflicts(int(s.risk_conflict_window_s * 1000))
         self.dead_burst = Burst(int(s.risk_deadletter_window_s * 1000))
         self._changes: list[SpikeChange] = []  # lite-mode changes not yet on the control topic
+        self._watermark = 0  # the latest result's created_at: the spend windows' clock while records flow
+        self._last_record = 0.0  # when (wall clock, ms) the last record was handled
+        self._clock_ms = 0
         self.tenant_tasks = tenant_task_topic(s, "")  # a secured Kafka's tenant task topics start so
         pattern = None
         if s.tenant_topics:  # every tenant's own task topic too, those added later included
@@ -114,7 +117,7 @@ class RiskStage:
     async def tick(self) -> None:
         """Evaluate the spend windows (issuing and releasing lite mode), then publish the folds that closed.
         A command the control topic did not take is tried again at the next tick, in order."""
-        now = self._now()
+        now = self._spend_clock()
         self._changes += self.spikes.evaluate(now)
         while self._changes:
             try:
@@ -125,9 +128,19 @@ class RiskStage:
             self._changes.pop(0)
         await self.alerts.publish_due(now)
 
+    def _spend_clock(self) -> int:
+        """The spend windows' "now": while records are being handled, the latest result's created_at (a
+        stage that lags behind still sees a burst as a burst); once idle, the wall clock (time passes, and
+        spend that stopped becomes calm). Never backwards."""
+        wall = self._now()
+        busy = wall - self._last_record < max(1000.0, 2000 * self.settings.risk_tick_s)
+        self._clock_ms = max(self._clock_ms, self._watermark if busy and self._watermark else wall)
+        return self._clock_ms
+
     # -- records ---------------------------------------------------------------------------
 
     async def handle(self, incoming: Incoming) -> None:
+        self._last_record = self._now()
         if incoming.topic == self.tasks or incoming.topic.startswith(self.tenant_tasks):
             task = self._decode("TaskRequested", incoming)
             if task is not None:
@@ -163,7 +176,9 @@ class RiskStage:
 
     def _result(self, result: Record, incoming: Incoming) -> None:
         tenant, now = tenant_of(result), self._now()
-        self.spikes.add(tenant, float(result.get("cost_usd") or 0.0), int(result.get("created_at") or now))
+        created = int(result.get("created_at") or now)
+        self._watermark = max(self._watermark, created)
+        self.spikes.add(tenant, float(result.get("cost_usd") or 0.0), created)
         if result["status"] == "budget_exceeded":
             self.alerts.raise_("budget_exhausted", "warning", tenant, f"tenant {tenant}: tasks end on a spent budget",
                                {"last_task_id": result["task_id"], "error": str(result.get("error") or "")[:300]},

@@ -156,3 +156,26 @@ async def test_an_alert_the_topic_refuses_is_kept_and_published_later() -> None:
     down = False
     published = await alerts.publish_due(now=2600)
     assert [(a["count"], a["first_seen"]) for a in published] == [(2, 0)] and sent == published
+
+
+def test_the_spend_clock_follows_the_results_while_they_flow_and_the_wall_clock_once_idle() -> None:
+    from schemas import default_codec
+    from streams.processors.guard import Guard
+    from streams.risk.processor import RiskStage
+    from streams.settings import Settings
+
+    async def nowhere(_key: bytes | None, _value: bytes) -> None:
+        return None
+
+    wall = [100_000]
+    stage = RiskStage(Settings(AGENTSTREAM_RISK_TICK_S=0.5), default_codec(), Guard(default_codec(), nowhere),
+                      lambda _topic: nowhere, clock=lambda: wall[0])
+    assert stage._spend_clock() == 100_000  # idle: the wall clock
+    stage._last_record, stage._watermark = 100_000, 150_000  # results created after a pause flow in
+    wall[0] = 100_500
+    assert stage._spend_clock() == 150_000
+    stage._watermark = 160_000  # a stage lagging behind the wall clock keeps the results' own time
+    wall[0] = 100_900
+    assert stage._spend_clock() == 160_000
+    wall[0] = 200_000  # idle again: time passes (and never goes back)
+    assert stage._spend_clock() == 200_000
