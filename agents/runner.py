@@ -76,6 +76,9 @@ class TaskRunner:
         self.steps = StepCaller(router, self.ledger, registry.specs, max_in_flight, clock, pinned_model, observer)
         self.judge = ModelJudge(self.steps, registry.for_capability("judging"))  # the quality pattern's judge
         self._now = clock
+        # Lite mode (issue 14): tenant -> the scope of the lite mode in force for it ("global", "tenant"),
+        # None when there is none; the worker sets it to what the control topic says.
+        self.lite_mode: Callable[[str], str | None] = _never_lite
 
     async def run(self, task: Record, cache: StepCache | None = None) -> TaskRun:
         """The task's run, with recalled memories (if a memory source is set) given to every agent;
@@ -92,7 +95,10 @@ class TaskRunner:
 
     async def _run(self, task: Record, context: list[Record], cache: StepCache | None = None) -> TaskRun:
         pattern = task.get("pattern") or DEFAULT_PATTERN
-        ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context, cache=cache)
+        lite = self.lite_mode(tenant_of(task))
+        if lite and pattern == "quality":  # lite mode: one cheapest-model answer instead of N and a judge
+            pattern = "fast"
+        ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context, cache=cache, lite=lite)
         capability = task.get("capability") or DEFAULT_CAPABILITY
         chosen = await self.prompts.choose(task) if self.prompts is not None else None
         if chosen is not None:  # a registry prompt for the task's capability: its steps use it and record it
@@ -186,6 +192,9 @@ class TaskRunner:
                 "tenant_spend_usd": f"{self.ledger.tenant_spent(ctx.tenant):.9f}"}
         if ctx.budget.limit is not None:
             meta["budget_usd"] = f"{ctx.budget.limit:g}"
+        if ctx.lite:
+            meta["lite_mode"] = ctx.lite
+            meta["requested_pattern"] = ctx.task.get("pattern") or DEFAULT_PATTERN
         if SIGNATURE in meta:  # a signed task (schemas/provenance.py): say which text was run, whatever it claims
             meta[DESCRIPTION_DIGEST] = description_digest(ctx.task["description"])
         if "winner" in final.record["metadata"]:
@@ -206,6 +215,10 @@ class TaskRunner:
             "metadata": meta,
             "created_at": self._now(),
         }
+
+
+def _never_lite(_tenant: str) -> str | None:
+    return None
 
 
 _PROMPT_FIELDS = ("prompt", "prompt_version", "pinned", "experiment", "variant")

@@ -50,6 +50,7 @@ class StepContext:
     context: list[Record] = field(default_factory=list)  # extra messages for every step (memories)
     prompt: tuple[str, str, dict[str, str]] | None = None  # (capability, system prompt, metadata) from issue 4
     cache: StepCache | None = None  # answers of an earlier attempt of this task (issue 11)
+    lite: str | None = None  # lite mode in force for the task (issue 14): its scope, global or tenant
 
     @property
     def tenant(self) -> str:
@@ -129,6 +130,7 @@ class StepCaller:
         degraded = self.ledger.should_degrade(ctx.tenant, ctx.budget)
         if degraded:
             self.observer.budget_event(ctx.tenant, "degraded")
+        if degraded or ctx.lite:
             chain = order_models(chain, "cost", self.router.latency_of)
         elif (pin := self.pinned_model or recorded_model(ctx.task, step)) in self.router.by_name:
             pinned = self.router.by_name[pin]
@@ -157,6 +159,8 @@ class StepCaller:
         }
         if degraded:
             base["metadata"]["degraded"] = "cheapest capable model: budget share reached"
+        if ctx.lite:
+            base["metadata"]["lite_mode"] = ctx.lite
         async with self._per_agent[spec.name], self._global:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)

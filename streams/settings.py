@@ -194,6 +194,24 @@ class Settings(BaseSettings):
     # `agentstream dashboard` (loopback).
     dashboard_port: int = Field(8790, ge=0, le=65535, alias="AGENTSTREAM_DASHBOARD_PORT")
 
+    # The risk manager (issue 14, docs/risk.md). Windows are sliding, in seconds of wall-clock time.
+    risk_enabled: bool = Field(True, alias="AGENTSTREAM_RISK_ENABLED")  # `agentstream worker` runs the risk stage
+    risk_spike_window_s: float = Field(60.0, gt=0, alias="AGENTSTREAM_RISK_SPIKE_WINDOW_S")
+    risk_baseline_window_s: float = Field(900.0, gt=0, alias="AGENTSTREAM_RISK_BASELINE_WINDOW_S")
+    risk_spike_factor: float = Field(5.0, gt=1, alias="AGENTSTREAM_RISK_SPIKE_FACTOR")  # k x the baseline
+    risk_spike_floor_usd: float = Field(0.05, ge=0, alias="AGENTSTREAM_RISK_SPIKE_FLOOR_USD")  # per spike window
+    risk_lite_for_s: float = Field(3600.0, gt=0, alias="AGENTSTREAM_RISK_LITE_FOR_S")  # expiry of lite mode it issues
+    risk_calm_s: float = Field(300.0, gt=0, alias="AGENTSTREAM_RISK_CALM_S")  # calm this long: lite mode released
+    risk_deadletter_burst: int = Field(20, ge=1, alias="AGENTSTREAM_RISK_DEADLETTER_BURST")
+    risk_deadletter_window_s: float = Field(60.0, gt=0, alias="AGENTSTREAM_RISK_DEADLETTER_WINDOW_S")
+    risk_conflict_window_s: float = Field(3600.0, gt=0, alias="AGENTSTREAM_RISK_CONFLICT_WINDOW_S")
+    risk_tick_s: float = Field(1.0, gt=0, alias="AGENTSTREAM_RISK_TICK_S")
+    # Alerts of one kind and tenant within this window are one alert with a count.
+    alert_fold_s: float = Field(10.0, gt=0, alias="AGENTSTREAM_ALERT_FOLD_S")
+    # Each alert is also POSTed here as JSON (retried with backoff; never blocks the stream). Unset: none.
+    alert_webhook_url: SecretStr | None = Field(None, alias="AGENTSTREAM_ALERT_WEBHOOK")
+    alert_webhook_retries: int = Field(5, ge=0, alias="AGENTSTREAM_ALERT_WEBHOOK_RETRIES")
+
     @model_validator(mode="before")
     @classmethod
     def _replication_follows_brokers(cls, data: Any) -> Any:

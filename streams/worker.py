@@ -35,6 +35,7 @@ from streams.processors.code_changes import code_change_processor
 from streams.processors.guard import Guard, Send, topic_sender
 from streams.processors.scoring import prompt_processors
 from streams.processors.tasks import TaskStage
+from streams.risk.service import worker_loops
 from streams.settings import Settings
 from streams.topics import DEADLETTERS
 
@@ -114,7 +115,8 @@ async def serve_worker(settings: Settings, runner: TaskRunner, codec: Codec, sto
     processors = [code_change_processor(settings, guard, send)]
     if runner.prompts is not None:  # prompt experiments (issue 4)
         processors += prompt_processors(settings, codec, guard, send, runner.prompts.invalidate)
-    loops: list[Loop] = [TaskStage(settings, runner, codec).run, *(p.run for p in processors)]
+    loops: list[Loop] = [TaskStage(settings, runner, codec).run, *(p.run for p in processors),
+                         *worker_loops(settings, runner, codec, guard, send)]  # control topic, risk stage (issue 14)
     try:
         await run_all(loops, stop)
     finally:

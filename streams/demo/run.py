@@ -137,6 +137,10 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
         if settings.prompts_enabled:  # prompt A/B experiment (issue 4)
             from streams.demo.experiment import run_experiment_demo
             failed = run_experiment_demo(settings, codec)
+        risk_failed = None
+        if settings.risk_enabled:  # the risk manager (issue 14): a cost spike switches lite mode on
+            from streams.demo.risk import run_risk_demo
+            risk_failed = run_risk_demo(settings, codec)
         _observability(settings)
     click.echo("\nLook further:\n  agentstream tail agent.results --from-beginning --count 5\n"
                "  agentstream tail agent.deadletters --from-beginning --json --count 1\n"
@@ -144,4 +148,6 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
                "  agentstream status        (the stack stays up; `make down` stops it)")
     if failed is not None:
         click.echo(f"SELF-CHECK FAILED: prompt experiment: {failed}", err=True)
-    return 0 if len(results) == len(tasks) and failed is None else 1
+    if risk_failed is not None:
+        click.echo(f"SELF-CHECK FAILED: risk manager: {risk_failed}", err=True)
+    return 0 if len(results) == len(tasks) and failed is None and risk_failed is None else 1
