@@ -18,6 +18,7 @@ __all__ = [
     "TASKS",
     "TASKS_BY_TENANT",
     "TASK_LEDGER",
+    "TOOLCALLS",
     "TopicSpec",
     "dedupe_expiry_s",
     "table_specs",
@@ -31,6 +32,8 @@ PROMPT_OUTCOMES = "prompt.outcomes"
 PROMPT_DECISIONS = "prompt.decisions"
 CODE_CHANGES = "code.changes"
 DEADLETTERS = "agent.deadletters"
+# Every tool call an agent made over MCP (issue 15), keyed by task id.
+TOOLCALLS = "agent.toolcalls"
 # Tasks re-keyed by tenant, so one worker holds a tenant's budget ledger (agents/budget.py).
 TASKS_BY_TENANT = "agent.tasks.by-tenant"
 # The task stage's ledgers (streams/processors/ledger.py), partitioned like agent.tasks.by-tenant and
@@ -49,6 +52,7 @@ ALL_TOPICS: dict[str, str] = {
     CODE_CHANGES: "CodeChange",
     DEADLETTERS: "DeadLetter",
     TASKS_BY_TENANT: "TaskRequested",
+    TOOLCALLS: "ToolCall",
 }
 
 

@@ -29,6 +29,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "tenant": "acme",
         "metadata": {"source": "api", "trace_id": "9b1e4f", "unicode": "naïve ✓"},
         "created_at": NOW_MS,
+        "plan": "research",  # union, string branch (issue 15: the optional last field)
     },
     "AgentOutput": {
         "output_id": "out-01J9Z",
@@ -107,6 +108,25 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "key": b"\x00\x01task-7f3c2a",  # union, bytes branch
         "created_at": NOW_MS,
     },
+    "ToolCall": {
+        "call_id": "t-1:1:0",
+        "task_id": "t-1",
+        "step": 1,
+        "call_index": 0,
+        "server": "filesystem",
+        "tool": "write_file",
+        "arguments": '{"path": "notes.txt"}',
+        "status": "ok",
+        "reused": False,
+        "latency_ms": 4.5,
+        "result_bytes": 22,
+        "result_digest": "ab" * 32,
+        "error": None,
+        "plan": "simple",  # union, string branch
+        "tenant": "acme",
+        "started_at": NOW_MS - 5,
+        "created_at": NOW_MS,
+    },
 }
 
 
@@ -141,6 +161,7 @@ def test_all_event_types_are_packaged(codec: Codec) -> None:
         "prompt_decision.avsc",
         "code_change.avsc",
         "dead_letter.avsc",
+        "tool_call.avsc",
     }
     for name in codec.names:
         schema = codec.schema(name)
@@ -188,6 +209,7 @@ def test_defaults_fill_missing_fields(codec: Codec) -> None:
         "budget_usd": None,
         "tenant": "default",
         "metadata": {},
+        "plan": None,
     }
     change = {
         k: v for k, v in SAMPLES["CodeChange"].items() if k not in ("files", "patch", "patch_truncated")
@@ -384,6 +406,9 @@ def test_foreign_client_decodes(codec: Codec, name: str) -> None:
     if name == "CodeChange":
         committed = record.pop("committed_at")
         assert committed == datetime.fromtimestamp(expected.pop("committed_at") / 1000, UTC)
+    if name == "ToolCall":
+        started = record.pop("started_at")
+        assert started == datetime.fromtimestamp(expected.pop("started_at") / 1000, UTC)
     assert record == expected
 
 

@@ -107,6 +107,11 @@ def build(workspace: Workspace) -> FastMCP:
         return target.read_text(encoding="utf-8", errors="replace"), workspace.show(target)
 
     @server.tool()
+    def python_files(path: str = ".") -> list[str]:
+        """The Python files under a workspace folder."""
+        return sorted(workspace.show(p) for p in workspace.path(path).rglob("*.py"))
+
+    @server.tool()
     def analyze(path: str | None = None, source: str | None = None) -> str:
         """Everything about one Python module: symbols, imports, complexity, lint findings (JSON)."""
         return json.dumps(analyze_source(*load(path, source)))
@@ -120,11 +125,6 @@ def build(workspace: Workspace) -> FastMCP:
     def lint(path: str | None = None, source: str | None = None) -> str:
         """Lint findings as data: [{line, code, message}] (JSON)."""
         return json.dumps(analyze_source(*load(path, source))["findings"])
-
-    @server.tool()
-    def python_files(path: str = ".") -> list[str]:
-        """The Python files under a workspace folder."""
-        return sorted(workspace.show(p) for p in workspace.path(path).rglob("*.py"))
 
     return server
 
