@@ -82,6 +82,8 @@ class PlanSpec:
         while left:
             wave = [s for s in left if set(s.depends_on) <= done]
             waves.append(wave)
+            if not wave:  # a cycle: nothing can start (the loader refuses such a plan)
+                break
             done |= {s.name for s in wave}
             left = [s for s in left if s.name not in done]
         return waves

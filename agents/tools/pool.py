@@ -138,7 +138,7 @@ class _Server:
     async def restart(self, timeout_s: float, seen: ClientSession | None) -> None:
         """Start the server again, unless someone already did since `seen` failed."""
         async with self._restarting:
-            if self.session is not None and self.session is not seen:
+            if self.session is not None and self.session is not seen and self._runner is not None:
                 return
             await self.stop()
             await self.start(timeout_s)
@@ -253,6 +253,9 @@ class ToolPool:
         raise AssertionError("unreachable")
 
     def _restart_later(self, entry: _Server, seen: ClientSession | None) -> None:
+        if entry.session is seen:
+            entry.session = None  # calls from now on wait for the new server rather than queue on the hung one
+
         async def restart() -> None:
             with contextlib.suppress(ServerStartError):
                 await entry.restart(self.start_timeout_s, seen)

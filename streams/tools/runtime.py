@@ -4,13 +4,15 @@ settings, so a server run for a test or a replay sees the same topic prefix, dat
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from pathlib import Path
 
 from agents.tools.config import ToolConfig, load_tools
 from agents.tools.pool import ToolPool
 from streams.settings import Settings
 
-__all__ = ["server_env", "tool_config", "tool_pool"]
+__all__ = ["replay_tool_settings", "server_env", "tool_config", "tool_pool"]
 
 
 def tool_config(settings: Settings) -> ToolConfig:
@@ -27,3 +29,19 @@ def tool_pool(settings: Settings, config: ToolConfig | None = None) -> ToolPool:
     """The pool over the configured servers (not started yet)."""
     return ToolPool(config or tool_config(settings), server_env(settings),
                     start_timeout_s=settings.tools_start_timeout_s, errlog=sys.stderr)
+
+
+def replay_tool_settings(isolated: Settings, live_tools: bool, folder: Path) -> Settings:
+    """A replay's tools: by default only the results the ledger recorded (no tool is called); with live tools,
+    calls made again against a copy of the workspace (in the run's folder), nothing written to the ledger."""
+    if not live_tools:
+        return isolated.model_copy(update={"tools_mode": "recorded"})
+    copy = folder / "workspace"
+    if copy.exists():
+        shutil.rmtree(copy)
+    source = isolated.tools_workspace_dir
+    if source.exists():
+        shutil.copytree(source, copy, symlinks=True)
+    else:
+        copy.mkdir(parents=True)
+    return isolated.model_copy(update={"tools_mode": "live", "tools_record": False, "tools_workspace": copy})
