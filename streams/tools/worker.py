@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from agents.tools import ToolKit
 from agents.tools.calls import Recorded, ToolExecutor
+from agents.tools.pool import ServerStartError
 from schemas import Codec
 from schemas.events import Record
 from sinks.tool_calls import RecordedCall, ToolCallLedger
@@ -66,7 +67,11 @@ async def serving_tools(settings: Settings, kit: ToolKit | None, producer: AIOKa
         await producer.send_and_wait(topic, codec.encode("ToolCall", event), key=event["task_id"].encode())
 
     kit.executor.emit = emit
-    await kit.executor.pool.start()
+    try:
+        await kit.executor.pool.start()
+    except ServerStartError as exc:  # the worker stops: say which server, and its command, where it is read
+        log.error("tool server did not start: the worker stops", stage="tools", server=exc.server, error=str(exc))
+        raise
     log.info("tool servers started", stage="tools", servers=kit.executor.pool.names, mode=settings.tools_mode)
     try:
         yield
