@@ -15,7 +15,8 @@ from streams.topics import TOOLCALLS
 
 __all__ = ["run_tools_demo"]
 
-_SAMPLE = '"""A sample module for the tools demo."""\n\nimport os\n\n\ndef size(path):\n    return os.path.getsize(path)\n'
+_SAMPLE = ('"""A sample module for the tools demo."""\n\nimport os\n\n\n'
+           'def size(path):\n    return os.path.getsize(path)\n')
 
 
 def _tasks(run_id: str) -> list[dict[str, Any]]:
