@@ -34,6 +34,7 @@ class RunnerConfig:
     quality_candidates: int = 3
     max_in_flight: int = 1024
     pinned_model: str | None = None  # set: every step tries this model first (e.g. a replay's override)
+    sequential_candidates: bool = False  # the quality pattern's candidates one after another (the bench's baseline)
 
 
 def _load(config: RunnerConfig, models: tuple[ModelInfo, ...] | None,
@@ -59,7 +60,8 @@ def build_runner(config: RunnerConfig, store: SpendStore | None = None,
     ledger = BudgetLedger(store or MemorySpendStore(), config.tenant_daily_budget_usd, config.degrade_share)
     return TaskRunner(registry, router, ledger, quality_candidates=config.quality_candidates,
                       max_in_flight=config.max_in_flight, memory=memory, pinned_model=config.pinned_model,
-                      prompts=prompts, observer=observer, tools=tools)
+                      prompts=prompts, observer=observer, sequential_candidates=config.sequential_candidates,
+                      tools=tools)
 
 
 def build_judge(config: RunnerConfig, ledger: BudgetLedger | None = None,

@@ -17,7 +17,7 @@ anything else happens: no memory recalled, no model called, nothing charged.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,11 +67,12 @@ class TaskRunner:
                  quality_candidates: int = 3, max_in_flight: int = 1024, clock: Callable[[], int] = now_ms,
                  memory: MemorySource | None = None, pinned_model: str | None = None,
                  prompts: PromptChooser | None = None, observer: RunObserver | None = None,
-                 tools: ToolKit | None = None) -> None:
+                 sequential_candidates: bool = False, tools: ToolKit | None = None) -> None:
         registry.require("planning", "coding", "review", "judging")
         self.registry, self.router = registry, router
         self.ledger = ledger or BudgetLedger(MemorySpendStore())
         self.quality_candidates = quality_candidates
+        self.sequential_candidates = sequential_candidates  # the baseline `make bench` measures parallelism against
         self.memory = memory
         self.prompts = prompts  # prompt registry / A/B experiments (issue 4); None: the agents' own prompts
         self.steps = StepCaller(router, self.ledger, registry.specs, max_in_flight, clock, pinned_model, observer)
@@ -155,12 +156,14 @@ class TaskRunner:
     async def _quality(self, ctx: StepContext, capability: str) -> tuple[list[StepOutcome], StepOutcome]:
         n = self.quality_candidates
         spec = self.registry.for_capability(capability)
-        candidates = list(await asyncio.gather(*(
-            self._call(ctx, spec, capability, k,
-                       f"{ctx.task['description']}\n\n(Candidate {k} of {n}: take an approach of your own.)",
-                       candidate=str(k))
-            for k in range(1, n + 1)
-        )))
+        def candidate(k: int) -> Awaitable[StepOutcome]:
+            return self._call(ctx, spec, capability, k,
+                              f"{ctx.task['description']}\n\n(Candidate {k} of {n}: take an approach of your own.)",
+                              candidate=str(k))
+        if self.sequential_candidates:
+            candidates = [await candidate(k) for k in range(1, n + 1)]
+        else:
+            candidates = list(await asyncio.gather(*(candidate(k) for k in range(1, n + 1))))
         ok = [c for c in candidates if c.text is not None]
         blocked = next((c for c in candidates if c.status == "budget_exceeded"), None)
         if blocked is not None or not ok:

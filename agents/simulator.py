@@ -26,12 +26,15 @@ import litellm
 from litellm import CustomLLM, ModelResponse
 
 from agents.judging import JUDGE_MARKER
+from agents.models import SIMULATOR_MODELS
 
 __all__ = ["PROVIDER", "SimulatorLLM", "install_simulator"]
 
 PROVIDER = "simulator"
 # A judge request lists "### Candidate <k>" blocks; the simulator scores each, as a judge model would.
 _CANDIDATE = re.compile(r"^### Candidate (\d+)$", re.MULTILINE)
+_ANSWERED_BY = re.compile(r"^\[([^\]\s]+)\]")  # every answer opens with `[model]`
+_QUALITY = {m.name: m.quality for m in SIMULATOR_MODELS}
 _DIRECTIVE = re.compile(r"^@tool (?:(?P<step>[\w-]+):)?(?P<name>[\w-]+) (?P<args>\{.*\})\s*$", re.MULTILINE)
 _PLAN_STEP = re.compile(r"^Plan step: ([\w-]+)$", re.MULTILINE)
 _USED = re.compile(r"^- used [\w-]+: [0-9a-f]{12}$", re.MULTILINE)
@@ -97,6 +100,17 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+def _grade(prompt: str, k: str, rng: random.Random) -> float:
+    """A judge's score for candidate `k`: an answer of a simulator model scores about ten times that model's
+    quality (so a cheaper model's answers grade lower, as they would), give or take 1.5; anything else 3-10."""
+    block = prompt.split(f"### Candidate {k}\n", 1)[-1]
+    answered_by = _ANSWERED_BY.match(block)
+    quality = _QUALITY.get(answered_by.group(1)) if answered_by else None
+    if quality is None:
+        return rng.randint(30, 100) / 10
+    return round(min(10.0, max(0.0, 10 * quality + rng.uniform(-1.5, 1.5))), 1)
+
+
 class SimulatorLLM(CustomLLM):
     """litellm custom provider that answers offline, deterministically."""
 
@@ -122,7 +136,7 @@ class SimulatorLLM(CustomLLM):
         topic = " ".join(last.split()[:12])
         steps = rng.sample(_STEPS, k=3)
         judged = _CANDIDATE.findall(prompt) if JUDGE_MARKER in prompt else []
-        content = "\n".join(f"candidate {k}: {rng.randint(30, 100) / 10:g}" for k in judged) or (
+        content = "\n".join(f"candidate {k}: {_grade(prompt, k, rng):g}" for k in judged) or (
             f"[{model}] {rng.choice(_OPENERS)} for: {topic}\n"
             + "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
             + f"\nconfidence: {rng.randint(50, 99)}%"

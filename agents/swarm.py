@@ -156,7 +156,8 @@ class StepCaller:
 
         base: Record = {
             "output_id": f"{ctx.task['task_id']}:{step}:1", "task_id": ctx.task["task_id"], "agent": spec.name,
-            "step": step, "metadata": {"pattern": ctx.pattern, "optimization": ctx.optimization, **meta},
+            "step": step, "tenant": ctx.tenant,
+            "metadata": {"pattern": ctx.pattern, "optimization": ctx.optimization, **meta},
         }
         if degraded:
             base["metadata"]["degraded"] = "cheapest capable model: budget share reached"

@@ -109,10 +109,12 @@ class Codec:
 
     Each schema is parsed once; decoding looks the writer schema up by fingerprint, so
     records written with an older or newer version of a type (see :meth:`register_writer`)
-    are resolved to the current reader schema.
+    are resolved to the current reader schema. The project's own earlier versions (kept in
+    ``schemas/history/`` when a type gains a field) are registered by the default codec.
     """
 
     def __init__(self, schemas: Mapping[str, dict] | None = None) -> None:
+        default = schemas is None
         if schemas is None:
             schemas = load_schemas()
         self._json: dict[str, dict] = {}
@@ -139,6 +141,9 @@ class Codec:
             self._fields[name] = frozenset(f["name"] for f in schema["fields"])
             self._writers[fp] = (name, parsed, None)
         self.names: tuple[str, ...] = tuple(sorted(self._json))
+        if default:
+            for old in sorted((SCHEMA_DIR / "history").glob("*.avsc")):  # records written before a change
+                self.register_writer(json.loads(old.read_text(encoding="utf-8")))
 
     # -- introspection -------------------------------------------------------------------
 

@@ -6,11 +6,26 @@ against these in tests/unit/test_events.py, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CAPABILITIES", "DEFAULT_CAPABILITY", "DEFAULT_OPTIMIZATION", "DEFAULT_PATTERN", "DEFAULT_TENANT",
-           "OPTIMIZATIONS", "PATTERNS", "RESULT_STATUSES", "Record", "tenant_key_of", "tenant_of"]
+__all__ = [
+    "CAPABILITIES",
+    "DEFAULT_CAPABILITY",
+    "DEFAULT_OPTIMIZATION",
+    "DEFAULT_PATTERN",
+    "DEFAULT_TENANT",
+    "OPTIMIZATIONS",
+    "PATTERNS",
+    "RESULT_STATUSES",
+    "TENANT_NAME",
+    "Record",
+    "normal_tenant",
+    "tenant_key_of",
+    "tenant_of",
+]
 
 Record = dict[str, Any]
 """A decoded event: the Avro record as a dict."""
@@ -34,6 +49,26 @@ DEFAULT_CAPABILITY = "coding"
 DEFAULT_TENANT = "default"
 
 
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+"""What a tenant name is once normalised: lower-case ASCII letters, digits, `.`, `_`, `-`; at most 64."""
+
+
+def normal_tenant(name: str | None) -> str:
+    """The one spelling of a tenant name: NFKC, case-folded, trimmed; empty is the default tenant.
+
+    `ACME`, ` acme ` and the full-width form of acme are all `acme`, so none of them is a second budget. A name
+    still outside TENANT_NAME after that (`acme\u200b`, `acme|x`) is a ValueError saying why: a task that
+    claims it is dead-lettered, never charged to a tenant of its own.
+    """
+    folded = unicodedata.normalize("NFKC", name or "").casefold().strip()
+    if not folded:
+        return DEFAULT_TENANT
+    if not TENANT_NAME.match(folded):
+        raise ValueError(f"tenant {name!r} is not a valid name: lower-case letters, digits, '.', '_' and '-', "
+                         "starting with a letter or digit, at most 64")
+    return folded
+
+
 def tenant_of(record: Mapping[str, Any]) -> str:
     """The tenant of a task or result; records without one (or with an empty one) belong to the default tenant."""
     return str(record.get("tenant") or DEFAULT_TENANT)
@@ -42,3 +77,11 @@ def tenant_of(record: Mapping[str, Any]) -> str:
 def tenant_key_of(task: Mapping[str, Any]) -> bytes:
     """The Kafka key that puts a task in its tenant's partition (budgets need every task of a tenant there)."""
     return tenant_of(task).encode()
+
+
+def task_identity(task: Mapping[str, Any]) -> str:
+    """What makes a task one task: its id within its tenant (`acme/task-1`; the bare id for the default
+    tenant). Another tenant's task with the same id is another task: it is neither skipped as done nor
+    lets its answer replace this one's."""
+    tenant = tenant_of(task)
+    return task["task_id"] if tenant == DEFAULT_TENANT else f"{tenant}/{task['task_id']}"

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.events import DEFAULT_TENANT
+
 __all__ = ["EVENT_ID_FIELDS", "MemoryRecord", "Rejection", "Tier", "TierUnavailable", "event_id"]
 
 # The field that identifies each event type (the idempotence key in every tier).
@@ -29,8 +31,12 @@ EVENT_ID_FIELDS: dict[str, str] = {
 
 
 def event_id(event_type: str, record: dict[str, Any]) -> str:
-    """The stable id of an event: its id field, namespaced by type (a task and its result share a task_id)."""
-    return f"{event_type}:{record[EVENT_ID_FIELDS[event_type]]}"
+    """The stable id of an event: its id field, namespaced by type (a task and its result share a task_id)
+    and, for a tenant other than the default one, by tenant (`TaskResult:acme/task-1`): two tenants may use
+    one task id, and neither may overwrite the other's memories."""
+    tenant = record.get("tenant")
+    scope = f"{tenant}/" if tenant and tenant != DEFAULT_TENANT else ""
+    return f"{event_type}:{scope}{record[EVENT_ID_FIELDS[event_type]]}"
 
 
 @dataclass(frozen=True)

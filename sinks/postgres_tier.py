@@ -50,7 +50,13 @@ CREATE VIEW memory_costs AS
     SELECT scope, task_id, model, count(*) AS calls, sum(cost_usd) AS cost_usd,
            sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out
     FROM memory_steps GROUP BY scope, task_id, model;
+"""), Migration("memory", 2, """
+ALTER TABLE memory_tasks DROP CONSTRAINT memory_tasks_pkey, ADD PRIMARY KEY (scope, tenant, task_id);
+ALTER TABLE memory_steps ADD COLUMN tenant text NOT NULL DEFAULT 'default';
+ALTER TABLE memory_steps DROP CONSTRAINT memory_steps_pkey, ADD PRIMARY KEY (scope, tenant, output_id);
 """)]
+# v2: rows are keyed by tenant too: one tenant's task with another's task id is a row of its own, and an
+# upsert never moves a row to another tenant.
 
 
 def _ts(ms: Any) -> datetime:
@@ -64,7 +70,7 @@ def _row_tasks(scope: str, r: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _row_steps(scope: str, r: dict[str, Any]) -> tuple[Any, ...]:
-    return (scope, r["output_id"], r["task_id"], r["agent"], r["step"], r["model"], r.get("attempt", 1),
+    return (scope, tenant_of(r), r["output_id"], r["task_id"], r["agent"], r["step"], r["model"], r.get("attempt", 1),
             r["status"], r["output"], r.get("tokens_in", 0), r.get("tokens_out", 0), r.get("cost_usd", 0.0),
             r.get("latency_ms", 0.0), r.get("error"), json.dumps(r.get("metadata") or {}), _ts(r["created_at"]))
 
@@ -91,10 +97,10 @@ def _upsert(table: str, columns: str, key: str) -> str:
 _TABLES = {
     "TaskResult": ("memory_tasks", _upsert(
         "memory_tasks", "scope, task_id, status, output, model, cost_usd, latency_ms, steps, tokens_in, tokens_out, "
-        "tenant, error, metadata, created_at", "scope, task_id"), _row_tasks),
+        "tenant, error, metadata, created_at", "scope, tenant, task_id"), _row_tasks),
     "AgentOutput": ("memory_steps", _upsert(
-        "memory_steps", "scope, output_id, task_id, agent, step, model, attempt, status, output, tokens_in, "
-        "tokens_out, cost_usd, latency_ms, error, metadata, created_at", "scope, output_id"), _row_steps),
+        "memory_steps", "scope, tenant, output_id, task_id, agent, step, model, attempt, status, output, tokens_in, "
+        "tokens_out, cost_usd, latency_ms, error, metadata, created_at", "scope, tenant, output_id"), _row_steps),
     "PromptOutcome": ("memory_outcomes", _upsert(
         "memory_outcomes", "scope, outcome_id, task_id, experiment, variant, success, quality, source, created_at",
         "scope, outcome_id"), _row_outcomes),
@@ -104,7 +110,8 @@ _TABLES = {
 }
 
 _SEARCH = """
-SELECT 'TaskResult:' || task_id, 'TaskResult', task_id, output, created_at,
+SELECT 'TaskResult:' || CASE WHEN tenant = 'default' THEN '' ELSE tenant || '/' END || task_id, 'TaskResult',
+       task_id, output, created_at,
        ts_rank(to_tsvector('english', output), q) AS rank
 FROM memory_tasks, to_tsquery('simple', replace(plainto_tsquery('english', %(query)s)::text, '&', '|')) AS q
 WHERE scope = %(scope)s AND to_tsvector('english', output) @@ q AND status = 'ok'

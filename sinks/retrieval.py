@@ -79,11 +79,14 @@ class Retriever:
         """Filters: event_type, tenant, exclude_tasks (a list of task ids never to return)."""
         filters = dict(filters or {})
         started = time.perf_counter()
-        key = self.cache_key(query, k, filters)
+        # Keyed without the exclusions (each task excludes itself): a repeated question from another task is a
+        # hit; what this search excludes is dropped from the cached answer instead.
+        excluded = set(filters.get("exclude_tasks", ()))
+        key = self.cache_key(query, k, {n: v for n, v in filters.items() if n != "exclude_tasks"})
         if self.l1 is not None:
             cached = self._l1(self.l1.cache_get, key)
             if cached is not None:
-                memories = [Memory(**{**m, "tier": "l1"}) for m in cached]
+                memories = [Memory(**{**m, "tier": "l1"}) for m in cached if m["task_id"] not in excluded]
                 return self._done(SearchResult(memories, "l1", 0.0, {"l1": len(memories)}), started)
         memories: list[Memory] = []
         if self.l2 is not None:

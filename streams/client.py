@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import TopicAuthorizationFailedError
 
 from agents.clock import now_ms
 from schemas import Codec, DecodeError
@@ -21,7 +22,7 @@ from schemas.events import Record, tenant_key_of
 from streams import kafka
 from streams.observability.telemetry import telemetry
 from streams.settings import Settings
-from streams.topics import DEADLETTERS, RESULTS, TASKS
+from streams.topics import client_topics
 
 __all__ = [
     "Received",
@@ -51,15 +52,18 @@ async def submit_tasks(settings: Settings, codec: Codec, tasks: Iterable[Record]
                        on_sent: Callable[[Record], None] | None = None) -> list[str]:
     """Produce tasks to agent.tasks keyed by tenant; return their ids once the broker has them all.
     With tracing on, each task starts its trace here (a `submit task` span): its record carries it."""
+    topic, _ = client_topics(settings)
     producer = kafka.producer(settings, linger_ms=5)
     await producer.start()
     ids: list[str] = []
     try:
         pending = []
         for task in tasks:
+            if settings.client_tenant:  # the worker takes it from the topic anyway: say so in the record too
+                task = {**task, "tenant": settings.client_tenant}
             value = codec.encode("TaskRequested", task)
             with telemetry.submitting(task):
-                pending.append(await producer.send(settings.topic(TASKS), value=value, key=tenant_key_of(task)))
+                pending.append(await producer.send(topic, value=value, key=tenant_key_of(task)))
             ids.append(task["task_id"])
             if on_sent is not None:
                 on_sent(task)
@@ -108,6 +112,9 @@ async def missing_topics(settings: Settings, *topics: str) -> list[str]:
         described = await admin.describe_topics(list(topics))
     finally:
         await admin.close()
+    refused = [d["topic"] for d in described if d.get("error_code", 0) == TopicAuthorizationFailedError.errno]
+    if refused:
+        raise TopicAuthorizationFailedError(f"this principal may not use topic {refused[0]!r}")
     return [d["topic"] for d in described if d.get("error_code", 0) != 0]
 
 
@@ -178,14 +185,15 @@ class ResultWatcher:
         self.settings, self.codec = settings, codec
         self.results: dict[str, Record] = {}
         self.dead: dict[str, Record] = {}
-        self._results_topic = settings.topic(RESULTS)
+        _, topics = client_topics(settings)
+        self._results_topic, self._topics = topics[0], topics
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         self._consumer = kafka.consumer(self.settings)
         await self._consumer.start()
         ends: dict[TopicPartition, int] = {}
-        for topic in (self._results_topic, self.settings.topic(DEADLETTERS)):
+        for topic in self._topics:
             ends.update(await end_offsets(self.settings, self._consumer, topic))
         self._consumer.assign(list(ends))
         for tp, end in ends.items():

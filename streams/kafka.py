@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from streams.observability import lag
 from streams.observability.telemetry import telemetry
 from streams.settings import Settings
 
-__all__ = ["KafkaUnavailable", "admin", "consumer", "producer", "retrying"]
+__all__ = ["KafkaSecurityError", "KafkaUnavailable", "admin", "consumer", "producer", "retrying"]
 
 T = TypeVar("T")
 
@@ -31,15 +34,46 @@ T = TypeVar("T")
 class KafkaUnavailable(RuntimeError):
     """The broker cannot be reached; the message says where and what to do, for the person at the terminal."""
 
-    def __init__(self, servers: str) -> None:
+    def __init__(self, servers: str, hint: str = "") -> None:
         super().__init__(f"Kafka is not reachable at {servers}: start the local stack with `agentstream up`, "
-                         "or set KAFKA_BOOTSTRAP_SERVERS to your broker")
+                         f"or set KAFKA_BOOTSTRAP_SERVERS to your broker{hint}")
         self.servers = servers
 
 
+class KafkaSecurityError(RuntimeError):
+    """The broker is there but refused us: a wrong user or password, an untrusted certificate, a protocol the
+    listener does not speak. One line saying which, for the person at the terminal."""
+
+
+_last_refusal: dict[str, str] = {}  # bootstrap address -> why aiokafka last failed to connect to it
+
+
 def _not_bootstrap_failure(record: logging.LogRecord) -> bool:
-    """aiokafka logs each server it cannot bootstrap from; KafkaUnavailable already says so, in one line."""
-    return not str(record.msg).startswith('Unable connect to "')
+    """aiokafka logs each server it cannot bootstrap from; KafkaUnavailable already says so, in one line.
+    The reason is kept, so a refused login or an untrusted certificate can be told apart from a broker down."""
+    if not str(record.msg).startswith('Unable connect to "'):
+        return True
+    address, _, why = record.getMessage().removeprefix('Unable connect to "').partition('": ')
+    _last_refusal[address] = why
+    return False
+
+
+def _refused(servers: str, settings_hint: str, reasons: list[str]) -> KafkaSecurityError | None:
+    """The security error behind a failed bootstrap of `servers`, if it was one."""
+    for why in reasons:
+        if "SaslAuthenticationFailed" in why or "Authentication failed" in why:
+            return KafkaSecurityError(f"Kafka at {servers} refused the login ({settings_hint}): wrong user name or "
+                                      "password (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD)")
+        if "CERTIFICATE_VERIFY_FAILED" in why or "certificate verify failed" in why:
+            detail = why.split("certificate verify failed:")[-1].split("(_ssl")[0].strip()
+            return KafkaSecurityError(f"the TLS certificate of Kafka at {servers} is not trusted ({detail}): set "
+                                      "KAFKA_SSL_CAFILE to the CA that signed it")
+        if "UnsupportedSaslMechanism" in why or "mechanism" in why.lower():
+            return KafkaSecurityError(f"Kafka at {servers} does not accept this login ({settings_hint}): {why}")
+        if "WRONG_VERSION_NUMBER" in why or "record layer failure" in why:
+            return KafkaSecurityError(f"Kafka at {servers} does not speak TLS on that port: check "
+                                      "KAFKA_SECURITY_PROTOCOL and the port")
+    return None
 
 
 logging.getLogger("aiokafka").addFilter(_not_bootstrap_failure)
@@ -47,7 +81,31 @@ logging.getLogger("aiokafka").addFilter(_not_bootstrap_failure)
 
 def _connection(settings: Settings, role: str) -> dict[str, Any]:
     """The options every client connects with. Security options (SASL/SSL) go here, and only here."""
-    return {"bootstrap_servers": settings.kafka_servers, "client_id": f"{settings.app_id}-{role}"}
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_servers, "client_id": f"{settings.app_id}-{role}",
+                               "security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = _ssl_context(settings)
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        assert settings.kafka_sasl_password is not None  # Settings checks it
+        options |= {"sasl_mechanism": settings.kafka_sasl_mechanism,
+                    "sasl_plain_username": settings.kafka_sasl_username,
+                    "sasl_plain_password": settings.kafka_sasl_password.get_secret_value()}
+    return options
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    """TLS that verifies the broker (against KAFKA_SSL_CAFILE, else the system's CAs) and, given a client
+    certificate, presents it. A file that cannot be read is a KafkaSecurityError naming it."""
+    try:
+        return create_ssl_context(cafile=_path(settings.kafka_ssl_cafile), certfile=_path(settings.kafka_ssl_certfile),
+                                  keyfile=_path(settings.kafka_ssl_keyfile))
+    except (OSError, ssl.SSLError) as exc:
+        raise KafkaSecurityError(f"cannot load the TLS files for Kafka (KAFKA_SSL_CAFILE/CERTFILE/KEYFILE): "
+                                 f"{exc}") from exc
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 class _SaysWhenUnreachable:
@@ -55,6 +113,9 @@ class _SaysWhenUnreachable:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.servers: str = kwargs["bootstrap_servers"]
+        self._protocol: str = kwargs.get("security_protocol", "PLAINTEXT")
+        user = kwargs.get("sasl_plain_username")
+        self._login = f"{self._protocol}, {kwargs.get('sasl_mechanism')} as {user!r}" if user else self._protocol
         super().__init__(*args, **kwargs)
 
     async def start(self) -> None:
@@ -62,7 +123,14 @@ class _SaysWhenUnreachable:
             await super().start()  # type: ignore[misc]
         except KafkaConnectionError as exc:
             await self._close()
-            raise KafkaUnavailable(self.servers) from exc
+            reasons = [_last_refusal.pop(address.strip(), "") for address in self.servers.split(",")]
+            refused = _refused(self.servers, self._login, reasons)
+            if refused is not None:
+                raise refused from exc
+            closed = self._protocol == "PLAINTEXT" and any("closed" in why for why in reasons)
+            hint = (" (it closed the connection: if it wants TLS or SASL, set KAFKA_SECURITY_PROTOCOL and the "
+                    "KAFKA_SASL_* / KAFKA_SSL_* settings)") if closed else ""
+            raise KafkaUnavailable(self.servers, hint) from exc
 
     async def _close(self) -> None:
         await self.stop()  # type: ignore[attr-defined]

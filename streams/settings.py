@@ -74,6 +74,26 @@ class Settings(BaseSettings):
     # Unset: a key made in the data folder (streams/code/signing.py); set it when processes do not share one.
     task_signing_key: SecretStr | None = Field(None, alias="AGENTSTREAM_TASK_SIGNING_KEY")
 
+    # How every Kafka client connects (streams/kafka.py): PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; with
+    # SASL a mechanism, user and password; with SSL the CA that signed the brokers' certificates (unset: the
+    # system's) and, for mutual TLS, a client certificate and key. `agentstream up --secure` writes these
+    # for each principal into env files under the data folder (docs/security.md).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
+    kafka_ssl_cafile: Path | None = Field(None, alias="KAFKA_SSL_CAFILE")
+    kafka_ssl_certfile: Path | None = Field(None, alias="KAFKA_SSL_CERTFILE")
+    kafka_ssl_keyfile: Path | None = Field(None, alias="KAFKA_SSL_KEYFILE")
+    # The tenant this client acts for on a secured Kafka: `submit` then writes to that tenant's own task
+    # topic (only its principal may) and reads its own result topic. Unset: the shared topics.
+    client_tenant: str | None = Field(None, alias="AGENTSTREAM_TENANT")
+    # Workers also follow every tenant's own task topic (`agent.tasks.tenant.NAME`), take the tenant from
+    # the topic, never from the record, and copy each result to the tenant's result topic.
+    tenant_topics: bool = Field(False, alias="AGENTSTREAM_TENANT_TOPICS")
+
     # Embedded stack ports (loopback only).
     kafka_port: int = Field(19092, alias="AGENTSTREAM_KAFKA_PORT")
     kafka_controller_port: int = Field(19093, alias="AGENTSTREAM_KAFKA_CONTROLLER_PORT")
@@ -207,6 +227,16 @@ class Settings(BaseSettings):
         if self.kafka_bootstrap_servers is None and len(set(ports)) != len(ports):
             raise ValueError(f"AGENTSTREAM_KAFKA_PORT and AGENTSTREAM_KAFKA_CONTROLLER_PORT give overlapping "
                              f"node ports {ports} (node i uses both + 2i): move one of them")
+        return self
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+                self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME "
+                             "and KAFKA_SASL_PASSWORD")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together (a client certificate and its key)")
         return self
 
     @property

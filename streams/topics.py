@@ -20,8 +20,12 @@ __all__ = [
     "TASK_LEDGER",
     "TOOLCALLS",
     "TopicSpec",
+    "client_topics",
     "dedupe_expiry_s",
     "table_specs",
+    "tenant_of_topic",
+    "tenant_result_topic",
+    "tenant_task_topic",
     "topic_specs",
 ]
 
@@ -41,6 +45,11 @@ TASKS_BY_TENANT = "agent.tasks.by-tenant"
 # attempts, finished model calls and "done" mark (compacted, deleted after the dedupe window).
 SPEND_LEDGER = "agent.ledger.spend"
 TASK_LEDGER = "agent.ledger.tasks"
+
+# On a secured Kafka (`agentstream up --secure`) each tenant has a topic pair of its own, made by
+# `agentstream tenant add`: only its principal may write the first and read the second.
+TENANT_TASKS = "agent.tasks.tenant."
+TENANT_RESULTS = "agent.results.tenant."
 
 # Which Avro event type each topic carries (the contract in schemas/).
 ALL_TOPICS: dict[str, str] = {
@@ -88,3 +97,27 @@ def table_specs(settings: Settings) -> list[TopicSpec]:
 def dedupe_expiry_s(settings: Settings) -> float:
     """How long the task ledger keeps a record: twice the dedupe window, so every id is kept a full window."""
     return 2 * settings.task_dedupe_window_s
+
+
+def tenant_task_topic(settings: Settings, tenant: str) -> str:
+    """The one topic a tenant's principal may write its tasks to."""
+    return settings.topic(f"{TENANT_TASKS}{tenant}")
+
+
+def tenant_result_topic(settings: Settings, tenant: str) -> str:
+    """The one topic a tenant's principal may read results from."""
+    return settings.topic(f"{TENANT_RESULTS}{tenant}")
+
+
+def tenant_of_topic(settings: Settings, topic: str) -> str | None:
+    """The tenant whose own task topic `topic` is (None: a shared topic)."""
+    head = settings.topic(TENANT_TASKS)
+    return topic[len(head):] if topic.startswith(head) else None
+
+
+def client_topics(settings: Settings) -> tuple[str, list[str]]:
+    """Where a client submits tasks, and what it reads back (results, and dead letters where it may):
+    a tenant client (AGENTSTREAM_TENANT) uses its own pair, anyone else the shared topics."""
+    if tenant := settings.client_tenant:
+        return tenant_task_topic(settings, tenant), [tenant_result_topic(settings, tenant)]
+    return settings.topic(TASKS), [settings.topic(RESULTS), settings.topic(DEADLETTERS)]

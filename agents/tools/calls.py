@@ -1,6 +1,7 @@
 """Executing the tool calls a model asks for: once per call id, described as a ToolCall event.
 
-A call's id is `<task id>:<step>:<index>`, the same on every run of the task (the model's answers of an
+A call's id is `<task identity>:<step>:<index>` (the identity is the task id, `tenant/` before it for a
+tenant other than the default: schemas/events.py), the same on every run of the task (the model's answers of an
 earlier attempt are reused, so it asks for the same calls). Before calling, the tool-call ledger is asked:
 a recorded result (same server, tool and arguments) is given back instead of calling the tool again, so a
 task delivered again after a crash does not write twice. In `recorded` mode (a replay) no tool is called
@@ -20,13 +21,13 @@ from typing import Any, Protocol
 from agents.clock import now_ms
 from agents.redaction import redact
 from agents.tools.pool import ToolOutcome, ToolPool, split_function_name
-from schemas.events import Record, tenant_of
+from schemas.events import Record, task_identity, tenant_of
 
 __all__ = ["CallLedger", "Recorded", "ToolExecutor", "args_digest", "call_id"]
 
 
-def call_id(task_id: str, step: int, index: int) -> str:
-    return f"{task_id}:{step}:{index}"
+def call_id(task: Record, step: int, index: int) -> str:
+    return f"{task_identity(task)}:{step}:{index}"
 
 
 def args_digest(server: str, tool: str, args: dict[str, Any]) -> str:
@@ -71,7 +72,7 @@ class ToolExecutor:
                       timeout_s: float | None, plan: str | None = None) -> ToolOutcome:
         """The result the model is given for one of its calls (a failure is a result too)."""
         server, tool = split_function_name(function)
-        cid = call_id(task["task_id"], step, index)
+        cid = call_id(task, step, index)
         started_ms, started = self._now(), time.perf_counter()
         try:
             args = json.loads(arguments or "{}")
@@ -103,7 +104,7 @@ class ToolExecutor:
         if self.ledger is not None and self.record and outcome.status in ("ok", "error"):
             # a timeout or a lost server is not a result: a run again may call it again
             await self.ledger.put(Recorded(cid, server, tool, digest, outcome.status, outcome.text,
-                                           outcome.latency_ms), task["task_id"])
+                                           outcome.latency_ms), task_identity(task))
         return outcome, False
 
     def _event(self, task: Record, cid: str, step: int, index: int, server: str, tool: str, args: dict[str, Any],

@@ -83,8 +83,9 @@ def pipeline_rate(settings: Settings, count: int) -> Measurement:
 
 def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_000, agent_tasks: int = 8_000,
               sections: set[str] | None = None, two_workers: bool = True) -> None:
-    """The raw baseline, then the chosen sections (pipeline, observability, memory, agents, tools; default all)."""
-    sections = {"pipeline", "observability", "memory", "agents", "tools"} if sections is None else sections
+    """The raw baseline, then the chosen sections (pipeline, observability, memory, agents, outcomes, tools;
+    default all)."""
+    sections = {"pipeline", "observability", "memory", "agents", "outcomes", "tools"} if sections is None else sections
     value_size = len(default_codec().encode("TaskRequested", make_task("benchmark task 0: add a cache")))
     click.echo(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
                f"broker {settings.kafka_servers}; {settings.partitions} partitions")
@@ -113,6 +114,11 @@ def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_
 
         click.echo("\nagent swarms:")
         run_agent_bench(settings, calls=agent_calls, tasks=agent_tasks, two_workers=two_workers)
+    if "outcomes" in sections:
+        from streams.bench.outcomes import outcomes_bench  # issue 18: the plan's four outcomes
+
+        click.echo("\nthe plan's four outcomes (each: the same workload with the feature and with its baseline):")
+        outcomes_bench(settings)
     if "tools" in sections:
         from streams.bench.tools import tools_bench  # issue 15: tools over MCP
 

@@ -45,17 +45,20 @@ def explain(exc: BaseException) -> str | None:
     from agents.tools.pool import ServerStartError
     from sinks.base import TierUnavailable
     from streams.devstack import StackError
-    from streams.kafka import KafkaUnavailable
+    from streams.kafka import KafkaSecurityError, KafkaUnavailable
 
     if isinstance(exc, BaseExceptionGroup):
         found = [m for m in (explain(e) for e in exc.exceptions) if m]
         return found[0] if found else None
-    if isinstance(exc, KafkaUnavailable | StackError | ConfigError | RegistryError | TemplateRenderError
-                  | ServerStartError):
+    if isinstance(exc, KafkaUnavailable | KafkaSecurityError | StackError | ConfigError | RegistryError
+                  | TemplateRenderError | ServerStartError):
         return str(exc)
     if isinstance(exc, UnknownTopicOrPartitionError):
         return ("a topic this command needs does not exist: `agentstream up` creates the topics "
                 "(check AGENTSTREAM_TOPIC_PREFIX)")
+    if isinstance(exc, KafkaError) and "Authorization" in type(exc).__name__:
+        return (f"Kafka refused this principal ({type(exc).__name__}: {_first_line(exc)}): its ACLs do not allow "
+                "it; a tenant may write only its own task topic (AGENTSTREAM_TENANT) and read its own results")
     if isinstance(exc, KafkaError):
         return f"Kafka refused the request ({type(exc).__name__}: {_first_line(exc)}); is the cluster healthy? " \
                "`agentstream status`"

@@ -136,9 +136,10 @@ async def _submit(settings: Settings, codec: Any, tasks: list[dict[str, Any]], w
                   timeout_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """Send the tasks; with `wait`, their results and the dead letters of those that failed."""
     from streams.client import ResultWatcher, missing_topics, submit_tasks
-    from streams.topics import DEADLETTERS, RESULTS, TASKS
+    from streams.topics import client_topics
 
-    needed = [settings.topic(t) for t in ((TASKS, RESULTS, DEADLETTERS) if wait else (TASKS,))]
+    tasks_topic, read_back = client_topics(settings)
+    needed = [tasks_topic, *read_back] if wait else [tasks_topic]
     if missing := await missing_topics(settings, *needed):
         raise click.ClickException(f"topic {missing[0]!r} does not exist: `agentstream up` creates the topics "
                                    "(check AGENTSTREAM_TOPIC_PREFIX)")

@@ -10,7 +10,7 @@ from streams.settings import Settings
 
 __all__ = ["bench", "demo"]
 
-BENCH_SECTIONS = ("pipeline", "observability", "memory", "agents", "tools")  # what `bench --only` can pick
+BENCH_SECTIONS = ("pipeline", "observability", "memory", "agents", "outcomes", "tools")  # what `bench --only` can pick
 
 
 @click.command()

@@ -20,9 +20,13 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+from aiokafka.helpers import create_ssl_context
 
 from streams.devstack.part import Part
 from streams.devstack.process import HOST, StackError, port_open, spawn
+from streams.devstack.secure import SecureMaterial
 from streams.settings import Settings
 
 __all__ = ["KafkaPart", "replication_props"]
@@ -110,7 +114,7 @@ class KafkaPart(Part):
         self.client_port, self.controller_port = settings.kafka_nodes[node - 1]
         super().__init__(settings, root)
         self.cluster_id_file = root / "kafka-cluster-id"
-
+        self.secure = SecureMaterial(root)  # `up --secure` made it: SASL_SSL only, ACLs (streams/devstack/secure.py)
 
     @property
     def address(self) -> str:
@@ -168,6 +172,7 @@ class KafkaPart(Part):
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            **(self.secure.broker_properties(port, ctl, HOST) if self.secure.enabled else {}),
             "log.dirs": str(self.dir / "data"),
             **replication_props(self.settings.kafka_brokers),
             "group.initial.rebalance.delay.ms": "0",
@@ -213,6 +218,8 @@ class KafkaPart(Part):
         """Format the storage of a new node (a lone node is its own quorum: --standalone)."""
         cmd = [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", self._cluster_id()]
         cmd += ["-c", str(props)] + ([] if self.cluster else ["--standalone"])
+        if self.secure.enabled:
+            cmd += self.secure.format_arguments()
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if out.returncode == 0:
             return
@@ -226,10 +233,18 @@ class KafkaPart(Part):
         with ThreadPoolExecutor(1) as pool:  # own thread: up() may be called inside a running loop
             return pool.submit(asyncio.run, self._metadata_has_node()).result(timeout=15)
 
+    def client_options(self) -> dict[str, Any]:
+        """How the stack itself connects: plaintext, or as the admin principal over SASL_SSL."""
+        if not self.secure.enabled:
+            return {}
+        return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "admin",
+                "sasl_plain_password": self.secure.password("admin"),
+                "ssl_context": create_ssl_context(cafile=str(self.secure.ca_file))}
+
     async def _metadata_has_node(self) -> bool:
         from aiokafka import AIOKafkaClient
 
-        client = AIOKafkaClient(bootstrap_servers=self.address, request_timeout_ms=5000)
+        client = AIOKafkaClient(bootstrap_servers=self.address, request_timeout_ms=5000, **self.client_options())
         try:
             await client.bootstrap()
             return self.node in {broker.nodeId for broker in client.cluster.brokers()}

@@ -17,6 +17,7 @@ from streams.devstack.postgres import PostgresPart
 from streams.devstack.process import PartStatus, StackError
 from streams.devstack.redis import RedisPart
 from streams.devstack.s3 import S3Part
+from streams.devstack.secure import SecureMaterial
 from streams.settings import Settings
 
 __all__ = ["LocalStack"]
@@ -25,7 +26,7 @@ __all__ = ["LocalStack"]
 class LocalStack:
     """Starts, reports on and stops the parts of the local stack that are not external."""
 
-    def __init__(self, settings: Settings, *, with_s3: bool = False) -> None:
+    def __init__(self, settings: Settings, *, with_s3: bool = False, secure: bool = False) -> None:
         root = settings.data_dir.expanduser().resolve()  # parts outlive us: never a relative path
         # A cluster started with more nodes (`up --brokers 3`) is still reported and stopped by a plain stack.
         running = [n for n in range(2, 10) if (root / f"kafka-{n}" / f"kafka-{n}.pid").exists()]
@@ -44,6 +45,8 @@ class LocalStack:
             self.parts.append(s3)
         self.with_s3 = with_s3
         self.root = root
+        self.secure = SecureMaterial(root)
+        self.make_secure = secure
 
     @contextlib.contextmanager
     def _locked(self, parts: list[Part]) -> Iterator[None]:
@@ -77,7 +80,22 @@ class LocalStack:
     def up(self) -> list[PartStatus]:
         """Start what is not running and not external, and wait until each answers (idempotent)."""
         parts = [p for p in self.parts if self.with_s3 or not isinstance(p, S3Part)]
+        if self.make_secure and not self.secure.enabled:
+            self._secure_first()
         return self._each("up", parts)
+
+    def _secure_first(self) -> None:
+        """Make the certificates and logins of `up --secure`, for a Kafka not formatted without them."""
+        if self.settings.kafka_bootstrap_servers:
+            raise StackError("--secure secures the local Kafka; KAFKA_BOOTSTRAP_SERVERS points at another one "
+                             "(set its KAFKA_SECURITY_PROTOCOL and KAFKA_SASL_* / KAFKA_SSL_* settings instead)")
+        if len(self.kafka) > 1:
+            raise StackError("--secure runs one Kafka node (a secured cluster of several is not built yet)")
+        if (self.kafka[0].dir / "data" / "meta.properties").exists():
+            raise StackError(f"the local Kafka in {self.kafka[0].dir} was first started without --secure and holds "
+                             "data: use another AGENTSTREAM_DATA_DIR, or stop it and remove that folder to start "
+                             "it afresh (its topics are lost)")
+        self.secure.create()
 
     def down(self) -> list[PartStatus]:
         """Stop each part we started, by its pid; external servers are never touched."""

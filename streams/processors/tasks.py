@@ -22,6 +22,7 @@ next owner, and buffered records are dropped.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from typing import Any
@@ -32,7 +33,7 @@ from aiokafka.errors import KafkaError
 
 from agents.runner import TaskRunner
 from schemas import Codec
-from schemas.events import tenant_key_of, tenant_of
+from schemas.events import normal_tenant, task_identity, tenant_key_of, tenant_of
 from streams import kafka
 from streams.lifecycle import close, crash_point, started
 from streams.logs import get_logger
@@ -42,7 +43,16 @@ from streams.processors.ledger import LedgerSpendStore, TaskLedger, tenant_parti
 from streams.processors.offsets import OffsetTracker
 from streams.processors.ordered import RebalanceHooks, is_unavailable
 from streams.settings import Settings
-from streams.topics import DEADLETTERS, OUTPUTS, RESULTS, TASKS, TASKS_BY_TENANT
+from streams.topics import (
+    DEADLETTERS,
+    OUTPUTS,
+    RESULTS,
+    TASKS,
+    TASKS_BY_TENANT,
+    tenant_of_topic,
+    tenant_result_topic,
+    tenant_task_topic,
+)
 
 __all__ = ["TaskStage"]
 
@@ -94,8 +104,12 @@ class TaskStage:
                 heartbeat_interval_ms=int(s.session_timeout_s * 250),
                 # the group waits for our revocation drain: give it that plus a session
                 rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000),
-                fetch_max_wait_ms=20)
-            made.subscribe([self.tasks_topic, self.by_tenant_topic], listener=RebalanceHooks(self.revoke, self.assign))
+                fetch_max_wait_ms=20, **({"metadata_max_age_ms": 5000} if s.tenant_topics else {}))
+            hooks = RebalanceHooks(self.revoke, self.assign)
+            if s.tenant_topics:  # every tenant's own task topic too, those added later included
+                made.subscribe(pattern=self._topics_pattern(), listener=hooks)
+            else:
+                made.subscribe([self.tasks_topic, self.by_tenant_topic], listener=hooks)
             self.consumer = made  # the listener may run (and commit) before start() returns
             return made
 
@@ -115,6 +129,11 @@ class TaskStage:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
             await self._shut_down()
+
+    def _topics_pattern(self) -> str:
+        """The shared task topics and every tenant's own one (`agent.tasks.tenant.NAME`)."""
+        tenants = re.escape(tenant_task_topic(self.settings, ""))
+        return f"^({re.escape(self.tasks_topic)}|{re.escape(self.by_tenant_topic)}|{tenants}[a-z0-9][a-z0-9._-]*)$"
 
     async def _shut_down(self) -> None:
         assert self.consumer is not None and self.producer is not None and self.ledger is not None
@@ -284,33 +303,52 @@ class TaskStage:
         if task is None:
             self.dead += 1
             return
+        claimed = task.get("tenant")
+        try:
+            task["tenant"] = self._tenant(message.topic, claimed)
+        except ValueError as exc:
+            await self._dead("tenant", message, exc)
+            return
+        same = task["tenant"] == tenant_of({"tenant": claimed})  # no tenant at all is the default one
+        value = message.value if same else self.codec.encode("TaskRequested", task)
         tenant_key = tenant_key_of(task)
         own = tenant_partition(tenant_key, self.settings.partitions)
-        if message.key == tenant_key and message.partition == own:
+        if message.key == tenant_key and message.partition == own and value is message.value:
             await self._handle(message, task, own)  # already in its tenant's partition: no second hop
             return
         assert self.producer is not None
         try:
-            await self.producer.send_and_wait(self.by_tenant_topic, message.value, key=tenant_key, partition=own)
+            await self.producer.send_and_wait(self.by_tenant_topic, value, key=tenant_key, partition=own)
             self.forwarded += 1
         except KafkaError as exc:
             await self._dead("route", message, exc)
 
+    def _tenant(self, topic: str, claimed: str | None) -> str:
+        """Whose task this is: on a tenant's own topic that tenant, whatever the record says (only its principal
+        may write there); elsewhere the record's tenant, normalised (ValueError: not a tenant name)."""
+        owner = tenant_of_topic(self.settings, topic)
+        if owner is None:
+            return normal_tenant(claimed)
+        if claimed and claimed != owner:
+            log.warning("task claimed another tenant: charged to its topic's", stage="tasks", topic=topic,
+                        claimed=str(claimed)[:64], tenant=owner)
+        return owner
+
     async def _handle(self, message: Any, task: dict[str, Any], partition: int) -> None:
         assert self.producer is not None and self.ledger is not None
-        task_id = task["task_id"]
-        if task_id in self._running_ids or self.ledger.is_done(task_id):
+        task_id, identity = task["task_id"], task_identity(task)  # the ledger knows a task by its identity
+        if identity in self._running_ids or self.ledger.is_done(identity):
             self.skipped += 1
             log.info("task already done: skipped", stage="process", task_id=task_id,
-                     running=task_id in self._running_ids)
+                     running=identity in self._running_ids)
             return
-        self._running_ids.add(task_id)
+        self._running_ids.add(identity)
         try:
-            attempt = self.ledger.begin(partition, task_id)
+            attempt = self.ledger.begin(partition, identity)
             try:
                 spend_key = self.runner.ledger.key(tenant_of(task))
                 me = asyncio.current_task()
-                cache = self.ledger.step_cache(partition, task_id, spend_key, lambda: me in self._abandoning)
+                cache = self.ledger.step_cache(partition, identity, spend_key, lambda: me in self._abandoning)
                 run = await self.runner.run(task, cache=cache)
                 run.result["metadata"]["attempt"] = str(attempt)
                 if me in self._abandoning:
@@ -323,8 +361,10 @@ class TaskStage:
                 key = task_id.encode()
                 sent = [await self.producer.send(self.settings.topic(OUTPUTS), self.codec.encode("AgentOutput", o),
                                                  key=key) for o in run.outputs]
-                sent.append(await self.producer.send(self.settings.topic(RESULTS),
-                                                     self.codec.encode("TaskResult", run.result), key=key))
+                result = self.codec.encode("TaskResult", run.result)
+                sent.append(await self.producer.send(self.settings.topic(RESULTS), result, key=key))
+                if (own_results := self._tenant_results(task)) is not None:
+                    sent.append(await self.producer.send(own_results, result, key=key))
                 await asyncio.gather(*sent)
                 crash_point(self.settings.fault_point, "task-after-results")
             except Exception as exc:  # a bug or a bad record must not stop the stage
@@ -332,19 +372,27 @@ class TaskStage:
                     raise  # the broker, not the task: left unfinished, run again by whoever owns it next
                 await self._dead("process", message, exc)
                 await self.ledger.flush(partition)
-                self.ledger.forget(partition, task_id)
+                self.ledger.forget(partition, identity)
                 return
-            self.ledger.end(partition, task_id, run.result["created_at"], attempt)
+            self.ledger.end(partition, identity, run.result["created_at"], attempt)
             await self.ledger.flush(partition)  # spend, done mark: on the broker before the offset may move
-            self.ledger.forget(partition, task_id)
+            self.ledger.forget(partition, identity)
         finally:
-            self._running_ids.discard(task_id)
+            self._running_ids.discard(identity)
             self._finishing.discard(asyncio.current_task())  # type: ignore[arg-type]
         self.answered += 1
         telemetry.task_done(task, run.result)
         r = run.result
         log.info("task done", stage="process", task_id=task_id, status=r["status"], attempt=attempt,
                  pattern=r["metadata"].get("pattern"), steps=r["steps"], latency_ms=round(r["latency_ms"], 1))
+
+    def _tenant_results(self, task: dict[str, Any]) -> str | None:
+        """The tenant's own result topic, when it has one (its task topic is among those followed)."""
+        if not self.settings.tenant_topics or self.consumer is None:
+            return None
+        tenant = tenant_of(task)
+        has_own = tenant_task_topic(self.settings, tenant) in self.consumer.subscription()
+        return tenant_result_topic(self.settings, tenant) if has_own else None
 
     async def _dead(self, stage: str, message: Any, error: BaseException | str) -> None:
         assert self.guard is not None

@@ -94,6 +94,30 @@ async def test_a_tenant_budget_holds_across_workers_at_full_concurrency(isolated
     assert all(r["cost_usd"] == 0 for r in results.values() if r["status"] == "budget_exceeded")
 
 
+async def test_spellings_of_one_tenant_share_its_budget_and_non_names_are_dead_lettered(
+        isolated: Settings, worker_factory) -> None:
+    """`ACME`, ` acme ` and the full-width acme are all tenant `acme` (one daily budget, not four), and a
+    name that is not one (`acme` + zero-width space, `acme|x`) is dead-lettered with the reason, never run."""
+    install_simulator()
+    register_models()
+    one = (await build_runner(RunnerConfig()).run(make_task("spelling task 00", tenant="probe")))
+    budget = 5 * one.result["cost_usd"]
+    worker_factory(tenant_daily_budget_usd=budget, worker_concurrency=1)
+    spellings = ["acme", "ACME", " acme ", "\uff41\uff43\uff4d\uff45"]
+    tasks = [make_task(f"spelling task {n:02d}", tenant=spellings[n % 4]) for n in range(16)]
+    bad = [make_task("not a tenant 1", tenant="acme\u200b"), make_task("not a tenant 2", tenant="acme|x")]
+    async with ResultWatcher(isolated, codec) as watcher:
+        await submit_tasks(isolated, codec, tasks + bad)
+        results = await watcher.wait([t["task_id"] for t in tasks + bad], 120)
+    assert {r["tenant"] for r in results.values()} == {"acme"} and len(results) == len(tasks)
+    by_status = Counter(r["status"] for r in results.values())
+    assert by_status["ok"] >= 1 and by_status["budget_exceeded"] >= 8, by_status  # four budgets would run all 16
+    assert sum(r["cost_usd"] for r in results.values()) <= budget + 1e-12
+    for task in bad:
+        dead = watcher.dead[task["task_id"]]
+        assert dead["stage"] == "tenant" and "not a valid name" in dead["error"], dead
+
+
 async def test_tasks_keyed_by_tenant_run_at_once_and_the_rest_via_by_tenant_into_one_ledger(
         isolated: Settings, worker_factory) -> None:
     """Keyed by tenant (as `submit` does) a task runs in the first stage; keyed otherwise, or keyed by

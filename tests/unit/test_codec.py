@@ -32,6 +32,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "plan": "research",  # union, string branch (issue 15: the optional last field)
     },
     "AgentOutput": {
+        "tenant": "acme",
         "output_id": "out-01J9Z",
         "task_id": "task-7f3c2a",
         "agent": "coder",
@@ -457,3 +458,12 @@ def test_null_or_non_bytes_is_a_decode_error_not_a_crash() -> None:
         with pytest.raises(DecodeError) as info:
             default_codec().decode(value)  # type: ignore[arg-type]
         assert info.value.reason == "marker"
+
+
+def test_records_written_before_agent_output_had_a_tenant_still_decode(codec: Codec) -> None:
+    """An AgentOutput of the earlier schema (schemas/history/) decodes, its tenant null: old topics replay."""
+    old_schema = json.loads((SCHEMA_DIR / "history" / "agent_output.v1.avsc").read_text())
+    old_record = {k: v for k, v in SAMPLES["AgentOutput"].items() if k != "tenant"}
+    old_bytes = Codec({"AgentOutput": old_schema}).encode("AgentOutput", old_record)
+    assert old_bytes[2:10] != codec.fingerprint("AgentOutput")
+    assert codec.decode_as("AgentOutput", old_bytes) == {**old_record, "tenant": None}

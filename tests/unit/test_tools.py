@@ -165,8 +165,8 @@ async def test_a_call_recorded_in_the_ledger_is_not_made_again_and_recorded_mode
     assert (live.called, live.reused, replay.called, replay.reused) == (1, 1, 0, 1)
     assert again.ok and unknown.status == "unrecorded" and "--live-tools" in unknown.text
     assert [(e["call_id"], e["reused"], e["status"]) for e in events] == [
-        ("t-led:1:0", False, "ok"), ("t-led:1:0", True, "ok"), ("t-led:1:0", True, "ok"),
-        ("t-led:2:0", False, "unrecorded")]
+        ("acme/t-led:1:0", False, "ok"), ("acme/t-led:1:0", True, "ok"), ("acme/t-led:1:0", True, "ok"),
+        ("acme/t-led:2:0", False, "unrecorded")]
     assert events[0]["result_digest"] == events[1]["result_digest"] and events[0]["tenant"] == "acme"
 
 
