@@ -101,7 +101,7 @@ class _Server:
                 self.session = session
                 ready.set_result(None)
                 await self._stop.wait()
-        except Exception as exc:
+        except Exception as exc:  # a start failure goes to whoever waits for the start
             if not ready.done():
                 ready.set_exception(exc)
         except BaseException as exc:  # anyio groups wrap failures; a cancelled start says so too
@@ -130,7 +130,7 @@ class _Server:
             return
         try:
             await asyncio.wait_for(asyncio.shield(runner), 6.0)  # stdio: stdin closed, then SIGTERM, SIGKILL
-        except (TimeoutError, Exception):
+        except Exception:  # a server that does not stop in time (or whose transport broke) is cancelled
             runner.cancel()
             with contextlib.suppress(BaseException):
                 await runner

@@ -28,7 +28,7 @@ def server_env(settings: Settings) -> dict[str, str]:
 def tool_pool(settings: Settings, config: ToolConfig | None = None) -> ToolPool:
     """The pool over the configured servers (not started yet)."""
     return ToolPool(config or tool_config(settings), server_env(settings),
-                    start_timeout_s=settings.tools_start_timeout_s, errlog=sys.stderr)
+                    start_timeout_s=settings.tools_start_timeout_s, errlog=sys.__stderr__)
 
 
 def replay_tool_settings(isolated: Settings, live_tools: bool, folder: Path) -> Settings:

@@ -187,3 +187,35 @@ async def test_a_worker_whose_tool_server_cannot_start_stops_naming_the_server_a
     assert await asyncio.to_thread(worker.wait, 90) != 0
     log = (settings.data_dir / f"worker-{settings.app_id}.log").read_text()
     assert "MCP server 'broken' did not start (stdio: /nonexistent/mcp-server)" in log
+
+
+async def test_the_database_server_reads_as_the_read_only_role_and_refuses_writes(
+        isolated: Settings, tmp_path: Path) -> None:
+    """Reads and the schema listing work; a write, a role change followed by a write, several statements
+    and a query past the time limit are refused, and the row limit cuts a long answer."""
+    import json
+
+    from agents.tools.config import ToolConfig, load_tools
+    from agents.tools.pool import ToolPool
+    from streams.tools.runtime import server_env
+
+    settings = _with_tools(isolated, tmp_path).model_copy(update={"tools_sql_max_rows": 5,
+                                                                  "tools_sql_timeout_ms": 500})
+    config = load_tools()
+    only = ToolConfig(tuple(s for s in config.servers if s.name == "database"), {})
+    async with ToolPool(only, server_env(settings)) as pool:
+        async def query(sql: str) -> Any:
+            return await pool.call("database", "query", {"sql": sql})
+
+        read = await query("SELECT current_user, g FROM generate_series(1, 20) g")
+        assert read.ok, read.text
+        body = json.loads(read.text)
+        assert body["columns"] == ["current_user", "g"] and len(body["rows"]) == 5 and body["truncated"]
+        assert body["rows"][0][0] == "agentstream_tools_readonly"
+        tables = json.loads((await pool.call("database", "list_tables", {})).text)
+        assert "tool_calls" in tables and ["call_id", "text"] in tables["tool_calls"]
+        for sql in ("DELETE FROM tool_calls", "CREATE TABLE x (a int)", "SELECT 1; DELETE FROM tool_calls",
+                    "COMMIT; DELETE FROM tool_calls", "SELECT pg_sleep(5)"):
+            refused = await query(sql)
+            assert refused.status == "error", sql
+        assert (await query("SELECT count(*) FROM tool_calls")).ok

@@ -1,6 +1,7 @@
 """MCP server `database`: read-only SQL over the L3 database and its schema listing.
 
-Every query runs in a READ ONLY transaction as the read-only role (sinks/tool_calls.py), with a statement
+Every query is one statement (it is prepared, so `COMMIT; DELETE ...` is refused), run in a READ ONLY
+transaction as the read-only role (sinks/tool_calls.py), with a statement
 timeout (AGENTSTREAM_TOOLS_SQL_TIMEOUT_MS) and a row limit (AGENTSTREAM_TOOLS_SQL_MAX_ROWS): a write, a
 slow query or a huge answer is refused or cut, never run against the data.
 """
@@ -36,7 +37,8 @@ def build(dsn: str, max_rows: int, timeout_ms: int) -> FastMCP:
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute(f"SET LOCAL ROLE {READONLY_ROLE}")
             conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-            cur = conn.execute(sql)
+            # prepared: one statement only (a `COMMIT; ...` cannot leave the read-only transaction and role)
+            cur = conn.execute(sql, prepare=True)
             columns = [d.name for d in cur.description or []]
             rows = cur.fetchmany(limit + 1) if cur.description else []
         return json.dumps({"columns": columns, "rows": [[_value(v) for v in r] for r in rows[:limit]],

@@ -215,3 +215,26 @@ async def test_plans_run_in_process_with_the_simulator_calling_tools(tmp_path: P
         assert again.result["output"] == run.result["output"]
         rejected = await runner.run({"task_id": "t-x", "description": "d", "plan": "nope", "created_at": 1})
         assert rejected.result["status"] == "rejected" and "plan" in rejected.result["error"]
+
+
+def test_the_tools_commands_list_the_servers_and_call_a_tool(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from streams.cli.main import cli
+
+    env = {"AGENTSTREAM_TOOLS_WORKSPACE": str(tmp_path), "AGENTSTREAM_DATA_DIR": str(tmp_path / "data")}
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["tools", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    rows = {r["server"]: r for r in json.loads(listed.output)}
+    assert list(rows) == ["filesystem", "database", "code_intelligence", "knowledge"]
+    assert all(r["health"] == "ok" and r["transport"] == "stdio" for r in rows.values())
+    assert "write_file" in rows["filesystem"]["tools"] and "query" in rows["database"]["tools"]
+    wrote = runner.invoke(cli, ["tools", "call", "filesystem", "write_file", "--args",
+                                '{"path": "a.txt", "content": "hi"}'], env=env)
+    assert wrote.exit_code == 0 and (tmp_path / "a.txt").read_text() == "hi"
+    refused = runner.invoke(cli, ["tools", "call", "filesystem", "read_file", "--args", '{"path": "/etc/passwd"}'],
+                            env=env)
+    assert refused.exit_code == 1 and "outside the workspace" in refused.output
+    unknown = runner.invoke(cli, ["tools", "call", "nope", "x"], env=env)
+    assert unknown.exit_code == 1 and "no MCP server 'nope'" in unknown.output
