@@ -93,7 +93,9 @@ class ToolExecutor:
                        timeout_s: float | None) -> tuple[ToolOutcome, bool]:
         digest = args_digest(server, tool, args)
         kept = await self.ledger.get(cid) if self.ledger is not None else None
-        if kept is not None and (kept.args_digest == digest or self.mode == "recorded"):
+        # live and recording: a call recorded with these arguments was made (an earlier attempt): reuse it;
+        # live and not recording (a replay with --live-tools): always call again; recorded: only reuse
+        if kept is not None and (self.mode == "recorded" or (self.record and kept.args_digest == digest)):
             self.reused += 1
             return ToolOutcome(kept.result, kept.status, kept.latency_ms), True
         if self.mode == "recorded":

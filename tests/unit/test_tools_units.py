@@ -115,8 +115,9 @@ async def test_a_hung_call_times_out_as_a_tool_error_and_the_server_is_restarted
 async def test_a_crashed_server_is_restarted_and_the_call_made_on_the_new_one(tmp_path: Path) -> None:
     async with ToolPool(_config(extra=(EXTERNAL,)), _env(tmp_path)) as pool:
         first = int((await pool.call("external", "pid", {})).text)
-        psutil.Process(first).kill()
-        psutil.Process(first).wait(5)
+        server = psutil.Process(first)
+        server.kill()
+        server.wait(5)
         again = await pool.call("external", "pid", {})
         assert again.ok and again.restarted and int(again.text) != first
         assert pool.starts("external") == 2
@@ -238,3 +239,15 @@ def test_the_tools_commands_list_the_servers_and_call_a_tool(tmp_path: Path) -> 
     assert refused.exit_code == 1 and "outside the workspace" in refused.output
     unknown = runner.invoke(cli, ["tools", "call", "nope", "x"], env=env)
     assert unknown.exit_code == 1 and "no MCP server 'nope'" in unknown.output
+
+
+async def test_a_live_run_that_does_not_record_calls_every_tool_again(tmp_path: Path) -> None:
+    """A replay with --live-tools: the ledger holds the call, but the tool is called again (on its copy)."""
+    ledger = MemoryLedger()
+    args = json.dumps({"path": "log.txt", "content": "line\n"})
+    async with ToolPool(_config("filesystem"), _env(tmp_path)) as pool:
+        await ToolExecutor(pool, ledger).execute({"task_id": "t"}, 1, 0, "filesystem__append_file", args, None)
+        what_if = ToolExecutor(pool, ledger, record=False)
+        await what_if.execute({"task_id": "t"}, 1, 0, "filesystem__append_file", args, None)
+    assert (what_if.called, what_if.reused) == (1, 0)
+    assert (tmp_path / "log.txt").read_text() == "line\nline\n"
