@@ -34,7 +34,7 @@ PROVIDER = "simulator"
 # A judge request lists "### Candidate <k>" blocks; the simulator scores each, as a judge model would.
 _CANDIDATE = re.compile(r"^### Candidate (\d+)$", re.MULTILINE)
 _ANSWERED_BY = re.compile(r"^\[([^\]\s]+)\]")  # every answer opens with `[model]`
-_QUALITY = {m.name: m.quality for m in SIMULATOR_MODELS}
+_QUALITY = {m.name.split("/", 1)[-1]: m.quality for m in SIMULATOR_MODELS}  # answers name the model without provider
 _DIRECTIVE = re.compile(r"^@tool (?:(?P<step>[\w-]+):)?(?P<name>[\w-]+) (?P<args>\{.*\})\s*$", re.MULTILINE)
 _PLAN_STEP = re.compile(r"^Plan step: ([\w-]+)$", re.MULTILINE)
 _USED = re.compile(r"^- used [\w-]+: [0-9a-f]{12}$", re.MULTILINE)
@@ -105,7 +105,7 @@ def _grade(prompt: str, k: str, rng: random.Random) -> float:
     quality (so a cheaper model's answers grade lower, as they would), give or take 1.5; anything else 3-10."""
     block = prompt.split(f"### Candidate {k}\n", 1)[-1]
     answered_by = _ANSWERED_BY.match(block)
-    quality = _QUALITY.get(answered_by.group(1)) if answered_by else None
+    quality = _QUALITY.get(answered_by.group(1).split("/", 1)[-1]) if answered_by else None
     if quality is None:
         return rng.randint(30, 100) / 10
     return round(min(10.0, max(0.0, 10 * quality + rng.uniform(-1.5, 1.5))), 1)

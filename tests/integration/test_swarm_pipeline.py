@@ -101,7 +101,7 @@ async def test_spellings_of_one_tenant_share_its_budget_and_non_names_are_dead_l
     install_simulator()
     register_models()
     one = (await build_runner(RunnerConfig()).run(make_task("spelling task 00", tenant="probe")))
-    budget = 5 * one.result["cost_usd"]
+    budget = 30 * one.result["cost_usd"]  # reservations hold an estimate: about 10 of 16 tasks fit, one at a time
     worker_factory(tenant_daily_budget_usd=budget, worker_concurrency=1)
     spellings = ["acme", "ACME", " acme ", "\uff41\uff43\uff4d\uff45"]
     tasks = [make_task(f"spelling task {n:02d}", tenant=spellings[n % 4]) for n in range(16)]
@@ -111,7 +111,7 @@ async def test_spellings_of_one_tenant_share_its_budget_and_non_names_are_dead_l
         results = await watcher.wait([t["task_id"] for t in tasks + bad], 120)
     assert {r["tenant"] for r in results.values()} == {"acme"} and len(results) == len(tasks)
     by_status = Counter(r["status"] for r in results.values())
-    assert by_status["ok"] >= 1 and by_status["budget_exceeded"] >= 8, by_status  # four budgets would run all 16
+    assert by_status["ok"] >= 1 and by_status["budget_exceeded"] >= 3, by_status  # four budgets would run all 16
     assert sum(r["cost_usd"] for r in results.values()) <= budget + 1e-12
     for task in bad:
         dead = watcher.dead[task["task_id"]]
