@@ -179,6 +179,7 @@ async def test_a_replay_uses_the_recorded_results_unless_live_tools_and_then_wor
     assert copy.read_text() == "one line\none line\n"  # the live replay wrote to its copy
 
 
+@pytest.mark.slow  # the pool's own start failure is in make test (tests/unit/test_tools_units.py)
 async def test_a_worker_whose_tool_server_cannot_start_stops_naming_the_server_and_command(
         isolated: Settings, worker_factory, tmp_path: Path) -> None:
     broken = {"name": "broken", "command": ["/nonexistent/mcp-server"], "capabilities": ["files"]}
