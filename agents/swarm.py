@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -105,19 +106,22 @@ class StepCaller:
         return await self.step(ctx, spec, capability, step, messages, {"role": capability, **meta, **prompt_meta})
 
     async def step(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int,
-                   messages: list[dict[str, Any]], meta: dict[str, str]) -> StepOutcome:
-        """One step, in an `invoke_agent {agent}` span (GenAI conventions) that ends with what it cost."""
+                   messages: list[dict[str, Any]], meta: dict[str, str],
+                   tools: list[dict[str, Any]] | None = None) -> StepOutcome:
+        """One step, in an `invoke_agent {agent}` span (GenAI conventions) that ends with what it cost.
+        `tools` are offered to the model; the calls it asks for are on the record (metadata `tool_calls`)."""
         with self.observer.tracer.start_as_current_span(f"invoke_agent {spec.name}", attributes={
                 "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": spec.name,
                 "agentstream.task_id": ctx.task["task_id"], "agentstream.tenant": ctx.tenant,
                 "agentstream.step": step, "agentstream.capability": capability}) as span:
-            out = await self._step(ctx, spec, capability, step, messages, meta)
+            out = await self._step(ctx, spec, capability, step, messages, meta, tools)
             if span.is_recording():
                 span.set_attributes(_step_attributes(out.record))
             return out
 
     async def _step(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int,
-                    messages: list[dict[str, Any]], meta: dict[str, str]) -> StepOutcome:
+                    messages: list[dict[str, Any]], meta: dict[str, str],
+                    tools: list[dict[str, Any]] | None = None) -> StepOutcome:
         candidate = meta.get("candidate", "")
         kept = ctx.cache.get(step, candidate) if ctx.cache is not None else None
         if kept is not None:  # answered by an earlier attempt: paid (and charged to the tenant) then
@@ -167,7 +171,8 @@ class StepCaller:
             self.observer.calls_in_flight(1)
             base["metadata"]["in_flight"] = str(self.in_flight)
             try:
-                done = await self.router.complete(chain, messages, spec.max_output_tokens, admit=admit, settle=settle)
+                done = await self.router.complete(chain, messages, spec.max_output_tokens, admit=admit, settle=settle,
+                                                  tools=tools)
             except ChainFailed as exc:
                 self._observe(spec, ctx.tenant, exc.failures)
                 return self._failed(base, chain, exc)
@@ -180,6 +185,8 @@ class StepCaller:
         self._observe(spec, ctx.tenant, done.failures, answered)
         text = redact(done.text)
         base["metadata"].update(_failure_meta(done.failures))
+        if done.tool_calls:  # kept with the answer: a task run again makes the same calls (same call ids)
+            base["metadata"]["tool_calls"] = json.dumps(list(done.tool_calls))
         record = {**base, "model": done.model, "attempt": len(done.failures) + 1, "status": "ok", "output": text,
                   "tokens_in": done.tokens_in, "tokens_out": done.tokens_out, "cost_usd": cost,
                   "latency_ms": done.latency_ms, "error": None, "created_at": self._now()}

@@ -211,6 +211,19 @@ class Settings(BaseSettings):
     # Each alert is also POSTed here as JSON (retried with backoff; never blocks the stream). Unset: none.
     alert_webhook_url: SecretStr | None = Field(None, alias="AGENTSTREAM_ALERT_WEBHOOK")
     alert_webhook_retries: int = Field(5, ge=0, alias="AGENTSTREAM_ALERT_WEBHOOK_RETRIES")
+    # Tools over MCP (issue 15, docs/tools.md): the servers and plans file (unset: agents/data/mcp.yaml), whether
+    # a worker starts the pool, the folder the filesystem tools are confined to (unset: <data dir>/workspace),
+    # and how recorded calls are used: live (a call recorded in the tool-call ledger is reused, any other is
+    # made) or recorded (a replay: only recorded results, no tool is called). tools_record=false: a run that
+    # writes nothing to the ledger (a replay with --live-tools, against a copy of the workspace).
+    tools_file: Path | None = Field(None, alias="AGENTSTREAM_TOOLS_FILE")
+    tools_enabled: bool = Field(True, alias="AGENTSTREAM_TOOLS_ENABLED")
+    tools_workspace: Path | None = Field(None, alias="AGENTSTREAM_TOOLS_WORKSPACE")
+    tools_mode: Literal["live", "recorded"] = Field("live", alias="AGENTSTREAM_TOOLS_MODE")
+    tools_record: bool = Field(True, alias="AGENTSTREAM_TOOLS_RECORD")
+    tools_start_timeout_s: float = Field(30.0, gt=0, alias="AGENTSTREAM_TOOLS_START_TIMEOUT_S")
+    tools_sql_max_rows: int = Field(200, ge=1, alias="AGENTSTREAM_TOOLS_SQL_MAX_ROWS")
+    tools_sql_timeout_ms: int = Field(2000, ge=1, alias="AGENTSTREAM_TOOLS_SQL_TIMEOUT_MS")
 
     @model_validator(mode="before")
     @classmethod
@@ -266,6 +279,11 @@ class Settings(BaseSettings):
         if self.redis_url is not None:
             return self.redis_url.get_secret_value()
         return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def tools_workspace_dir(self) -> Path:
+        """The folder the filesystem and code tools work in."""
+        return self.tools_workspace or self.data_dir / "workspace"
 
     @property
     def archive_dir(self) -> Path:

@@ -20,6 +20,7 @@ __all__ = [
     "TASKS",
     "TASKS_BY_TENANT",
     "TASK_LEDGER",
+    "TOOLCALLS",
     "TopicSpec",
     "client_topics",
     "dedupe_expiry_s",
@@ -37,6 +38,8 @@ PROMPT_OUTCOMES = "prompt.outcomes"
 PROMPT_DECISIONS = "prompt.decisions"
 CODE_CHANGES = "code.changes"
 DEADLETTERS = "agent.deadletters"
+# Every tool call an agent made over MCP (issue 15), keyed by task id.
+TOOLCALLS = "agent.toolcalls"
 # Tasks re-keyed by tenant, so one worker holds a tenant's budget ledger (agents/budget.py).
 TASKS_BY_TENANT = "agent.tasks.by-tenant"
 # The task stage's ledgers (streams/processors/ledger.py), partitioned like agent.tasks.by-tenant and
@@ -66,6 +69,7 @@ ALL_TOPICS: dict[str, str] = {
     TASKS_BY_TENANT: "TaskRequested",
     CONTROL: "ControlCommand",
     ALERTS: "RiskAlert",
+    TOOLCALLS: "ToolCall",
 }
 
 

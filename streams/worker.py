@@ -37,6 +37,7 @@ from streams.processors.scoring import prompt_processors
 from streams.processors.tasks import TaskStage
 from streams.risk.service import worker_loops
 from streams.settings import Settings
+from streams.tools.worker import serving_tools, worker_tools
 from streams.topics import DEADLETTERS
 
 __all__ = ["run_worker", "runner_config", "serve_worker", "settle_heap"]
@@ -96,7 +97,7 @@ def run_worker(settings: Settings) -> None:
     litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
     observability.start(settings, "worker")  # /metrics, traces, lag (AGENTSTREAM_OBSERVABILITY=false: none)
     runner = build_runner(runner_config(settings), memory=_memory(settings), prompts=_prompts(settings),
-                          observer=telemetry.run_observer())
+                          observer=telemetry.run_observer(), tools=worker_tools(settings))
     settle_heap()
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
              concurrency=settings.worker_concurrency)
@@ -118,7 +119,8 @@ async def serve_worker(settings: Settings, runner: TaskRunner, codec: Codec, sto
     loops: list[Loop] = [TaskStage(settings, runner, codec).run, *(p.run for p in processors),
                          *worker_loops(settings, runner, codec, guard, send)]  # control topic, risk stage (issue 14)
     try:
-        await run_all(loops, stop)
+        async with serving_tools(settings, runner.tools, producer, codec):  # MCP servers (issue 15)
+            await run_all(loops, stop)
     finally:
         await close(producer, "producer")
 

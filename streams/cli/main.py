@@ -70,9 +70,10 @@ from streams.cli.replay import replay  # noqa: E402
 from streams.cli.stack import down, status, tenant, up  # noqa: E402
 from streams.cli.tasks import submit, tail, worker  # noqa: E402
 from streams.cli.tooling import bench, demo  # noqa: E402
+from streams.cli.tools import tools  # noqa: E402
 
 for _command in (up, down, status, worker, submit, tail, demo, bench, sinks, memory, replay, git_watch, git_hook,
-                 docs, prompt, experiment, trace, dashboard, top, tenant, control, alerts, risk):
+                 docs, prompt, experiment, trace, dashboard, top, tenant, control, alerts, risk, tools):
     cli.add_command(_command)
 
 
