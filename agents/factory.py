@@ -15,6 +15,7 @@ from agents.registry import AgentRegistry, load_agents
 from agents.routing import ModelRouter
 from agents.runner import MemorySource, TaskRunner
 from agents.swarm import StepCaller
+from agents.tools import ToolKit
 
 __all__ = ["RunnerConfig", "build_judge", "build_runner"]
 
@@ -51,14 +52,16 @@ def _load(config: RunnerConfig, models: tuple[ModelInfo, ...] | None,
 
 def build_runner(config: RunnerConfig, store: SpendStore | None = None,
                  models: tuple[ModelInfo, ...] | None = None, memory: MemorySource | None = None,
-                 prompts: PromptChooser | None = None, observer: RunObserver | None = None) -> TaskRunner:
+                 prompts: PromptChooser | None = None, observer: RunObserver | None = None,
+                 tools: ToolKit | None = None) -> TaskRunner:
     """The task runner over the configured models and agents, its budgets kept in `store`; `observer`
     hears of every model call and budget event (metrics, traces: streams/observability/)."""
     registry, router = _load(config, models, observer)
     ledger = BudgetLedger(store or MemorySpendStore(), config.tenant_daily_budget_usd, config.degrade_share)
     return TaskRunner(registry, router, ledger, quality_candidates=config.quality_candidates,
                       max_in_flight=config.max_in_flight, memory=memory, pinned_model=config.pinned_model,
-                      prompts=prompts, observer=observer, sequential_candidates=config.sequential_candidates)
+                      prompts=prompts, observer=observer, sequential_candidates=config.sequential_candidates,
+                      tools=tools)
 
 
 def build_judge(config: RunnerConfig, ledger: BudgetLedger | None = None,

@@ -16,12 +16,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["CACHE_MAX_CHARS", "PATTERNS", "redact", "redact_task", "redact_values"]
+__all__ = ["CACHE_MAX_CHARS", "PATTERNS", "findings", "redact", "redact_task", "redact_values"]
 
 CACHE_MAX_CHARS = 4096
 """Texts longer than this are redacted every time, never cached, so the cache stays small (1024 x 4 KiB)."""
@@ -307,6 +308,16 @@ def redact(text: str) -> str:
     if len(text) > CACHE_MAX_CHARS:
         return _redact(text)
     return _cached(text)
+
+
+_MARK = re.compile(r"\[REDACTED:([^\]]+)\]")
+
+
+def findings(text: str) -> Counter[str]:
+    """What `redact` replaces in `text`, by kind (never the secrets): the redaction hits, for the risk stage."""
+    if not text:
+        return Counter()
+    return Counter(_MARK.findall(redact(text))) - Counter(_MARK.findall(text))
 
 
 def redact_values(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -50,6 +50,13 @@ class Completion:
     cost_usd: float
     latency_ms: float
     failures: tuple[Attempted, ...] = ()
+    tool_calls: tuple[dict[str, str], ...] = ()  # {"id", "name", "arguments" (JSON text)} the model asked for
+
+
+def _tool_calls(message: Any) -> tuple[dict[str, str], ...]:
+    """The tool calls of a model's answer, as plain dicts (litellm hands back its own objects)."""
+    return tuple({"id": str(c.id), "name": str(c.function.name), "arguments": str(c.function.arguments or "{}")}
+                 for c in (getattr(message, "tool_calls", None) or ()))
 
 
 class ChainFailed(Exception):
@@ -158,10 +165,14 @@ class ModelRouter:
         old = self._observed.get(model)
         self._observed[model] = latency_ms if old is None else 0.8 * old + 0.2 * latency_ms
 
-    async def call(self, model: ModelInfo, messages: list[dict[str, Any]], max_tokens: int | None = None) -> Completion:
-        """One model through the Router (its retries included); raises what the last try raised."""
+    async def call(self, model: ModelInfo, messages: list[dict[str, Any]], max_tokens: int | None = None,
+                   tools: list[dict[str, Any]] | None = None) -> Completion:
+        """One model through the Router (its retries included); raises what the last try raised.
+        `tools`: function schemas the model may call (litellm tool calling); its calls come back on the Completion."""
         started = self.clock()
         params: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
+        if tools:
+            params["tools"] = tools
         response = await self._router.acompletion(model=model.name, messages=messages, timeout=self.timeout_s,
                                                   **params)
         latency_ms = (self.clock() - started) * 1000.0
@@ -169,12 +180,15 @@ class ModelRouter:
         usage = getattr(response, "usage", None)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        return Completion(text=response.choices[0].message.content or "", model=model.name, tokens_in=tokens_in,
-                          tokens_out=tokens_out, cost_usd=model.cost(tokens_in, tokens_out), latency_ms=latency_ms)
+        message = response.choices[0].message
+        return Completion(text=message.content or "", model=model.name, tokens_in=tokens_in,
+                          tokens_out=tokens_out, cost_usd=model.cost(tokens_in, tokens_out), latency_ms=latency_ms,
+                          tool_calls=_tool_calls(message))
 
     async def complete(self, chain: Sequence[ModelInfo], messages: list[dict[str, Any]],
                        max_tokens: int | None = None, admit: Callable[[ModelInfo], bool] | None = None,
-                       settle: Callable[[ModelInfo, int, int], float] | None = None) -> Completion:
+                       settle: Callable[[ModelInfo, int, int], float] | None = None,
+                       tools: list[dict[str, Any]] | None = None) -> Completion:
         """Try each model of the chain in turn; the first answer wins and carries the failures before it.
 
         `admit(model)` may refuse a model (a budget that cannot afford it: kind "unaffordable");
@@ -185,16 +199,17 @@ class ModelRouter:
             if admit is not None and not admit(model):
                 failures.append(Attempted(model.name, "unaffordable", "the budget cannot afford its estimate", 0.0))
                 continue
-            done = await self._attempt(model, messages, max_tokens, settle)
+            done = await self._attempt(model, messages, max_tokens, settle, tools)
             if isinstance(done, Attempted):  # any provider failure moves on to the next model
                 failures.append(done)
                 continue
             return Completion(done.text, done.model, done.tokens_in, done.tokens_out, done.cost_usd,
-                              done.latency_ms, tuple(failures))
+                              done.latency_ms, tuple(failures), done.tool_calls)
         raise ChainFailed(failures)
 
     async def _attempt(self, model: ModelInfo, messages: list[dict[str, Any]], max_tokens: int | None,
-                       settle: Callable[[ModelInfo, int, int], float] | None) -> Completion | Attempted:
+                       settle: Callable[[ModelInfo, int, int], float] | None,
+                       tools: list[dict[str, Any]] | None = None) -> Completion | Attempted:
         """One admitted model, in a `chat {model}` span (GenAI conventions): its answer, or why it failed."""
         attributes: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": provider_of(model.name),
                                       "gen_ai.request.model": model.name}
@@ -204,7 +219,8 @@ class ModelRouter:
                                                attributes=attributes) as span:
             started = self.clock()
             try:
-                done = await self.call(model, messages, max_tokens)
+                done = await (self.call(model, messages, max_tokens, tools) if tools else
+                              self.call(model, messages, max_tokens))
             except Exception as exc:  # the caller moves on to the next model
                 if settle is not None:
                     settle(model, 0, 0)

@@ -30,6 +30,8 @@ from agents.redaction import redact, redact_task
 from agents.registry import AgentRegistry, AgentSpec
 from agents.routing import ModelRouter
 from agents.swarm import StepCache, StepCaller, StepContext, StepOutcome
+from agents.tools import ToolKit
+from agents.tools.plans import PlanRunner
 from agents.validation import Problem, describe, task_problems
 from schemas.events import DEFAULT_CAPABILITY, DEFAULT_PATTERN, Record, tenant_of
 from schemas.provenance import DESCRIPTION_DIGEST, SIGNATURE, description_digest
@@ -75,7 +77,7 @@ class TaskRunner:
                  quality_candidates: int = 3, max_in_flight: int = 1024, clock: Callable[[], int] = now_ms,
                  memory: MemorySource | None = None, pinned_model: str | None = None,
                  prompts: PromptChooser | None = None, observer: RunObserver | None = None,
-                 sequential_candidates: bool = False) -> None:
+                 sequential_candidates: bool = False, tools: ToolKit | None = None) -> None:
         registry.require("planning", "coding", "review", "judging")
         self.registry, self.router = registry, router
         self.ledger = ledger or BudgetLedger(MemorySpendStore())
@@ -85,7 +87,13 @@ class TaskRunner:
         self.prompts = prompts  # prompt registry / A/B experiments (issue 4); None: the agents' own prompts
         self.steps = StepCaller(router, self.ledger, registry.specs, max_in_flight, clock, pinned_model, observer)
         self.judge = ModelJudge(self.steps, registry.for_capability("judging"))  # the quality pattern's judge
+        # tasks that name a plan (issue 15): agents with tools over MCP; None: this runner has no tools
+        self.tools = tools
+        self.plans = PlanRunner(tools.config, tools.executor, registry, self.steps) if tools is not None else None
         self._now = clock
+        # Lite mode (issue 14): tenant -> the scope of the lite mode in force for it ("global", "tenant"),
+        # None when there is none; the worker sets it to what the control topic says.
+        self.lite_mode: Callable[[str], str | None] = _never_lite
 
     async def run(self, task: Record, cache: StepCache | None = None) -> TaskRun:
         """The task's run, with recalled memories (if a memory source is set) given to every agent;
@@ -111,12 +119,17 @@ class TaskRunner:
 
     async def _run(self, task: Record, context: list[Record], cache: StepCache | None = None) -> TaskRun:
         pattern = task.get("pattern") or DEFAULT_PATTERN
-        ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context, cache=cache)
+        lite = self.lite_mode(tenant_of(task))
+        if lite and pattern == "quality":  # lite mode: one cheapest-model answer instead of N and a judge
+            pattern = "fast"
+        ctx = StepContext(task, TaskBudget(task.get("budget_usd")), pattern, context, cache=cache, lite=lite)
         capability = task.get("capability") or DEFAULT_CAPABILITY
         chosen = await self.prompts.choose(task) if self.prompts is not None else None
         if chosen is not None:  # a registry prompt for the task's capability: its steps use it and record it
             ctx.prompt = (capability, chosen.system, dict(chosen.metadata))
-        if pattern == "balanced":
+        if ctx.task.get("plan") and self.plans is not None:
+            outcomes, final = await self.plans.run(ctx, ctx.task["plan"])
+        elif pattern == "balanced":
             outcomes, final = await self._balanced(ctx)
         elif pattern == "quality":
             outcomes, final = await self._quality(ctx, capability)
@@ -133,6 +146,11 @@ class TaskRunner:
         if (self.prompts is not None and any(p.field == "capability" for p in problems)
                 and await self.prompts.has_prompt(str(capability), task.get("created_at"))):
             problems = task_problems(task, prompts=(str(capability),))
+        plan = task.get("plan")
+        if plan and (self.plans is None or not self.plans.has(plan)):
+            allowed = (f"one of {', '.join(self.plans.config.plans)} (absent means no plan)" if self.plans is not None
+                       else "none: this worker runs no tools (AGENTSTREAM_TOOLS_ENABLED=false)")
+            problems.append(Problem("plan", plan, allowed))
         return problems
 
     def _rejected(self, task: Record, problems: list[Problem]) -> Record:
@@ -205,6 +223,11 @@ class TaskRunner:
                 "tenant_spend_usd": f"{self.ledger.tenant_spent(ctx.tenant):.9f}"}
         if ctx.budget.limit is not None:
             meta["budget_usd"] = f"{ctx.budget.limit:g}"
+        if ctx.lite:
+            meta["lite_mode"] = ctx.lite
+            meta["requested_pattern"] = ctx.task.get("pattern") or DEFAULT_PATTERN
+        if ctx.task.get("plan"):
+            meta["plan"] = ctx.task["plan"]
         if SIGNATURE in meta:  # a signed task (schemas/provenance.py): say which text was run, whatever it claims
             meta[DESCRIPTION_DIGEST] = description_digest(ctx.task["description"])
         if "winner" in final.record["metadata"]:
@@ -225,6 +248,10 @@ class TaskRunner:
             "metadata": meta,
             "created_at": self._now(),
         }
+
+
+def _never_lite(_tenant: str) -> str | None:
+    return None
 
 
 _PROMPT_FIELDS = ("prompt", "prompt_version", "pinned", "experiment", "variant")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,6 +51,7 @@ class StepContext:
     context: list[Record] = field(default_factory=list)  # extra messages for every step (memories)
     prompt: tuple[str, str, dict[str, str]] | None = None  # (capability, system prompt, metadata) from issue 4
     cache: StepCache | None = None  # answers of an earlier attempt of this task (issue 11)
+    lite: str | None = None  # lite mode in force for the task (issue 14): its scope, global or tenant
 
     @property
     def tenant(self) -> str:
@@ -105,19 +107,22 @@ class StepCaller:
         return await self.step(ctx, spec, capability, step, messages, {"role": capability, **meta, **prompt_meta})
 
     async def step(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int,
-                   messages: list[dict[str, Any]], meta: dict[str, str]) -> StepOutcome:
-        """One step, in an `invoke_agent {agent}` span (GenAI conventions) that ends with what it cost."""
+                   messages: list[dict[str, Any]], meta: dict[str, str],
+                   tools: list[dict[str, Any]] | None = None) -> StepOutcome:
+        """One step, in an `invoke_agent {agent}` span (GenAI conventions) that ends with what it cost.
+        `tools` are offered to the model; the calls it asks for are on the record (metadata `tool_calls`)."""
         with self.observer.tracer.start_as_current_span(f"invoke_agent {spec.name}", attributes={
                 "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": spec.name,
                 "agentstream.task_id": ctx.task["task_id"], "agentstream.tenant": ctx.tenant,
                 "agentstream.step": step, "agentstream.capability": capability}) as span:
-            out = await self._step(ctx, spec, capability, step, messages, meta)
+            out = await self._step(ctx, spec, capability, step, messages, meta, tools)
             if span.is_recording():
                 span.set_attributes(_step_attributes(out.record))
             return out
 
     async def _step(self, ctx: StepContext, spec: AgentSpec, capability: str, step: int,
-                    messages: list[dict[str, Any]], meta: dict[str, str]) -> StepOutcome:
+                    messages: list[dict[str, Any]], meta: dict[str, str],
+                    tools: list[dict[str, Any]] | None = None) -> StepOutcome:
         candidate = meta.get("candidate", "")
         kept = ctx.cache.get(step, candidate) if ctx.cache is not None else None
         if kept is not None:  # answered by an earlier attempt: paid (and charged to the tenant) then
@@ -130,6 +135,7 @@ class StepCaller:
         degraded = self.ledger.should_degrade(ctx.tenant, ctx.budget)
         if degraded:
             self.observer.budget_event(ctx.tenant, "degraded")
+        if degraded or ctx.lite:
             chain = order_models(chain, "cost", self.router.latency_of)
         elif (pin := self.pinned_model or recorded_model(ctx.task, step)) in self.router.by_name:
             pinned = self.router.by_name[pin]
@@ -158,13 +164,16 @@ class StepCaller:
         }
         if degraded:
             base["metadata"]["degraded"] = "cheapest capable model: budget share reached"
+        if ctx.lite:
+            base["metadata"]["lite_mode"] = ctx.lite
         async with self._per_agent[spec.name], self._global:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             self.observer.calls_in_flight(1)
             base["metadata"]["in_flight"] = str(self.in_flight)
             try:
-                done = await self.router.complete(chain, messages, spec.max_output_tokens, admit=admit, settle=settle)
+                done = await self.router.complete(chain, messages, spec.max_output_tokens, admit=admit, settle=settle,
+                                                  tools=tools)
             except ChainFailed as exc:
                 self._observe(spec, ctx.tenant, exc.failures)
                 return self._failed(base, chain, exc)
@@ -177,6 +186,8 @@ class StepCaller:
         self._observe(spec, ctx.tenant, done.failures, answered)
         text = redact(done.text)
         base["metadata"].update(_failure_meta(done.failures))
+        if done.tool_calls:  # kept with the answer: a task run again makes the same calls (same call ids)
+            base["metadata"]["tool_calls"] = json.dumps(list(done.tool_calls))
         record = {**base, "model": done.model, "attempt": len(done.failures) + 1, "status": "ok", "output": text,
                   "tokens_in": done.tokens_in, "tokens_out": done.tokens_out, "cost_usd": cost,
                   "latency_ms": done.latency_ms, "error": None, "created_at": self._now()}

@@ -8,6 +8,7 @@ Records that can never be written are returned as rejections, not raised: the re
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 
 from schemas.events import DEFAULT_TENANT
 
-__all__ = ["EVENT_ID_FIELDS", "MemoryRecord", "Rejection", "Tier", "TierUnavailable", "event_id"]
+__all__ = ["EVENT_ID_FIELDS", "Held", "MemoryRecord", "Rejection", "Tier", "TierUnavailable", "digest", "event_id"]
 
 # The field that identifies each event type (the idempotence key in every tier).
 EVENT_ID_FIELDS: dict[str, str] = {
@@ -26,6 +27,8 @@ EVENT_ID_FIELDS: dict[str, str] = {
     "CodeChange": "sha",
     "TaskRequested": "task_id",
     "DeadLetter": "deadletter_id",
+    "ControlCommand": "command_id",
+    "RiskAlert": "alert_id",
     "ModuleDoc": "task_id",  # a stored module document (sinks/docs.py), indexed in L2 from L3
 }
 
@@ -56,6 +59,19 @@ class MemoryRecord:
     def __post_init__(self) -> None:
         if not self.id:
             object.__setattr__(self, "id", event_id(self.event_type, self.record))
+
+
+def digest(text: str) -> str:
+    """The content hash the integrity check compares (streams/memory/integrity.py)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a tier holds for one event: the hash of its stored content and the event's created_at."""
+
+    digest: str
+    created_at: int
 
 
 @dataclass(frozen=True)
@@ -99,3 +115,12 @@ class Tier(ABC):
     def count(self) -> int:
         """How many items the tier holds (rows, vectors, objects); -1 when unknown."""
         return -1
+
+    def fingerprint(self, item: MemoryRecord) -> str | None:
+        """The digest of what `write([item])` stores; None when this tier keeps nothing of it by design.
+        With `fingerprints()`, it lets `memory verify` compare a tier with the archive."""
+        raise NotImplementedError(f"{self.name} cannot be verified")
+
+    def fingerprints(self) -> dict[str, Held]:
+        """Event id -> what the tier holds for it, for every event of this scope."""
+        raise NotImplementedError(f"{self.name} cannot be verified")

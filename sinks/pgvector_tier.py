@@ -96,6 +96,12 @@ class PgVectorStore:
                     hits = _one_per_event(conn.execute(sql, [literal, *params, literal, k * 3]).fetchall())
         return hits[:k]
 
+    def chunks(self) -> list[tuple[str, int, str, int]]:
+        with self.db.use() as conn:
+            rows = conn.execute("SELECT event_id, chunk, text, created_at FROM memory_vectors WHERE scope = %s",
+                                (self.scope,)).fetchall()
+        return [(e, c, t, int(at.timestamp() * 1000)) for e, c, t, at in rows]
+
     def count(self) -> int:
         with self.db.use() as conn:
             return conn.execute("SELECT count(*) FROM memory_vectors WHERE scope = %s", (self.scope,)).fetchone()[0]

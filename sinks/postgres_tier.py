@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.events import DEFAULT_TENANT, tenant_of
-from sinks.base import MemoryRecord, Rejection, Tier
+from sinks.base import Held, MemoryRecord, Rejection, Tier, digest
+from sinks.base import event_id as event_id_of
 from sinks.migrations import Migration
 from sinks.pg import PgConnection
 from sinks.text import summary
@@ -93,21 +94,37 @@ def _upsert(table: str, columns: str, key: str) -> str:
     return f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {updates}"  # noqa: S608
 
 
-# event type -> (table, upsert statement, row builder)
-_TABLES = {
-    "TaskResult": ("memory_tasks", _upsert(
-        "memory_tasks", "scope, task_id, status, output, model, cost_usd, latency_ms, steps, tokens_in, tokens_out, "
-        "tenant, error, metadata, created_at", "scope, tenant, task_id"), _row_tasks),
-    "AgentOutput": ("memory_steps", _upsert(
-        "memory_steps", "scope, tenant, output_id, task_id, agent, step, model, attempt, status, output, tokens_in, "
-        "tokens_out, cost_usd, latency_ms, error, metadata, created_at", "scope, tenant, output_id"), _row_steps),
-    "PromptOutcome": ("memory_outcomes", _upsert(
-        "memory_outcomes", "scope, outcome_id, task_id, experiment, variant, success, quality, source, created_at",
-        "scope, outcome_id"), _row_outcomes),
-    "CodeChange": ("memory_code_changes", _upsert(
-        "memory_code_changes", "scope, sha, repository, author, message, files, committed_at, created_at",
-        "scope, sha"), _row_changes),
+# event type -> (table, columns, key columns, row builder)
+_SCHEMA = {
+    "TaskResult": ("memory_tasks", "scope, task_id, status, output, model, cost_usd, latency_ms, steps, tokens_in, "
+                   "tokens_out, tenant, error, metadata, created_at", "scope, tenant, task_id", _row_tasks),
+    "AgentOutput": ("memory_steps", "scope, tenant, output_id, task_id, agent, step, model, attempt, status, output, "
+                    "tokens_in, tokens_out, cost_usd, latency_ms, error, metadata, created_at",
+                    "scope, tenant, output_id", _row_steps),
+    "PromptOutcome": ("memory_outcomes", "scope, outcome_id, task_id, experiment, variant, success, quality, source, "
+                      "created_at", "scope, outcome_id", _row_outcomes),
+    "CodeChange": ("memory_code_changes", "scope, sha, repository, author, message, files, committed_at, created_at",
+                   "scope, sha", _row_changes),
 }
+# event type -> (table, upsert statement, row builder)
+_TABLES = {event_type: (table, _upsert(table, columns, key), build)
+           for event_type, (table, columns, key, build) in _SCHEMA.items()}
+
+
+def _canonical(row: Sequence[Any]) -> str:
+    """A row as the integrity check hashes it, the same whether built for writing or read back."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return round(value.timestamp() * 1000)
+        if isinstance(value, str) and value[:1] == "{" and value[-1:] == "}":
+            try:  # jsonb is written as JSON text and read back as a dict
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+    return json.dumps([plain(v) for v in row], sort_keys=True, default=str)
+
 
 _SEARCH = """
 SELECT 'TaskResult:' || CASE WHEN tenant = 'default' THEN '' ELSE tenant || '/' END || task_id, 'TaskResult',
@@ -218,6 +235,23 @@ class PostgresTier(Tier):
                                                           "created_at": int(created_at.timestamp() * 1000)}, text)
                  for event_id, event_type, task_id, text, created_at in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def fingerprint(self, item: MemoryRecord) -> str | None:
+        if item.event_type not in _TABLES or _has_nul(item.record):
+            return None
+        return digest(_canonical(_TABLES[item.event_type][2](self.scope, item.record)))
+
+    def fingerprints(self) -> dict[str, Held]:
+        held: dict[str, Held] = {}
+        with self.db.use() as conn:
+            for event_type, (table, columns, _, _) in _SCHEMA.items():
+                rows = conn.execute(f"SELECT {columns} FROM {table} WHERE scope = %s", (self.scope,))  # noqa: S608
+                names = [c.strip() for c in columns.split(",")]
+                for row in rows.fetchall():
+                    values = dict(zip(names, row, strict=True))
+                    held[event_id_of(event_type, values)] = Held(digest(_canonical(row)),
+                                                              round(values["created_at"].timestamp() * 1000))
+        return held
 
     def counts(self) -> dict[str, int]:
         with self.db.use() as conn:

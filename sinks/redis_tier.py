@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from sinks.base import MemoryRecord, Rejection, Tier, TierUnavailable
+from sinks.base import Held, MemoryRecord, Rejection, Tier, TierUnavailable, digest
 from sinks.text import event_text, summary
 
 __all__ = ["RedisTier"]
@@ -39,8 +39,8 @@ class RedisTier(Tier):
         pipe = self.client.pipeline(transaction=False)
         queued = 0
         for item in batch:
-            value = json.dumps(summary(item.event_type, item.id, item.record, event_text(item.event_type, item.record)))
-            if len(value.encode()) > self.max_value_bytes:
+            value = self._value(item)
+            if value is None:
                 self.skipped_large += 1  # too big for the hot tier: L2/L3 keep it
                 continue
             pipe.set(self.key("event", item.id), value, ex=self.ttl_s)
@@ -51,6 +51,26 @@ class RedisTier(Tier):
             except _DOWN as exc:
                 raise TierUnavailable(self.name, str(exc), retry_after=1.0) from exc
         return []
+
+    def _value(self, item: MemoryRecord) -> str | None:
+        value = json.dumps(summary(item.event_type, item.id, item.record, event_text(item.event_type, item.record)))
+        return None if len(value.encode()) > self.max_value_bytes else value
+
+    def fingerprint(self, item: MemoryRecord) -> str | None:
+        value = self._value(item)
+        return None if value is None else digest(value)
+
+    def fingerprints(self) -> dict[str, Held]:
+        keys = list(self._call(lambda: list(self.client.scan_iter(match=f"{self.prefix}event:*", count=1000))))
+        held: dict[str, Held] = {}
+        start = len(self.key("event", ""))
+        for n in range(0, len(keys), 500):
+            chunk = keys[n:n + 500]
+            for key, raw in zip(chunk, self._call(self.client.mget, chunk), strict=True):
+                if raw is not None:
+                    created = int(json.loads(raw).get("created_at") or 0)
+                    held[key.decode()[start:]] = Held(digest(raw.decode()), created)
+        return held
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from schemas.events import tenant_of
-from sinks.base import MemoryRecord, Rejection, Tier
+from sinks.base import Held, MemoryRecord, Rejection, Tier, digest
 from sinks.embeddings import Embedder
 from sinks.text import chunk_words, event_text
 
@@ -70,6 +70,10 @@ class VectorStore(Protocol):
 
     def count(self) -> int: ...
 
+    def chunks(self) -> list[tuple[str, int, str, int]]:
+        """(event id, chunk, text, created_at) of every stored chunk of this scope (for `memory verify`)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -88,10 +92,9 @@ class VectorTier(Tier):
         pending: list[tuple[MemoryRecord, int, str]] = []
         seen: set[str] = set()
         for item in batch:
-            if item.id in seen or item.record.get("status", "ok") != "ok":
-                continue  # failed steps hold no knowledge worth recalling
-            seen.add(item.id)
-            chunks = chunk_words(event_text(item.event_type, item.record))[: self.max_chunks]
+            chunks = self._chunks(item) if item.id not in seen else []
+            if item.record.get("status", "ok") == "ok":
+                seen.add(item.id)
             pending.extend((item, n, text) for n, text in enumerate(chunks))
         if not pending:
             return []
@@ -105,6 +108,22 @@ class VectorTier(Tier):
         ]
         self.store.upsert(items)
         return []
+
+    def _chunks(self, item: MemoryRecord) -> list[str]:
+        if item.record.get("status", "ok") != "ok":
+            return []  # failed steps hold no knowledge worth recalling
+        return chunk_words(event_text(item.event_type, item.record))[: self.max_chunks]
+
+    def fingerprint(self, item: MemoryRecord) -> str | None:
+        chunks = self._chunks(item)
+        return digest("\x00".join(chunks)) if chunks else None
+
+    def fingerprints(self) -> dict[str, Held]:
+        by_event: dict[str, list[tuple[int, str, int]]] = {}
+        for event_id, chunk, text, created_at in self.store.chunks():
+            by_event.setdefault(event_id, []).append((chunk, text, created_at))
+        return {event_id: Held(digest("\x00".join(text for _, text, _ in sorted(chunks))), chunks[0][2])
+                for event_id, chunks in by_event.items()}
 
     def search(self, query: str, k: int, filters: dict[str, Any] | None = None) -> list[VectorHit]:
         vector = self.embedder.embed([query])[0]

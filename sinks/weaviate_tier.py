@@ -130,6 +130,12 @@ class WeaviateStore:
             total_count=True, filters=Filter.by_property("scope").equal(self._scope_value))
         return int(result.total_count or 0)
 
+    def chunks(self) -> list[tuple[str, int, str, int]]:
+        props = ["scope", "event_id", "chunk", "text", "created_at"]
+        return [(p["event_id"], int(p["chunk"]), p["text"], int(p["created_at"]))
+                for p in (o.properties for o in self._collection().iterator(return_properties=props))
+                if p["scope"] == self.scope]
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:

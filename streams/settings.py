@@ -207,6 +207,37 @@ class Settings(BaseSettings):
     # `agentstream dashboard` (loopback).
     dashboard_port: int = Field(8790, ge=0, le=65535, alias="AGENTSTREAM_DASHBOARD_PORT")
 
+    # The risk manager (issue 14, docs/risk.md). Windows are sliding, in seconds of wall-clock time.
+    risk_enabled: bool = Field(True, alias="AGENTSTREAM_RISK_ENABLED")  # `agentstream worker` runs the risk stage
+    risk_spike_window_s: float = Field(60.0, gt=0, alias="AGENTSTREAM_RISK_SPIKE_WINDOW_S")
+    risk_baseline_window_s: float = Field(900.0, gt=0, alias="AGENTSTREAM_RISK_BASELINE_WINDOW_S")
+    risk_spike_factor: float = Field(5.0, gt=1, alias="AGENTSTREAM_RISK_SPIKE_FACTOR")  # k x the baseline
+    risk_spike_floor_usd: float = Field(0.05, ge=0, alias="AGENTSTREAM_RISK_SPIKE_FLOOR_USD")  # per spike window
+    risk_lite_for_s: float = Field(3600.0, gt=0, alias="AGENTSTREAM_RISK_LITE_FOR_S")  # expiry of lite mode it issues
+    risk_calm_s: float = Field(300.0, gt=0, alias="AGENTSTREAM_RISK_CALM_S")  # calm this long: lite mode released
+    risk_deadletter_burst: int = Field(20, ge=1, alias="AGENTSTREAM_RISK_DEADLETTER_BURST")
+    risk_deadletter_window_s: float = Field(60.0, gt=0, alias="AGENTSTREAM_RISK_DEADLETTER_WINDOW_S")
+    risk_conflict_window_s: float = Field(3600.0, gt=0, alias="AGENTSTREAM_RISK_CONFLICT_WINDOW_S")
+    risk_tick_s: float = Field(1.0, gt=0, alias="AGENTSTREAM_RISK_TICK_S")
+    # Alerts of one kind and tenant within this window are one alert with a count.
+    alert_fold_s: float = Field(10.0, gt=0, alias="AGENTSTREAM_ALERT_FOLD_S")
+    # Each alert is also POSTed here as JSON (retried with backoff; never blocks the stream). Unset: none.
+    alert_webhook_url: SecretStr | None = Field(None, alias="AGENTSTREAM_ALERT_WEBHOOK")
+    alert_webhook_retries: int = Field(5, ge=0, alias="AGENTSTREAM_ALERT_WEBHOOK_RETRIES")
+    # Tools over MCP (issue 15, docs/tools.md): the servers and plans file (unset: agents/data/mcp.yaml), whether
+    # a worker starts the pool, the folder the filesystem tools are confined to (unset: <data dir>/workspace),
+    # and how recorded calls are used: live (a call recorded in the tool-call ledger is reused, any other is
+    # made) or recorded (a replay: only recorded results, no tool is called). tools_record=false: a run that
+    # writes nothing to the ledger (a replay with --live-tools, against a copy of the workspace).
+    tools_file: Path | None = Field(None, alias="AGENTSTREAM_TOOLS_FILE")
+    tools_enabled: bool = Field(True, alias="AGENTSTREAM_TOOLS_ENABLED")
+    tools_workspace: Path | None = Field(None, alias="AGENTSTREAM_TOOLS_WORKSPACE")
+    tools_mode: Literal["live", "recorded"] = Field("live", alias="AGENTSTREAM_TOOLS_MODE")
+    tools_record: bool = Field(True, alias="AGENTSTREAM_TOOLS_RECORD")
+    tools_start_timeout_s: float = Field(30.0, gt=0, alias="AGENTSTREAM_TOOLS_START_TIMEOUT_S")
+    tools_sql_max_rows: int = Field(200, ge=1, alias="AGENTSTREAM_TOOLS_SQL_MAX_ROWS")
+    tools_sql_timeout_ms: int = Field(2000, ge=1, alias="AGENTSTREAM_TOOLS_SQL_TIMEOUT_MS")
+
     @model_validator(mode="before")
     @classmethod
     def _replication_follows_brokers(cls, data: Any) -> Any:
@@ -261,6 +292,11 @@ class Settings(BaseSettings):
         if self.redis_url is not None:
             return self.redis_url.get_secret_value()
         return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def tools_workspace_dir(self) -> Path:
+        """The folder the filesystem and code tools work in."""
+        return self.tools_workspace or self.data_dir / "workspace"
 
     @property
     def archive_dir(self) -> Path:

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from streams.settings import Settings
 
 __all__ = [
+    "ALERTS",
     "ALL_TOPICS",
     "CODE_CHANGES",
+    "CONTROL",
     "DEADLETTERS",
     "OUTPUTS",
     "PROMPT_DECISIONS",
@@ -18,6 +20,7 @@ __all__ = [
     "TASKS",
     "TASKS_BY_TENANT",
     "TASK_LEDGER",
+    "TOOLCALLS",
     "TopicSpec",
     "client_topics",
     "dedupe_expiry_s",
@@ -35,6 +38,8 @@ PROMPT_OUTCOMES = "prompt.outcomes"
 PROMPT_DECISIONS = "prompt.decisions"
 CODE_CHANGES = "code.changes"
 DEADLETTERS = "agent.deadletters"
+# Every tool call an agent made over MCP (issue 15), keyed by task id.
+TOOLCALLS = "agent.toolcalls"
 # Tasks re-keyed by tenant, so one worker holds a tenant's budget ledger (agents/budget.py).
 TASKS_BY_TENANT = "agent.tasks.by-tenant"
 # The task stage's ledgers (streams/processors/ledger.py), partitioned like agent.tasks.by-tenant and
@@ -42,6 +47,10 @@ TASKS_BY_TENANT = "agent.tasks.by-tenant"
 # attempts, finished model calls and "done" mark (compacted, deleted after the dedupe window).
 SPEND_LEDGER = "agent.ledger.spend"
 TASK_LEDGER = "agent.ledger.tasks"
+# The risk manager (issue 14, docs/risk.md): commands every worker follows (compacted: the latest per
+# command and scope is in force), and the alerts it raises.
+CONTROL = "agent.control"
+ALERTS = "agent.alerts"
 
 # On a secured Kafka (`agentstream up --secure`) each tenant has a topic pair of its own, made by
 # `agentstream tenant add`: only its principal may write the first and read the second.
@@ -58,6 +67,9 @@ ALL_TOPICS: dict[str, str] = {
     CODE_CHANGES: "CodeChange",
     DEADLETTERS: "DeadLetter",
     TASKS_BY_TENANT: "TaskRequested",
+    CONTROL: "ControlCommand",
+    ALERTS: "RiskAlert",
+    TOOLCALLS: "ToolCall",
 }
 
 
@@ -74,9 +86,9 @@ class TopicSpec:
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """The topics the project needs, with their full (prefixed) names and partition counts."""
     # Decisions and dead letters are low volume; one partition keeps them in order.
-    single = {PROMPT_DECISIONS, DEADLETTERS}
+    single = {PROMPT_DECISIONS, DEADLETTERS, CONTROL, ALERTS}
     return [
-        TopicSpec(settings.topic(name), 1 if name in single else settings.partitions)
+        TopicSpec(settings.topic(name), 1 if name in single else settings.partitions, compacted=name == CONTROL)
         for name in ALL_TOPICS
     ]
 

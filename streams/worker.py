@@ -35,7 +35,9 @@ from streams.processors.code_changes import code_change_processor
 from streams.processors.guard import Guard, Send, topic_sender
 from streams.processors.scoring import prompt_processors
 from streams.processors.tasks import TaskStage
+from streams.risk.service import worker_loops
 from streams.settings import Settings
+from streams.tools.worker import serving_tools, worker_tools
 from streams.topics import DEADLETTERS
 
 __all__ = ["run_worker", "runner_config", "serve_worker", "settle_heap"]
@@ -95,7 +97,7 @@ def run_worker(settings: Settings) -> None:
     litellm.completion(model="simulator/fast-1", messages=[{"role": "user", "content": "warm-up"}])
     observability.start(settings, "worker")  # /metrics, traces, lag (AGENTSTREAM_OBSERVABILITY=false: none)
     runner = build_runner(runner_config(settings), memory=_memory(settings), prompts=_prompts(settings),
-                          observer=telemetry.run_observer())
+                          observer=telemetry.run_observer(), tools=worker_tools(settings))
     settle_heap()
     log.info("worker starting", stage="worker", app_id=settings.app_id, kafka=settings.kafka_servers,
              concurrency=settings.worker_concurrency)
@@ -114,9 +116,11 @@ async def serve_worker(settings: Settings, runner: TaskRunner, codec: Codec, sto
     processors = [code_change_processor(settings, guard, send)]
     if runner.prompts is not None:  # prompt experiments (issue 4)
         processors += prompt_processors(settings, codec, guard, send, runner.prompts.invalidate)
-    loops: list[Loop] = [TaskStage(settings, runner, codec).run, *(p.run for p in processors)]
+    loops: list[Loop] = [TaskStage(settings, runner, codec).run, *(p.run for p in processors),
+                         *worker_loops(settings, runner, codec, guard, send)]  # control topic, risk stage (issue 14)
     try:
-        await run_all(loops, stop)
+        async with serving_tools(settings, runner.tools, producer, codec):  # MCP servers (issue 15)
+            await run_all(loops, stop)
     finally:
         await close(producer, "producer")
 

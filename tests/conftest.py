@@ -47,6 +47,7 @@ def stack_settings() -> Iterator[Settings]:
         AGENTSTREAM_S3_PORT=s3,
         AGENTSTREAM_PARTITIONS=4,
         AGENTSTREAM_LOG_FORMAT="json",
+        AGENTSTREAM_TOOLS_ENABLED=False,  # workers start no MCP servers unless a test asks (tests/*/test_tools*.py)
     )
     stack = LocalStack(settings, with_s3=True)
     stack.up()

@@ -83,9 +83,9 @@ def pipeline_rate(settings: Settings, count: int) -> Measurement:
 
 def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_000, agent_tasks: int = 8_000,
               sections: set[str] | None = None, two_workers: bool = True) -> None:
-    """The raw baseline, then the chosen sections (pipeline, observability, memory, agents, outcomes;
+    """The raw baseline, then the chosen sections (pipeline, observability, memory, agents, outcomes, tools;
     default all)."""
-    sections = {"pipeline", "observability", "memory", "agents", "outcomes"} if sections is None else sections
+    sections = {"pipeline", "observability", "memory", "agents", "outcomes", "tools"} if sections is None else sections
     value_size = len(default_codec().encode("TaskRequested", make_task("benchmark task 0: add a cache")))
     click.echo(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
                f"broker {settings.kafka_servers}; {settings.partitions} partitions")
@@ -119,3 +119,8 @@ def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_
 
         click.echo("\nthe plan's four outcomes (each: the same workload with the feature and with its baseline):")
         outcomes_bench(settings)
+    if "tools" in sections:
+        from streams.bench.tools import tools_bench  # issue 15: tools over MCP
+
+        click.echo("\ntools over MCP:")
+        tools_bench(settings)

@@ -42,6 +42,7 @@ def explain(exc: BaseException) -> str | None:
     from agents.models import ConfigError
     from agents.prompt_registry import RegistryError
     from agents.prompt_templates import TemplateRenderError
+    from agents.tools.pool import ServerStartError
     from sinks.base import TierUnavailable
     from streams.devstack import StackError
     from streams.kafka import KafkaSecurityError, KafkaUnavailable
@@ -50,7 +51,7 @@ def explain(exc: BaseException) -> str | None:
         found = [m for m in (explain(e) for e in exc.exceptions) if m]
         return found[0] if found else None
     if isinstance(exc, KafkaUnavailable | KafkaSecurityError | StackError | ConfigError | RegistryError
-                  | TemplateRenderError):
+                  | TemplateRenderError | ServerStartError):
         return str(exc)
     if isinstance(exc, UnknownTopicOrPartitionError):
         return ("a topic this command needs does not exist: `agentstream up` creates the topics "

@@ -65,6 +65,7 @@ def settings(settings: Settings) -> None:
 
 # Each command group lives in a module of its own; attached here, after `cli` exists.
 from streams.cli.code import docs, git_hook, git_watch  # noqa: E402
+from streams.cli.control import alerts, control, risk  # noqa: E402
 from streams.cli.memory import memory, sinks  # noqa: E402
 from streams.cli.observe import dashboard, top, trace  # noqa: E402
 from streams.cli.prompts import experiment, prompt  # noqa: E402
@@ -72,9 +73,10 @@ from streams.cli.replay import replay  # noqa: E402
 from streams.cli.stack import down, status, tenant, up  # noqa: E402
 from streams.cli.tasks import submit, tail, worker  # noqa: E402
 from streams.cli.tooling import bench, demo  # noqa: E402
+from streams.cli.tools import tools  # noqa: E402
 
 for _command in (up, down, status, worker, submit, tail, demo, bench, sinks, memory, replay, git_watch, git_hook,
-                 docs, prompt, experiment, trace, dashboard, top, tenant):
+                 docs, prompt, experiment, trace, dashboard, top, tenant, control, alerts, risk, tools):
     cli.add_command(_command)
 
 

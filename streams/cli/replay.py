@@ -65,6 +65,8 @@ class _Bar:
 @click.option("--judge-model", default="simulator/quality-1", show_default=True, help="Model the judge calls.")
 @click.option("--name", default=None, help="Name of the evaluation run (its topics: <prefix>eval-NAME.*).")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for results.")
+@click.option("--live-tools", is_flag=True, help="Call the tools again (against a copy of the workspace) instead "
+              "of using the results the tool-call ledger recorded; nothing is written to the ledger.")
 @click.pass_context
 def replay(ctx: click.Context, **opts: Any) -> None:
     """Re-run a recorded range of agent.tasks in an isolated evaluation run, judge it, and keep it.
@@ -86,7 +88,7 @@ def replay(ctx: click.Context, **opts: Any) -> None:
     spec = ReplaySpec(name=opts["name"], start=opts["start"], end=opts["end"], topic=opts["topic"],
                       source=opts["source"], model=opts["model"], pattern=opts["pattern"],
                       prompts=tuple(opts["prompts"]), judge_model=opts["judge_model"], timeout_s=opts["timeout"],
-                      fresh_memory=opts["fresh_memory"])
+                      fresh_memory=opts["fresh_memory"], live_tools=opts["live_tools"])
     reading, running = _Bar("reading "), _Bar("replaying")
     try:
         run = asyncio.run(run_replay(settings, default_codec(), spec, on_read=reading, on_result=running))

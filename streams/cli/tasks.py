@@ -58,6 +58,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 @click.option("--optimization", type=click.Choice(OPTIMIZATIONS), default=None, help="What to optimize for.")
 @click.option("--budget", "budget_usd", type=float, default=None, help="Budget for this task in USD.")
 @click.option("--tenant", default=None, help="Tenant the task is billed to (default: default).")
+@click.option("--plan", default=None, help="Coordination plan with tools over MCP, e.g. simple, research, complex "
+              "(docs/tools.md; default: none).")
 @click.option("--wait/--no-wait", default=False, help="Wait for the results and print them.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait with --wait.")
 @click.pass_obj

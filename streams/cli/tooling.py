@@ -10,7 +10,7 @@ from streams.settings import Settings
 
 __all__ = ["bench", "demo"]
 
-BENCH_SECTIONS = ("pipeline", "observability", "memory", "agents", "outcomes")  # what `bench --only` can pick
+BENCH_SECTIONS = ("pipeline", "observability", "memory", "agents", "outcomes", "tools")  # what `bench --only` can pick
 
 
 @click.command()
@@ -40,7 +40,8 @@ def bench(settings: Settings, events: int, tasks: int, agent_calls: int, agent_t
           sections: tuple[str, ...], two_workers: bool) -> None:
     """Measure the raw aiokafka baseline and the pipeline end to end on the running stack, what metrics
     and traces cost (the pipeline with observability on and off), then the memory tiers and the agent
-    swarms (litellm's call rate, one worker at 2 s latency, the latency the pipeline adds, two workers).
+    swarms (litellm's call rate, one worker at 2 s latency, the latency the pipeline adds, two workers), and
+    the overhead of a tool call through MCP over stdio.
     Prints ratios against the raw baseline of the same run."""
     from streams.bench.pipeline import run_bench
 

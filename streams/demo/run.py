@@ -136,12 +136,21 @@ def run_demo(settings: Settings, count: int, timeout: float) -> int:
         failed = None
         if settings.prompts_enabled:  # prompt A/B experiment (issue 4)
             from streams.demo.experiment import run_experiment_demo
-            failed = run_experiment_demo(settings, codec)
+            experiment_failed = run_experiment_demo(settings, codec)
+            failed = f"prompt experiment: {experiment_failed}" if experiment_failed is not None else None
+        if settings.risk_enabled:  # the risk manager (issue 14): a cost spike switches lite mode on
+            from streams.demo.risk import run_risk_demo
+            risk_failed = run_risk_demo(settings, codec)
+            failed = f"risk manager: {risk_failed}" if risk_failed is not None else failed
+        if settings.tools_enabled:  # tools over MCP (issue 15)
+            from streams.demo.tools import run_tools_demo
+            tools_failed = run_tools_demo(settings, codec, run_id)
+            failed = f"tools: {tools_failed}" if tools_failed is not None else failed
         _observability(settings)
     click.echo("\nLook further:\n  agentstream tail agent.results --from-beginning --count 5\n"
                "  agentstream tail agent.deadletters --from-beginning --json --count 1\n"
                "  agentstream memory search \"retry with backoff\"   and   agentstream memory stats\n"
                "  agentstream status        (the stack stays up; `make down` stops it)")
     if failed is not None:
-        click.echo(f"SELF-CHECK FAILED: prompt experiment: {failed}", err=True)
+        click.echo(f"SELF-CHECK FAILED: {failed}", err=True)
     return 0 if len(results) == len(tasks) and failed is None else 1

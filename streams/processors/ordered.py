@@ -65,8 +65,11 @@ class RebalanceHooks(ConsumerRebalanceListener):
 class OrderedConsumer:
     """Consumer group `<app id>-<name>` running `handle` on every record of `topics`, in order."""
 
-    def __init__(self, settings: Settings, name: str, topics: list[str], guard: Guard, handle: Handler) -> None:
+    def __init__(self, settings: Settings, name: str, topics: list[str], guard: Guard, handle: Handler,
+                 assignors: tuple[type, ...] | None = None, pattern: str | None = None) -> None:
         self.settings, self.name, self.topics, self.guard, self.handle = settings, name, topics, guard, handle
+        self.assignors = assignors  # aiokafka partition assignors; None: aiokafka's default
+        self.pattern = pattern  # set: the topics matching it (topics added later too) instead of `topics`
         self.handled = self.dead = 0
         self._next: dict[TopicPartition, int] = {}  # next offset to commit, per partition handled since the last commit
         self._lock = asyncio.Lock()  # held while a record is handled: a revocation waits for it
@@ -88,8 +91,13 @@ class OrderedConsumer:
                 s, group_id=self.group_id, auto_offset_reset="earliest",
                 session_timeout_ms=int(s.session_timeout_s * 1000),
                 heartbeat_interval_ms=int(s.session_timeout_s * 250),
-                rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000))
-            made.subscribe(self.topics, listener=RebalanceHooks(self.revoke))
+                rebalance_timeout_ms=int((s.drain_timeout_s + s.session_timeout_s) * 1000),
+                **({"partition_assignment_strategy": self.assignors} if self.assignors else {}),
+                **({"metadata_max_age_ms": 5000} if self.pattern else {}))
+            if self.pattern:
+                made.subscribe(pattern=self.pattern, listener=RebalanceHooks(self.revoke))
+            else:
+                made.subscribe(self.topics, listener=RebalanceHooks(self.revoke))
             self._consumer = made  # the listener may run (and commit) before start() returns
             return made
 

@@ -33,6 +33,7 @@ from streams.harness import start_worker, stop
 from streams.replay.range import Bound, read_range
 from streams.replay.store import Run, TaskRow, run_dir, save_run
 from streams.settings import Settings
+from streams.tools.runtime import replay_tool_settings
 from streams.topics import OUTPUTS, RESULTS, TASKS
 
 __all__ = ["ReplaySpec", "checked_prompt_pins", "eval_settings", "make_judge", "prepare_tasks", "production_run",
@@ -56,6 +57,7 @@ class ReplaySpec:
     judge_model: str = DEFAULT_JUDGE_MODEL
     timeout_s: float = 300.0
     fresh_memory: bool = False  # search today's memories instead of recalling the ones production recalled
+    live_tools: bool = False  # call the tools again (on a workspace copy) rather than use the recorded results
 
 
 def eval_settings(settings: Settings, name: str, model: str | None = None) -> Settings:
@@ -210,7 +212,7 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
     if not tasks:
         raise ValueError(f"no TaskRequested records in [{spec.start} .. {spec.end}) of {settings.topic(spec.topic)} "
                          f"({len(records)} records read): nothing to replay")
-    isolated = eval_settings(settings, spec.name, spec.model)
+    isolated = replay_tool_settings(eval_settings(settings, spec.name, spec.model), spec.live_tools, folder)
     await ensure_topics(isolated)
     # The run's topics are brand new: a first send may bounce once while leadership settles (it is retried).
     logging.getLogger("aiokafka.producer.sender").setLevel(logging.ERROR)
@@ -238,6 +240,7 @@ async def run_replay(settings: Settings, codec: Codec, spec: ReplaySpec, *, judg
             "from": str(spec.start), "to": str(spec.end), "model": isolated.model or "as recorded",
             "pattern": spec.pattern, "prompts": list(spec.prompts), "judge_model": spec.judge_model,
             "memory": "searched today" if spec.fresh_memory else "as recalled in production",
+            "tools": "live (workspace copy)" if spec.live_tools else "recorded",
             "eval_topic_prefix": isolated.topic_prefix, "records_read": len(records), "tasks": len(tasks),
             "missing": sum(1 for r in rows if r.status == "missing"),
             "dead_lettered": sum(1 for r in rows if r.status == "dead-lettered"), "folder": str(folder)}

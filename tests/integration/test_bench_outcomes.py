@@ -20,7 +20,8 @@ def test_the_workload_repeats_and_relates_questions_and_mixes_patterns() -> None
 
 def test_each_outcome_is_computed_from_the_run_with_the_feature_and_the_run_without(isolated: Settings,
                                                                                      capsys) -> None:
-    found = {o.name: o for o in outcomes_bench(isolated, tasks=24, latency_ms=5.0, jitter_ms=2.0)}
+    runs = outcomes_bench(isolated, tasks=24, latency_ms=150.0, jitter_ms=30.0, coordination_tasks=12)
+    found = {o.name: o for o in runs}
     assert set(found) == {"coordination", "caching", "routing", "predictive context"}
     speed = found["coordination"]
     assert speed.baseline > speed.feature > 0 and speed.figure == pytest.approx(speed.baseline / speed.feature)

@@ -29,6 +29,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "tenant": "acme",
         "metadata": {"source": "api", "trace_id": "9b1e4f", "unicode": "naïve ✓"},
         "created_at": NOW_MS,
+        "plan": "research",  # union, string branch (issue 15: the optional last field)
     },
     "AgentOutput": {
         "tenant": "acme",
@@ -108,6 +109,47 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "key": b"\x00\x01task-7f3c2a",  # union, bytes branch
         "created_at": NOW_MS,
     },
+    "ControlCommand": {
+        "command_id": "cmd-1",
+        "command": "lite_mode",
+        "scope": "tenant",
+        "tenant": "acme",
+        "value": "on",
+        "reason": "cost spike",
+        "issued_by": "risk:cost_spike",
+        "issued_at": NOW_MS,
+        "expires_at": NOW_MS + 3_600_000,
+    },
+    "RiskAlert": {
+        "alert_id": "key_exposure|acme|1",
+        "kind": "key_exposure",
+        "severity": "critical",
+        "tenant": "acme",
+        "summary": "credential-looking text in tasks",
+        "details": {"kinds": "aws_access_key", "locations": "agent.tasks[2]@15 description"},
+        "first_seen": NOW_MS,
+        "last_seen": NOW_MS + 5,
+        "count": 3,
+    },
+    "ToolCall": {
+        "call_id": "t-1:1:0",
+        "task_id": "t-1",
+        "step": 1,
+        "call_index": 0,
+        "server": "filesystem",
+        "tool": "write_file",
+        "arguments": '{"path": "notes.txt"}',
+        "status": "ok",
+        "reused": False,
+        "latency_ms": 4.5,
+        "result_bytes": 22,
+        "result_digest": "ab" * 32,
+        "error": None,
+        "plan": "simple",  # union, string branch
+        "tenant": "acme",
+        "started_at": NOW_MS - 5,
+        "created_at": NOW_MS,
+    },
 }
 
 
@@ -142,6 +184,9 @@ def test_all_event_types_are_packaged(codec: Codec) -> None:
         "prompt_decision.avsc",
         "code_change.avsc",
         "dead_letter.avsc",
+        "control_command.avsc",
+        "risk_alert.avsc",
+        "tool_call.avsc",
     }
     for name in codec.names:
         schema = codec.schema(name)
@@ -168,8 +213,9 @@ def test_round_trip(codec: Codec, name: str) -> None:
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_timestamps_stay_plain_ints(codec: Codec, name: str) -> None:
     _, record = codec.decode(codec.encode(name, SAMPLES[name]))
-    assert type(record["created_at"]) is int
-    assert record["created_at"] == NOW_MS
+    field = {"ControlCommand": "issued_at", "RiskAlert": "first_seen"}.get(name, "created_at")
+    assert type(record[field]) is int
+    assert record[field] == NOW_MS
 
 
 def test_timestamps_must_be_ints_when_encoding(codec: Codec) -> None:
@@ -189,6 +235,7 @@ def test_defaults_fill_missing_fields(codec: Codec) -> None:
         "budget_usd": None,
         "tenant": "default",
         "metadata": {},
+        "plan": None,
     }
     change = {
         k: v for k, v in SAMPLES["CodeChange"].items() if k not in ("files", "patch", "patch_truncated")
@@ -380,11 +427,11 @@ def test_foreign_client_decodes(codec: Codec, name: str) -> None:
     record = fastavro.schemaless_reader(body, parsed)
     assert body.tell() == len(data) - 10
     # A stock reader applies the logical type; the instant is the same.
-    assert record.pop("created_at") == datetime.fromtimestamp(NOW_MS / 1000, UTC)
-    expected = {k: v for k, v in SAMPLES[name].items() if k != "created_at"}
-    if name == "CodeChange":
-        committed = record.pop("committed_at")
-        assert committed == datetime.fromtimestamp(expected.pop("committed_at") / 1000, UTC)
+    expected = SAMPLES[name]
+    for field, value in list(record.items()):
+        if isinstance(value, datetime):
+            assert value == datetime.fromtimestamp(expected[field] / 1000, UTC)
+            record[field] = expected[field]
     assert record == expected
 
 
@@ -435,10 +482,15 @@ def test_null_or_non_bytes_is_a_decode_error_not_a_crash() -> None:
         assert info.value.reason == "marker"
 
 
-def test_records_written_before_agent_output_had_a_tenant_still_decode(codec: Codec) -> None:
-    """An AgentOutput of the earlier schema (schemas/history/) decodes, its tenant null: old topics replay."""
-    old_schema = json.loads((SCHEMA_DIR / "history" / "agent_output.v1.avsc").read_text())
-    old_record = {k: v for k, v in SAMPLES["AgentOutput"].items() if k != "tenant"}
-    old_bytes = Codec({"AgentOutput": old_schema}).encode("AgentOutput", old_record)
-    assert old_bytes[2:10] != codec.fingerprint("AgentOutput")
-    assert codec.decode_as("AgentOutput", old_bytes) == {**old_record, "tenant": None}
+@pytest.mark.parametrize("old", sorted(p.name for p in (SCHEMA_DIR / "history").glob("*.avsc")))
+def test_records_written_with_an_earlier_version_still_decode(codec: Codec, old: str) -> None:
+    """A record of an earlier schema (schemas/history/: AgentOutput before its tenant, TaskRequested before its
+    plan) decodes with the default codec, the fields it lacks at their defaults: old topics still replay."""
+    old_schema = json.loads((SCHEMA_DIR / "history" / old).read_text())
+    name = old_schema["name"].rsplit(".", 1)[-1]
+    old_fields = {f["name"] for f in old_schema["fields"]}
+    old_record = {k: v for k, v in SAMPLES[name].items() if k in old_fields}
+    old_bytes = Codec({name: old_schema}).encode(name, old_record)
+    assert old_bytes[2:10] != codec.fingerprint(name)
+    added = {f["name"]: f["default"] for f in codec.schema(name)["fields"] if f["name"] not in old_fields}
+    assert added and codec.decode_as(name, old_bytes) == {**old_record, **added}

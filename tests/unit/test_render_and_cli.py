@@ -30,7 +30,8 @@ def test_render_readable_and_json() -> None:
     assert "UNDECODABLE: bad marker" in render_received(broken, as_json=False)
 
 
-@pytest.mark.parametrize("command", ["up", "down", "status", "worker", "submit", "tail", "demo", "bench", "settings"])
+@pytest.mark.parametrize("command", ["up", "down", "status", "worker", "submit", "tail", "demo", "bench", "settings",
+                                     "control", "alerts", "risk"])
 def test_every_command_explains_itself(command: str) -> None:
     result = CliRunner().invoke(cli, [command, "--help"])
     assert result.exit_code == 0, result.output

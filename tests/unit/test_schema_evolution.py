@@ -88,6 +88,7 @@ def edit_fields(schema: dict, *, drop: tuple[str, ...] = (), add: tuple[tuple[in
 def test_baseline_is_complete() -> None:
     """Every event type ever published still exists (consumers depend on it)."""
     assert set(V1) <= set(CURRENT)
+    assert set(CURRENT) - set(V1) == {"ToolCall", "ControlCommand", "RiskAlert"}  # issues 15 and 14
     assert set(V1) == {
         "TaskRequested",
         "AgentOutput",
@@ -163,6 +164,7 @@ def test_newer_writer_resolves() -> None:
         "tenant": "acme",
         "metadata": {},
         "created_at": 1_732_550_400_000,
+        "plan": None,
     }
     assert type(record["created_at"]) is int
     # Current-version messages still decode next to the registered one.
@@ -197,6 +199,23 @@ def test_nested_record_evolution() -> None:
     record = codec.decode_as("CodeChange", single_object(older, written))
     assert record == resolved(current, written)
     assert all(f["removed"] == 0 and "mode" not in f for f in record["files"])
+
+
+def test_task_plan_is_the_last_field_and_optional() -> None:
+    """Issue 15: TaskRequested.plan is added at the end with a null default, so v1 producers and consumers
+    both keep working: a v1 task reads as plan None; a task with a plan reads on v1 without it."""
+    fields = CURRENT["TaskRequested"]["fields"]
+    assert fields[-1]["name"] == "plan" and fields[-1]["default"] is None
+    assert [f["name"] for f in fields[:-1]] == [f["name"] for f in V1["TaskRequested"]["fields"]]
+    codec = Codec()
+    codec.register_writer(V1["TaskRequested"])
+    v1_task = {"task_id": "t", "description": "d", "pattern": "fast", "capability": "coding", "optimization": "cost",
+               "budget_usd": None, "tenant": "a", "metadata": {}, "created_at": 1}
+    assert codec.decode_as("TaskRequested", single_object(V1["TaskRequested"], v1_task))["plan"] is None
+    old = Codec(V1)
+    old.register_writer(CURRENT["TaskRequested"])
+    read = old.decode_as("TaskRequested", Codec().encode("TaskRequested", {**v1_task, "plan": "complex"}))
+    assert read == v1_task
 
 
 def test_register_writer_rejects_incompatible_versions() -> None:
