@@ -184,3 +184,24 @@ def test_l3_fetches_memories_by_id_in_the_order_asked_tenants_included(stack_set
                                             "the default tenant's answer"]
     assert tier.fetch([]) == [] and tier.fetch(["PromptOutcome:o-1"]) == []
     tier.close()
+
+
+async def test_a_replayed_task_recalls_its_recorded_memories_not_a_search(stack_settings: Settings) -> None:
+    from agents.runner import RECORDED_MEMORIES
+    from streams.memory.tiers import MemoryRecall, build_retriever
+
+    production = stack_settings.isolated(f"t{run_id()}")
+    tiers = build_tiers(production, {"vectors", "postgres"})
+    for tier in tiers.values():
+        tier.setup()
+        tier.write([wrap("TaskResult", result("m1", "Added retries to the HTTP client")),
+                    wrap("TaskResult", result("m2", "Retry the HTTP client with backoff and jitter"))])
+        tier.close()
+    replayer = production.isolated("eval-x", memory_scope=production.topic_prefix)  # an evaluation run's worker
+    recall = MemoryRecall(build_retriever(replayer), 3)
+    task = {"task_id": "q", "description": "Retry the HTTP client with backoff and jitter"}
+    searched = await recall.recall(task)
+    assert searched[0]["id"] == "TaskResult:m2"  # the search, on production's tiers
+    pinned = await recall.recall({**task, "metadata": {RECORDED_MEMORIES: "TaskResult:m1,TaskResult:gone"}})
+    assert [(m["id"], m["text"]) for m in pinned] == [("TaskResult:m1", "Added retries to the HTTP client")]
+    assert await recall.recall({**task, "metadata": {RECORDED_MEMORIES: ""}}) == []

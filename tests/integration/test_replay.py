@@ -356,6 +356,8 @@ LATER = ["Make the payments HTTP client retry failed requests with backoff and j
          "Document the rate limiter API: bucket size, refill rate and headers"]
 
 
+@pytest.mark.slow  # three worker starts (about 30 s quiet, 50-110 s on a loaded machine); make test has the parts:
+# test_replay_units (pinning), test_memory_tiers (L3 fetch by id), test_runner_memory (memories reach the model)
 def test_a_replay_recalls_what_production_recalled_whatever_was_stored_since(isolated: Settings) -> None:
     """Production's tasks recalled memories; more (closer) memories are stored afterwards. A replay pinned to
     production's models gives production's outputs, because each task gets the memory ids production recalled;

@@ -174,3 +174,20 @@ async def test_replayed_tasks_reach_the_judge_and_the_run_files_redacted(tmp_pat
     for leaked in (secret, meta_secret, out_secret):
         assert leaked not in str(tasks) and leaked not in str(seen) and leaked not in written
     assert "[REDACTED:" in written
+
+
+def test_recorded_memories_are_pinned_unless_fresh_memory_is_asked() -> None:
+    from agents.runner import RECORDED_MEMORIES, recorded_memory_ids
+
+    tasks = [{"task_id": t, "description": "d", "metadata": {}} for t in ("t1", "t2", "t3")]
+    records = [Received("agent.tasks", 0, n, t["task_id"].encode(), "TaskRequested", t, None)
+               for n, t in enumerate(tasks)]
+    memories = {"t1": "TaskResult:old-1,TaskResult:acme/old-2", "t2": ""}  # t3: production has no output of it
+    spec = ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"), model="simulator/fast-1")
+    one, two, three = prepare_tasks(records, spec, None, memories)  # with --model too: a comparison changes one thing
+    assert recorded_memory_ids(one) == ["TaskResult:old-1", "TaskResult:acme/old-2"]
+    assert recorded_memory_ids(two) == [] and RECORDED_MEMORIES in two["metadata"]  # recalled nothing: recall nothing
+    assert recorded_memory_ids(three) is None  # nothing recorded: search as usual
+    fresh = ReplaySpec(name="r", start=Bound("earliest"), end=Bound("now"), fresh_memory=True)
+    assert all(recorded_memory_ids(t) is None for t in prepare_tasks(records, fresh, None, memories))
+    assert eval_settings(Settings(AGENTSTREAM_TOPIC_PREFIX="p."), "r").memory_scope == "p."  # production's tiers
