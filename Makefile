@@ -30,8 +30,8 @@ demo: install ## Start the local stack, run sample tasks through a worker, print
 demo-replay: install ## Record demo traffic, replay it with two prompt versions in isolated runs, compare them (HTML too)
 	$(BIN)/agentstream replay demo
 
-test: install weaviate ## The whole test suite with line coverage (starts its own stack and Weaviate on free ports)
-	$(PYTEST) -m "not slow and not bench and not chaos" --durations=15 --cov --cov-report=term --cov-fail-under=80
+test: install weaviate ## The whole test suite with line coverage, two test processes (each starts its own stack on free ports)
+	$(PYTEST) -n 2 --dist loadfile -m "not slow and not bench and not chaos" --durations=15 --cov --cov-report=term --cov-fail-under=80
 
 test-slow: install ## The slow end-to-end runs (bench and replay demos at a small size)
 	$(PYTEST) -m slow

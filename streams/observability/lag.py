@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from collections.abc import Callable, Iterable
 
@@ -103,9 +104,18 @@ class LagMonitor:
         self._thread: threading.Thread | None = None
 
     def start(self) -> LagMonitor:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="agentstream-lag", daemon=True)
+        self._thread = threading.Thread(target=self._main, name="agentstream-lag", daemon=True)
         self._thread.start()
         return self
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except RuntimeError as exc:
+            # A process that exits without stopping us (a worker refusing its config) shuts the thread pools
+            # down under this daemon thread: its next lookup fails. Nothing is wrong then; otherwise say it.
+            if not (self._stop.is_set() or sys.is_finalizing() or "after shutdown" in str(exc)):
+                raise
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()

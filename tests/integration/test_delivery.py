@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from group_helpers import wait_for_stable_group
 
 from schemas import default_codec
-from schemas.events import tenant_key_of
+from schemas.events import task_identity, tenant_key_of
 from streams import kafka
 from streams.client import ResultWatcher, make_task, read_topic
 from streams.lifecycle import CRASH_EXIT_CODE
@@ -221,7 +221,7 @@ async def test_after_a_crash_a_finished_task_is_not_run_again_and_a_cut_task_reu
     try:
         await _produce(isolated, [quick, cut])
         await watcher.wait([quick["task_id"]], 60)
-        await _wait_for_ledger_key(isolated, ["step", cut["task_id"], 2, ""])
+        await _wait_for_ledger_key(isolated, ["step", task_identity(cut), 2, ""])
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         worker_factory(simulator_latency_ms=1200.0)
