@@ -7,12 +7,11 @@ The same migrations make the read-only role the `database` tool server queries a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from agents.tools.calls import Recorded
 from sinks.migrations import Migration
 from sinks.pg import PgConnection
 
-__all__ = ["MIGRATIONS", "READONLY_ROLE", "RecordedCall", "ToolCallLedger"]
+__all__ = ["MIGRATIONS", "READONLY_ROLE", "ToolCallLedger"]
 
 READONLY_ROLE = "agentstream_tools_readonly"
 
@@ -43,30 +42,19 @@ GRANT {READONLY_ROLE} TO CURRENT_USER;
 ]
 
 
-@dataclass(frozen=True)
-class RecordedCall:
-    call_id: str
-    server: str
-    tool: str
-    args_digest: str
-    status: str
-    result: str
-    latency_ms: float
-
-
 class ToolCallLedger:
     """Recorded tool calls by call id (blocking: call it from a thread)."""
 
     def __init__(self, dsn: str) -> None:
         self._pg = PgConnection(dsn, "tool_calls", MIGRATIONS)
 
-    def get(self, call_id: str) -> RecordedCall | None:
+    def get(self, call_id: str) -> Recorded | None:
         with self._pg.use() as conn:
             row = conn.execute("SELECT call_id, server, tool, args_digest, status, result, latency_ms "
                                "FROM tool_calls WHERE call_id = %s", (call_id,)).fetchone()
-        return None if row is None else RecordedCall(*row)
+        return None if row is None else Recorded(*row)
 
-    def put(self, call: RecordedCall, task_id: str) -> None:
+    def put(self, call: Recorded, task_id: str) -> None:
         """Record a call once: a second write for the same id keeps the first."""
         with self._pg.use() as conn:
             conn.execute("INSERT INTO tool_calls (call_id, task_id, server, tool, args_digest, status, result, "
@@ -74,11 +62,11 @@ class ToolCallLedger:
                          (call.call_id, task_id, call.server, call.tool, call.args_digest, call.status, call.result,
                           call.latency_ms))
 
-    def for_task(self, task_id: str) -> list[RecordedCall]:
+    def for_task(self, task_id: str) -> list[Recorded]:
         with self._pg.use() as conn:
             rows = conn.execute("SELECT call_id, server, tool, args_digest, status, result, latency_ms "
                                 "FROM tool_calls WHERE task_id = %s ORDER BY call_id", (task_id,)).fetchall()
-        return [RecordedCall(*r) for r in rows]
+        return [Recorded(*r) for r in rows]
 
     def migrate(self) -> ToolCallLedger:
         with self._pg.use():

@@ -14,7 +14,7 @@ from agents.tools.calls import Recorded, ToolExecutor
 from agents.tools.pool import ServerStartError
 from schemas import Codec
 from schemas.events import Record
-from sinks.tool_calls import RecordedCall, ToolCallLedger
+from sinks.tool_calls import ToolCallLedger
 from streams.logs import get_logger
 from streams.settings import Settings
 from streams.tools.runtime import tool_config, tool_pool
@@ -32,13 +32,10 @@ class PgCallLedger:
         self._ledger = ToolCallLedger(dsn)
 
     async def get(self, call_id: str) -> Recorded | None:
-        kept = await asyncio.to_thread(self._ledger.get, call_id)
-        return None if kept is None else Recorded(kept.call_id, kept.server, kept.tool, kept.args_digest, kept.status,
-                                                  kept.result, kept.latency_ms)
+        return await asyncio.to_thread(self._ledger.get, call_id)
 
     async def put(self, call: Recorded, task_id: str) -> None:
-        await asyncio.to_thread(self._ledger.put, RecordedCall(call.call_id, call.server, call.tool, call.args_digest,
-                                                               call.status, call.result, call.latency_ms), task_id)
+        await asyncio.to_thread(self._ledger.put, call, task_id)
 
     def close(self) -> None:
         self._ledger.close()
