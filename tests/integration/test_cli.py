@@ -61,6 +61,7 @@ def test_demo_prints_a_result_for_every_task_and_the_dead_letter(isolated: Setti
     assert "dead letter: stage=decode" in out and "agentstream tail agent.results" in out
 
 
+@pytest.mark.slow  # make test-slow: make test stays under 15 min on 2 cores
 def test_bench_prints_both_figures_and_their_ratio(isolated: Settings) -> None:
     out = _run(isolated, "bench", "--events", "2000", "--tasks", "40", "--only", "pipeline")
     assert "raw aiokafka consume->produce" in out and "(2,000 x" in out

@@ -134,6 +134,7 @@ async def test_experiment_decides_survives_a_restart_and_new_tasks_use_the_winne
     registry.close()
 
 
+@pytest.mark.slow  # make test-slow: make test stays under 15 min on 2 cores
 async def test_demo_experiment_prints_its_decision(isolated: Settings, worker_factory, worker_log, capsys) -> None:
     worker_factory()
     failed = await asyncio.to_thread(run_experiment_demo, isolated, codec, 300, 120.0)

@@ -225,6 +225,7 @@ def test_200_tasks_replayed_with_another_model_compare_and_leave_production_alon
 _ROW = re.compile(r"^(demo-\S+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+(same|differs)$")
 
 
+@pytest.mark.slow  # make test-slow: make test stays under 15 min on 2 cores
 def test_200_tasks_replayed_with_another_prompt_version_compare_and_leave_production_alone(recorded: Recorded,
                                                                                           tmp_path) -> None:
     """`--prompt coding=2` on production's traffic (v1 primary), while an experiment on `coding` runs."""

@@ -95,6 +95,7 @@ def _blocked_on(settings: Settings, table: str) -> bool:
                             "AND query LIKE %s", (f"INSERT INTO {table} %",)).fetchone()[0] > 0
 
 
+@pytest.mark.slow  # make test-slow: make test stays under 15 min on 2 cores
 async def test_every_record_lands_once_after_redelivery_and_sigkill(isolated: Settings) -> None:
     """Killed with a batch written to some tiers and not committed: held mid-write by a PostgreSQL lock on
     memory_tasks (so the kill cannot come after everything is committed), then SIGKILLed."""

@@ -175,6 +175,7 @@ def test_a_bad_agents_file_stops_the_worker_with_one_line(isolated: Settings, tm
     assert len(error) == 1 and str(bad) in error[0] and "colour" in error[0] and "unknown field" in error[0]
 
 
+@pytest.mark.slow  # make test-slow: make test stays under 15 min on 2 cores
 def test_an_experiment_report_into_a_missing_folder_is_one_line(isolated: Settings, tmp_path) -> None:
     name = f"rep-{uuid.uuid4().hex[:8]}"
     (tmp_path / "p.j2").write_text("{{ task }}")
