@@ -79,9 +79,14 @@ def tenant_key_of(task: Mapping[str, Any]) -> bytes:
     return tenant_of(task).encode()
 
 
+def tenant_scoped(record: Mapping[str, Any], local_id: str) -> str:
+    """`local_id` within the record's tenant (`acme/task-1`; as it is for the default tenant, so ids stored
+    before tenants were part of them stay what they were)."""
+    tenant = tenant_of(record)
+    return local_id if tenant == DEFAULT_TENANT else f"{tenant}/{local_id}"
+
+
 def task_identity(task: Mapping[str, Any]) -> str:
-    """What makes a task one task: its id within its tenant (`acme/task-1`; the bare id for the default
-    tenant). Another tenant's task with the same id is another task: it is neither skipped as done nor
-    lets its answer replace this one's."""
-    tenant = tenant_of(task)
-    return task["task_id"] if tenant == DEFAULT_TENANT else f"{tenant}/{task['task_id']}"
+    """What makes a task one task: its id within its tenant. Another tenant's task with the same id is another
+    task: it is neither skipped as done nor lets its answer replace this one's."""
+    return tenant_scoped(task, task["task_id"])

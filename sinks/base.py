@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.events import DEFAULT_TENANT
+from schemas.events import tenant_scoped
 
 __all__ = ["EVENT_ID_FIELDS", "Held", "MemoryRecord", "Rejection", "Tier", "TierUnavailable", "digest", "event_id"]
 
@@ -37,9 +37,7 @@ def event_id(event_type: str, record: dict[str, Any]) -> str:
     """The stable id of an event: its id field, namespaced by type (a task and its result share a task_id)
     and, for a tenant other than the default one, by tenant (`TaskResult:acme/task-1`): two tenants may use
     one task id, and neither may overwrite the other's memories."""
-    tenant = record.get("tenant")
-    scope = f"{tenant}/" if tenant and tenant != DEFAULT_TENANT else ""
-    return f"{event_type}:{scope}{record[EVENT_ID_FIELDS[event_type]]}"
+    return f"{event_type}:{tenant_scoped(record, str(record[EVENT_ID_FIELDS[event_type]]))}"
 
 
 @dataclass(frozen=True)

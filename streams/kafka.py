@@ -2,7 +2,7 @@
 clients.
 
 This is the only module that knows how to connect (bootstrap servers, client id and, in one spot,
-`_connection`, the security options), so a broker setting is added once for every client. A client
+`connection_options`, the security options), so a broker setting is added once for every client. A client
 that cannot reach the broker on `start()` is closed (nothing is left "Unclosed") and raises
 `KafkaUnavailable`, one line naming the address and what to do, which the CLI prints as such.
 """
@@ -26,7 +26,7 @@ from streams.observability import lag
 from streams.observability.telemetry import telemetry
 from streams.settings import Settings
 
-__all__ = ["KafkaSecurityError", "KafkaUnavailable", "admin", "consumer", "producer", "retrying"]
+__all__ = ["KafkaSecurityError", "KafkaUnavailable", "admin", "connection_options", "consumer", "producer", "retrying"]
 
 T = TypeVar("T")
 
@@ -79,7 +79,7 @@ def _refused(servers: str, settings_hint: str, reasons: list[str]) -> KafkaSecur
 logging.getLogger("aiokafka").addFilter(_not_bootstrap_failure)
 
 
-def _connection(settings: Settings, role: str) -> dict[str, Any]:
+def connection_options(settings: Settings, role: str) -> dict[str, Any]:
     """The options every client connects with. Security options (SASL/SSL) go here, and only here."""
     options: dict[str, Any] = {"bootstrap_servers": settings.kafka_servers, "client_id": f"{settings.app_id}-{role}",
                                "security_protocol": settings.kafka_security_protocol}
@@ -166,7 +166,7 @@ def consumer(settings: Settings, *topics: str, group_id: str | None = None, **ov
 
     Without a group nothing is committed: offsets are kept by the caller. aiokafka options go in `overrides`.
     """
-    options = {"enable_auto_commit": False, **overrides, **_connection(settings, "consumer")}
+    options = {"enable_auto_commit": False, **overrides, **connection_options(settings, "consumer")}
     lag.watch(group_id, topics)
     return _Consumer(*topics, group_id=group_id, **options)
 
@@ -176,13 +176,13 @@ def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     acks="all" and idempotence, unless `overrides` say otherwise (the raw baseline of the bench); records up to
     the settings' max_record_bytes, the one figure for every producer of the project."""
     options = {"acks": "all", "enable_idempotence": True, "max_request_size": settings.max_record_bytes, **overrides,
-               **_connection(settings, "producer")}
+               **connection_options(settings, "producer")}
     return _Producer(**options)
 
 
 def admin(settings: Settings) -> AIOKafkaAdminClient:
     """An admin client (not started); close it with `close()`."""
-    return _Admin(**_connection(settings, "admin"))
+    return _Admin(**connection_options(settings, "admin"))
 
 
 async def retrying(call: Callable[[], Awaitable[T]], timeout_s: float = 30.0) -> T:

@@ -22,8 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from aiokafka.helpers import create_ssl_context
-
 from streams.devstack.part import Part
 from streams.devstack.process import HOST, StackError, port_open, spawn
 from streams.devstack.secure import SecureMaterial
@@ -237,9 +235,10 @@ class KafkaPart(Part):
         """How the stack itself connects: plaintext, or as the admin principal over SASL_SSL."""
         if not self.secure.enabled:
             return {}
-        return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "admin",
-                "sasl_plain_password": self.secure.password("admin"),
-                "ssl_context": create_ssl_context(cafile=str(self.secure.ca_file))}
+        from streams.kafka import connection_options  # the one place connection options are made
+
+        options = connection_options(self.secure.settings_for("admin", self.settings), "stack")
+        return {k: v for k, v in options.items() if k not in ("bootstrap_servers", "client_id")}
 
     async def _metadata_has_node(self) -> bool:
         from aiokafka import AIOKafkaClient

@@ -33,7 +33,7 @@ from aiokafka.errors import KafkaError
 
 from agents.runner import TaskRunner
 from schemas import Codec
-from schemas.events import normal_tenant, task_identity, tenant_key_of, tenant_of
+from schemas.events import DEFAULT_TENANT, TENANT_NAME, normal_tenant, task_identity, tenant_key_of, tenant_of
 from streams import kafka
 from streams.lifecycle import close, crash_point, started
 from streams.logs import get_logger
@@ -132,8 +132,8 @@ class TaskStage:
 
     def _topics_pattern(self) -> str:
         """The shared task topics and every tenant's own one (`agent.tasks.tenant.NAME`)."""
-        tenants = re.escape(tenant_task_topic(self.settings, ""))
-        return f"^({re.escape(self.tasks_topic)}|{re.escape(self.by_tenant_topic)}|{tenants}[a-z0-9][a-z0-9._-]*)$"
+        tenants = re.escape(tenant_task_topic(self.settings, "")) + TENANT_NAME.pattern.strip("^$")
+        return f"^({re.escape(self.tasks_topic)}|{re.escape(self.by_tenant_topic)}|{tenants})$"
 
     async def _shut_down(self) -> None:
         assert self.consumer is not None and self.producer is not None and self.ledger is not None
@@ -309,7 +309,7 @@ class TaskStage:
         except ValueError as exc:
             await self._dead("tenant", message, exc)
             return
-        same = task["tenant"] == tenant_of({"tenant": claimed})  # no tenant at all is the default one
+        same = task["tenant"] == (claimed or DEFAULT_TENANT)  # no tenant at all is the default one
         value = message.value if same else self.codec.encode("TaskRequested", task)
         tenant_key = tenant_key_of(task)
         own = tenant_partition(tenant_key, self.settings.partitions)
