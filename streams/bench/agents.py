@@ -91,9 +91,9 @@ def worker_load(settings: Settings, workers: int, count: int, latency_ms: float,
                        pattern="fast") for n in range(count)]
     with bench_workers(settings, workers, simulator_latency_ms=latency_ms, simulator_jitter_ms=0.0,
                        worker_concurrency=concurrency, log_level="warning", memory_context_k=0,
-                       prompts_enabled=False) as bench:
-        load = asyncio.run(drive(bench, tasks, pace_per_s=pace_per_s))
-        peak = asyncio.run(_peak_in_flight(bench))
+                       prompts_enabled=False) as workers:
+        load = asyncio.run(drive(workers, tasks, pace_per_s=pace_per_s))
+        peak = asyncio.run(_peak_in_flight(workers.settings))
     overhead = _overhead(load, warm_up_s)
     p50 = statistics.median(overhead) if overhead else 0.0
     p95 = overhead[int(0.95 * (len(overhead) - 1))] if overhead else 0.0
@@ -104,7 +104,7 @@ def run_agent_bench(settings: Settings, calls: int, tasks: int, latency_ms: floa
                     concurrency: int = 1200, two_workers: bool = True) -> None:
     rate_a, settled_a = asyncio.run(litellm_call_rate(settings, calls))
     click.echo(f"(a) litellm call path in process    : {rate_a:>8,.0f} calls/s  ({calls:,} fast tasks, instant "
-               f"simulator, runner -> litellm.Router, litellm as it runs; (a') {settled_a:,.0f}/s with the "
+               f"simulator, runner -> litellm.acompletion, litellm as it runs; (a') {settled_a:,.0f}/s with the "
                f"worker's gc settings)")
     one = worker_load(settings, 1, tasks, latency_ms, concurrency)
     click.echo(f"(b) 1 worker, fast, {latency_ms / 1000:g} s model latency : {one.rate:>8,.1f} tasks/s  "

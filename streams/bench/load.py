@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import click
+import psutil
 
 from agents.clock import now_ms
 from schemas import default_codec
@@ -26,8 +27,7 @@ from streams.harness import running, start_worker
 from streams.settings import Settings
 from streams.topics import TASKS, table_specs, topic_specs
 
-__all__ = ["LoadRun", "bench_workers", "drive"]
-
+__all__ = ["LoadRun", "WorkerGroup", "bench_workers", "cpu_seconds", "drive"]
 
 
 @dataclass(frozen=True)
@@ -39,32 +39,57 @@ class LoadRun:
     created_ms: dict[str, float]
     received_ms: dict[str, float]
     seconds: float  # from the first send to the last result (or the timeout)
+    worker_cpu_s: float = 0.0  # CPU the workers spent over the same span (user + system, all threads)
 
     @property
     def rate(self) -> float:
         return len(self.results) / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def cpu_ms_per_task(self) -> float:
+        return 1000 * self.worker_cpu_s / len(self.results) if self.results else 0.0
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    """The settings of a bench run's workers (topics of its own) and their process ids."""
+
+    settings: Settings
+    pids: tuple[int, ...]
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds the processes (all their threads) have used so far; 0 for one that is gone."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
 
 @contextmanager
-def bench_workers(settings: Settings, workers: int = 1, **overrides: Any) -> Iterator[Settings]:
+def bench_workers(settings: Settings, workers: int = 1, **overrides: Any) -> Iterator[WorkerGroup]:
     """`workers` workers in one consumer group on topics of this run's own (settings `isolated`, with
-    `overrides`); yields those settings. The workers are stopped and the run's topics and ledgers
-    deleted when the block ends."""
+    `overrides`). The workers are stopped and the run's topics and ledgers deleted when the block ends."""
     run = uuid.uuid4().hex[:8]
     bench = settings.isolated(f"bench-{run}", **overrides)
     asyncio.run(ensure_topics(bench))
     try:
-        with running(*(start_worker(bench, f"bench-worker-{run}-{n}.log") for n in range(workers))):
-            yield bench
+        with running(*(start_worker(bench, f"bench-worker-{run}-{n}.log") for n in range(workers))) as children:
+            yield WorkerGroup(bench, tuple(c.pid for c in children))
     finally:
         asyncio.run(delete_topics(bench, [s.name for s in topic_specs(bench) + table_specs(bench)]))
 
 
-async def drive(settings: Settings, tasks: list[Record], *, pace_per_s: float | None = None,
+async def drive(group: WorkerGroup, tasks: list[Record], *, pace_per_s: float | None = None,
                 warm_up_timeout_s: float = 180.0, timeout_s: float = 600.0) -> LoadRun:
     """Send one warm-up task and wait for it (the workers have joined their group), then send `tasks`
-    keyed by tenant, `pace_per_s` a second (in batches every 10 ms) or all at once, and wait for them."""
-    codec = default_codec()
+    keyed by tenant, `pace_per_s` a second (in batches every 10 ms) or all at once, and wait for them;
+    the workers' CPU is counted from the warm-up's answer to the last result."""
+    settings, codec = group.settings, default_codec()
     received: dict[str, float] = {}
     created: dict[str, float] = {}
     waiting: asyncio.Task[dict[str, Record]] | None = None
@@ -86,7 +111,7 @@ async def drive(settings: Settings, tasks: list[Record], *, pace_per_s: float | 
                 [t["task_id"] for t in tasks], timeout_s,
                 on_result=lambda r: received.setdefault(r["task_id"], time.time() * 1000),
                 on_dead=lambda tid, dead: click.echo(dead_letter_line(tid, dead), err=True)))
-            started = time.perf_counter()
+            started, cpu_at_start = time.perf_counter(), cpu_seconds(group.pids)
             batch = max(1, int(pace_per_s / 100)) if pace_per_s else max(1, len(tasks))
             for first in range(0, len(tasks), batch):
                 for task in tasks[first:first + batch]:
@@ -99,8 +124,9 @@ async def drive(settings: Settings, tasks: list[Record], *, pace_per_s: float | 
             await producer.flush()
             await producer.stop()
             results = await waiting
+            cpu_used = cpu_seconds(group.pids) - cpu_at_start
         finally:
             await producer.stop()
             if waiting is not None and not waiting.done():
                 waiting.cancel()
-        return LoadRun(len(tasks), results, created, received, time.perf_counter() - started)
+        return LoadRun(len(tasks), results, created, received, time.perf_counter() - started, cpu_used)

@@ -15,7 +15,6 @@ import statistics
 from dataclasses import dataclass
 
 import click
-import psutil
 
 from streams.bench.load import bench_workers, drive
 from streams.client import make_task
@@ -52,33 +51,12 @@ class ObservabilityCost:
                                  if off.cpu_ms)
 
 
-def _workers() -> set[psutil.Process]:
-    """This process's children started as `python -m streams worker` (streams/harness.py)."""
-    found = set()
-    for child in psutil.Process().children():
-        try:
-            if child.cmdline()[1:] == ["-m", "streams", "worker"]:
-                found.add(child)
-        except psutil.Error:  # exited meanwhile, or a zombie of some other child
-            continue
-    return found
-
-
-def _cpu_s(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
 def _round(settings: Settings, count: int, on: bool) -> Round:
     tasks = [make_task(f"benchmark task {n}: add a cache in front of the user lookup") for n in range(count)]
-    already = _workers()  # workers this process runs for something else
-    with bench_workers(settings, 1, simulator_latency_ms=0.0, observability=on) as bench:
-        asyncio.run(drive(bench, [make_task("warm-up: first sends and the group settled")], warm_up_timeout_s=120))
-        (worker,) = _workers() - already
-        before = _cpu_s(worker)
-        load = asyncio.run(drive(bench, tasks, warm_up_timeout_s=120))
-        used = _cpu_s(worker) - before
-    return Round(load.rate, used / max(1, len(load.results)) * 1000.0)
+    with bench_workers(settings, 1, simulator_latency_ms=0.0, observability=on) as workers:
+        asyncio.run(drive(workers, [make_task("warm-up: first sends and the group settled")], warm_up_timeout_s=120))
+        load = asyncio.run(drive(workers, tasks, warm_up_timeout_s=120))
+    return Round(load.rate, load.cpu_ms_per_task)
 
 
 def observability_cost(settings: Settings, tasks: int, rounds: int = 2) -> ObservabilityCost:

@@ -2,7 +2,9 @@
 
 The raw baseline forwards bytes consume -> produce with batched aiokafka (`getmany`), the ceiling for
 any Kafka processor in Python here. The pipeline figure is tasks/s end to end (submit -> TaskResult
-read back) through one worker, with the simulator answering instantly, so it measures our overhead.
+read back) through one worker, with the simulator answering instantly, so it measures our overhead:
+with memory recall on (the default) and off, each against litellm's solo call rate (the worker's call
+path in process, no Kafka) measured in the same run, with the worker's CPU time per task.
 """
 
 from __future__ import annotations
@@ -13,18 +15,20 @@ import platform
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
 from schemas import default_codec
 from streams import kafka
 from streams.admin import delete_topics, ensure_topics
-from streams.bench.load import bench_workers, drive
+from streams.bench.agents import litellm_call_rate
+from streams.bench.load import LoadRun, bench_workers, drive
 from streams.client import make_task
 from streams.settings import Settings
 from streams.topics import TopicSpec
 
-__all__ = ["Measurement", "pipeline_rate", "raw_forward_rate", "run_bench"]
+__all__ = ["Measurement", "pipeline_run", "raw_forward_rate", "run_bench"]
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,31 @@ async def raw_forward_rate(settings: Settings, events: int, value_size: int) -> 
         await delete_topics(settings, [src, dst])
 
 
-def pipeline_rate(settings: Settings, count: int) -> Measurement:
-    """Tasks/s end to end through one worker on topics of this run's own."""
+def pipeline_run(settings: Settings, count: int, **overrides: Any) -> LoadRun:
+    """`count` tasks end to end through one worker on topics of this run's own (settings `overrides`)."""
     tasks = [make_task(f"benchmark task {n}: add a cache in front of the user lookup") for n in range(count)]
-    with bench_workers(settings, 1, simulator_latency_ms=0.0) as bench:
-        load = asyncio.run(drive(bench, tasks, warm_up_timeout_s=120))
-    return Measurement(len(load.results), load.seconds)
+    with bench_workers(settings, 1, simulator_latency_ms=0.0, **overrides) as workers:
+        return asyncio.run(drive(workers, tasks, warm_up_timeout_s=120))
+
+
+def pipeline_figures(settings: Settings, tasks: int, calls: int) -> Measurement:
+    """litellm's solo call rate, then the pipeline with recall on (the default) and off; prints each against
+    the solo rate with the worker's CPU per task, and recall's share of it. Returns the default's figure."""
+    _, solo = asyncio.run(litellm_call_rate(settings, calls))  # with the worker's gc settings (`settle_heap`)
+    click.echo(f"litellm solo (worker call path, no Kafka): {solo:>7,.0f} calls/s   ({1000 / solo:.2f} ms per call)")
+    runs: dict[bool, LoadRun] = {}
+    for recall in (True, False):
+        k = settings.memory_context_k if recall else 0
+        run = runs[recall] = pipeline_run(settings, tasks, memory_context_k=k)
+        click.echo(f"pipeline end to end, recall {'on ' if recall else 'off'}  : {run.rate:>10,.0f} tasks/s   "
+                   f"({run.rate / solo:.0%} of litellm solo; worker CPU {run.cpu_ms_per_task:.2f} ms/task; "
+                   f"{len(run.results):,}/{tasks:,} tasks, 1 worker, concurrency {settings.worker_concurrency}, "
+                   "instant simulator)")
+    on, off = runs[True].cpu_ms_per_task, runs[False].cpu_ms_per_task
+    if on > 0:
+        share = max(0.0, on - off) / on
+        click.echo(f"recall's share of worker CPU : {share:>10.0%}  ({on - off:.2f} of {on:.2f} ms/task)")
+    return Measurement(len(runs[True].results), runs[True].seconds)
 
 
 def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_000, agent_tasks: int = 8_000,
@@ -92,9 +115,7 @@ def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_
     raw = asyncio.run(raw_forward_rate(settings, events, value_size))
     click.echo(f"raw aiokafka consume->produce : {raw.rate:>10,.0f} events/s  ({raw.count:,} x {value_size} B)")
     if "pipeline" in sections:
-        pipe = pipeline_rate(settings, tasks)
-        click.echo(f"pipeline end to end           : {pipe.rate:>10,.0f} tasks/s   ({pipe.count:,}/{tasks:,} tasks, "
-                   f"1 worker, concurrency {settings.worker_concurrency}, instant simulator)")
+        pipe = pipeline_figures(settings, tasks, agent_calls)
         ratio = pipe.rate / raw.rate if raw.rate else 0.0
         click.echo(f"ratio pipeline / raw          : {ratio:>10.3f}  (each task is 1 record in, 2 out)")
         row = f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} | {raw.rate:,.0f} | {pipe.rate:,.0f} | {ratio:.3f} |"

@@ -39,7 +39,7 @@ async def test_a_rate_limited_model_is_retried_with_backoff_then_the_next_one_an
     assert "openai/limited: rate_limited" in out["metadata"]["failed_models"]
     assert out["metadata"]["fallback"] == "true"
     hits = server.times("limited")
-    assert len(hits) == 3  # the first try and two retries, by litellm's Router
+    assert len(hits) == 3  # the first try and two retries (agents/routing.py)
     gaps = [b - a for a, b in itertools.pairwise(hits)]
     assert all(g >= 0.04 for g in gaps)  # it waited before each retry (no timing upper bound asserted)
     assert run.result["model"] == "openai/backup" and run.result["cost_usd"] == pytest.approx(20 * 1e-6 + 10 * 2e-6)
