@@ -1,9 +1,10 @@
-"""`agentstream bench`, memory part: write throughput of each tier and retrieval latency p50/p95.
+"""`agentstream bench`, memory part: the embedding model, write throughput of each tier, retrieval p50/p95.
 
-Each tier gets the same TaskResult records in batches of 500, written as the sink processor
-writes them (`Tier.write`); the vectors figures include embedding (pgvector, and Weaviate when one
-runs). Retrieval is timed for cold searches (L2/L3, a new query each time) and for repeated ones
-(answered by the L1 cache).
+First the embedding model alone (sentences/s one at a time, as a lone query is embedded, and in
+batches of 32, as the sinks embed). Each tier gets the same TaskResult records in batches of 500,
+written as the sink processor writes them (`Tier.write`); the vectors figures include embedding
+(pgvector, and Weaviate when one runs). Retrieval is timed for cold searches (L2/L3, a new query
+each time) and for repeated ones (answered by the L1 cache).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import click
 
 from sinks.base import MemoryRecord, Tier
 from sinks.retrieval import Retriever
-from streams.memory.tiers import build_archive, build_tiers
+from streams.memory.tiers import build_archive, build_tiers, embedder
 from streams.settings import Settings
 
 __all__ = ["memory_bench"]
@@ -38,6 +39,18 @@ def _records(run: str, count: int) -> list[MemoryRecord]:
 
 def _pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else (values[0] if values else 0.0)
+
+
+def _embedding_rate(texts: list[str], batch: int, rows: list[str]) -> None:
+    """Sentences/s of the model itself (no cache: every text is new to it)."""
+    model = embedder().inner
+    started = time.perf_counter()
+    for first in range(0, len(texts), batch):
+        model.embed(texts[first:first + batch])
+    rate = len(texts) / (time.perf_counter() - started)
+    label = "one at a time" if batch == 1 else f"batches of {batch}"
+    click.echo(f"embedding, {label:<19}: {rate:>10,.0f} sentences/s  ({len(texts)} sentences, {model.name})")
+    rows.append(f"| embedding, {label} | {rate:,.0f} sentences/s |")
 
 
 def _write_rate(name: str, tier: Tier, batch: list[MemoryRecord], rows: list[str]) -> None:
@@ -73,6 +86,8 @@ def memory_bench(settings: Settings, records: int = 2000, searches: int = 200) -
     tiers = {**build_tiers(pgvector), "archive": build_archive(scoped)}
     batch = _records(run, records)
     rows: list[str] = []
+    for size in (1, 32):
+        _embedding_rate([f"{r.record['output']} ({run} {size})" for r in batch[:min(512, records)]], size, rows)
     for name, tier in tiers.items():
         _write_rate("vectors L2, pgvector" if name == "vectors" else name, tier, batch, rows)
     l2 = {"pgvector": tiers["vectors"]}
