@@ -63,9 +63,14 @@ def test_demo_prints_a_result_for_every_task_and_the_dead_letter(isolated: Setti
 
 @pytest.mark.slow  # make test-slow: make test stays under 15 min on 2 cores
 def test_bench_prints_both_figures_and_their_ratio(isolated: Settings) -> None:
-    out = _run(isolated, "bench", "--events", "2000", "--tasks", "40", "--only", "pipeline")
+    out = _run(isolated, "bench", "--events", "2000", "--tasks", "40", "--agent-calls", "50", "--only", "pipeline")
     assert "raw aiokafka consume->produce" in out and "(2,000 x" in out
-    assert "(40/40 tasks" in out and "ratio pipeline / raw" in out
+    assert "litellm solo (worker call path, no Kafka)" in out and "recall's share of worker CPU" in out
+    for recall in ("on ", "off"):  # each run answered every task, its CPU counted
+        line = next(x for x in out.splitlines() if x.startswith(f"pipeline end to end, recall {recall}"))
+        assert "; 40/40 tasks, 1 worker" in line and "worker CPU" in line
+        assert float(line.split("worker CPU ")[1].split(" ms/task")[0]) > 0
+    assert "ratio pipeline / raw" in out
     assert "memory tiers" not in out and "agent swarms" not in out
 
 
