@@ -234,7 +234,8 @@ class Settings(BaseSettings):
     tools_workspace: Path | None = Field(None, alias="AGENTSTREAM_TOOLS_WORKSPACE")
     tools_mode: Literal["live", "recorded"] = Field("live", alias="AGENTSTREAM_TOOLS_MODE")
     tools_record: bool = Field(True, alias="AGENTSTREAM_TOOLS_RECORD")
-    tools_start_timeout_s: float = Field(30.0, gt=0, alias="AGENTSTREAM_TOOLS_START_TIMEOUT_S")
+    # as long as the start-up wait: a server slow to import under load is not broken (a bad command fails at once)
+    tools_start_timeout_s: float = Field(60.0, gt=0, alias="AGENTSTREAM_TOOLS_START_TIMEOUT_S")
     tools_sql_max_rows: int = Field(200, ge=1, alias="AGENTSTREAM_TOOLS_SQL_MAX_ROWS")
     tools_sql_timeout_ms: int = Field(2000, ge=1, alias="AGENTSTREAM_TOOLS_SQL_TIMEOUT_MS")
 
