@@ -10,14 +10,12 @@ real model's latency the same cost is a far smaller share.
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 from dataclasses import dataclass
 
 import click
 
-from streams.bench.load import bench_workers, drive
-from streams.client import make_task
+from streams.bench.pipeline import pipeline_run
 from streams.settings import Settings
 
 __all__ = ["ObservabilityCost", "Round", "observability_cost"]
@@ -52,10 +50,7 @@ class ObservabilityCost:
 
 
 def _round(settings: Settings, count: int, on: bool) -> Round:
-    tasks = [make_task(f"benchmark task {n}: add a cache in front of the user lookup") for n in range(count)]
-    with bench_workers(settings, 1, simulator_latency_ms=0.0, observability=on) as workers:
-        asyncio.run(drive(workers, [make_task("warm-up: first sends and the group settled")], warm_up_timeout_s=120))
-        load = asyncio.run(drive(workers, tasks, warm_up_timeout_s=120))
+    load = pipeline_run(settings, count, observability=on)  # the worker's CPU counted after its warm-up task
     return Round(load.rate, load.cpu_ms_per_task)
 
 
