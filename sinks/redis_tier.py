@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+import redis.asyncio
 
 from sinks.base import Held, MemoryRecord, Rejection, Tier, TierUnavailable, digest
 from sinks.text import event_text, summary
@@ -26,7 +27,9 @@ class RedisTier(Tier):
     name = "redis"
 
     def __init__(self, url: str, *, prefix: str = "", ttl_s: int = 3600, max_value_bytes: int = 1024) -> None:
+        self.url = url
         self.client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        self._async: redis.asyncio.Redis | None = None  # made on first use, in the event loop that uses it
         self.prefix = f"{prefix}mem:"
         self.ttl_s = ttl_s
         self.max_value_bytes = max_value_bytes
@@ -85,6 +88,23 @@ class RedisTier(Tier):
     def cache_get(self, name: str) -> Any:
         raw = self._call(self.client.get, self.key("cache", name))
         return json.loads(raw) if raw else None
+
+    async def cache_get_async(self, name: str) -> Any:
+        """`cache_get` in the caller's event loop: no thread hop for the one round trip of a cache hit."""
+        if self._async is None:
+            self._async = redis.asyncio.Redis.from_url(self.url, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            raw = await self._async.get(self.key("cache", name))
+        except _DOWN as exc:
+            raise TierUnavailable(self.name, str(exc), retry_after=1.0) from exc
+        return json.loads(raw) if raw else None
+
+    def cache_has(self, names: Sequence[str]) -> list[bool]:
+        """Which of these cache entries exist, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(self.key("cache", name))
+        return [bool(n) for n in self._call(pipe.execute)] if names else []
 
     def cache_set(self, name: str, value: Any, ttl_s: int) -> bool:
         """Cache a JSON value unless it is over the size cap; True when it was stored."""

@@ -8,9 +8,13 @@ time to shared counters in Redis, so `agentstream memory stats` can show hit rat
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import threading
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,6 +52,15 @@ class SearchResult:
     by_tier: dict[str, int] = field(default_factory=dict)
 
 
+def _recall_filters(task: dict[str, Any]) -> dict[str, Any]:
+    return {"tenant": tenant_of(task), "exclude_tasks": [task["task_id"]]}
+
+
+def _from_cache(cached: list[dict[str, Any]], excluded: set[str]) -> SearchResult:
+    memories = [Memory(**{**m, "tier": "l1"}) for m in cached if m["task_id"] not in excluded]
+    return SearchResult(memories, "l1", 0.0, {"l1": len(memories)})
+
+
 def hit_rates(stats: dict[str, float]) -> dict[str, Any]:
     """Hit rate and mean time per tier from the counters, and the time L1 hits saved."""
     searches = stats.get("searches", 0.0)
@@ -69,6 +82,11 @@ class Retriever:
                  archive: ArchiveTier | None = None, *, cache_ttl_s: int = 300, min_score: float = 0.35) -> None:
         self.l1, self.l2, self.l3, self.archive = l1, l2, l3, archive
         self.cache_ttl_s, self.min_score = cache_ttl_s, min_score
+        # Counters of the hits `recall_cached` found, added to Redis a second later in one round trip (not one
+        # per hit); a full search adds its own and these at once.
+        self._unsent: Counter[str] = Counter()
+        self._unsent_lock = threading.Lock()
+        self._sending: asyncio.Task[None] | None = None
 
     @staticmethod
     def cache_key(query: str, k: int, filters: dict[str, Any]) -> str:
@@ -79,15 +97,11 @@ class Retriever:
         """Filters: event_type, tenant, exclude_tasks (a list of task ids never to return)."""
         filters = dict(filters or {})
         started = time.perf_counter()
-        # Keyed without the exclusions (each task excludes itself): a repeated question from another task is a
-        # hit; what this search excludes is dropped from the cached answer instead.
-        excluded = set(filters.get("exclude_tasks", ()))
-        key = self.cache_key(query, k, {n: v for n, v in filters.items() if n != "exclude_tasks"})
+        key, excluded = self._keyed(query, k, filters)
         if self.l1 is not None:
             cached = self._l1(self.l1.cache_get, key)
             if cached is not None:
-                memories = [Memory(**{**m, "tier": "l1"}) for m in cached if m["task_id"] not in excluded]
-                return self._done(SearchResult(memories, "l1", 0.0, {"l1": len(memories)}), started)
+                return self._done(_from_cache(cached, excluded), started)
         memories: list[Memory] = []
         if self.l2 is not None:
             for hit in self.l2.search(query, k, filters):
@@ -104,11 +118,34 @@ class Retriever:
             self._l1(self.l1.cache_set, key, [asdict(m) for m in memories], self.cache_ttl_s)
         return self._done(SearchResult(memories, tier, 0.0, by_tier), started)
 
+    def _keyed(self, query: str, k: int, filters: dict[str, Any]) -> tuple[str, set[str]]:
+        """The L1 key of a search and the task ids it excludes. Keyed without the exclusions (each task
+        excludes itself): a repeated question from another task is a hit; what this search excludes is
+        dropped from the cached answer instead."""
+        excluded = set(filters.get("exclude_tasks", ()))
+        return self.cache_key(query, k, {n: v for n, v in filters.items() if n != "exclude_tasks"}), excluded
+
     def _done(self, result: SearchResult, started: float) -> SearchResult:
         ms = (time.perf_counter() - started) * 1000.0
+        self._count(result.tier, ms)
         if self.l1 is not None:
-            self._l1(self.l1.add_stats, {"searches": 1, f"{result.tier}_hits": 1, f"{result.tier}_ms": ms})
+            self._l1(self.l1.add_stats, self._take_counters())
         return SearchResult(result.memories, result.tier, ms, result.by_tier)
+
+    def _count(self, tier: str, ms: float) -> None:
+        with self._unsent_lock:
+            self._unsent.update({"searches": 1, f"{tier}_hits": 1, f"{tier}_ms": ms})
+
+    def _take_counters(self) -> dict[str, float]:
+        with self._unsent_lock:
+            counters, self._unsent = dict(self._unsent), Counter()
+        return counters
+
+    async def _send_counters_soon(self) -> None:
+        await asyncio.sleep(1.0)
+        counters = self._take_counters()
+        if counters and self.l1 is not None:
+            await asyncio.to_thread(self._l1, self.l1.add_stats, counters)  # Redis down: they are dropped
 
     @staticmethod
     def _l1(call: Any, *args: Any) -> Any:
@@ -120,8 +157,41 @@ class Retriever:
 
     def recall(self, task: dict[str, Any], k: int) -> SearchResult:
         """The memories for a task: its description as the query, its tenant only, never itself."""
-        filters = {"tenant": tenant_of(task), "exclude_tasks": [task["task_id"]]}
-        return self.search(task["description"], k, filters)
+        return self.search(task["description"], k, _recall_filters(task))
+
+    async def recall_cached(self, task: dict[str, Any], k: int) -> SearchResult | None:
+        """`recall`'s answer when L1 holds it (the prefetcher searched when the task was queued), else None.
+
+        The worker's path: one Redis round trip in its own event loop, no thread, no model."""
+        if self.l1 is None:
+            return None
+        started = time.perf_counter()
+        key, excluded = self._keyed(task["description"], k, _recall_filters(task))
+        try:
+            cached = await self.l1.cache_get_async(key)
+        except TierUnavailable:
+            return None
+        if cached is None:
+            return None
+        result = _from_cache(cached, excluded)
+        ms = (time.perf_counter() - started) * 1000.0
+        self._count("l1", ms)
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send_counters_soon())
+        return SearchResult(result.memories, "l1", ms, result.by_tier)
+
+    def prefetch(self, tasks: Sequence[dict[str, Any]], k: int) -> int:
+        """Search ahead for queued tasks so L1 holds their memories when a worker reaches them; the number
+        searched. Tasks whose answer L1 holds already are skipped; the others' queries are embedded in one
+        model call (the embedder keeps the vectors), then searched one by one."""
+        keys = [self._keyed(t["description"], k, _recall_filters(t))[0] for t in tasks]
+        held = self._l1(self.l1.cache_has, keys) if self.l1 is not None else None
+        todo = [t for t, has in zip(tasks, held or [False] * len(tasks), strict=True) if not has]
+        if todo and self.l2 is not None:
+            self.l2.embedder.embed(list(dict.fromkeys(t["description"] for t in todo)))
+        for task in todo:
+            self.recall(task, k)
+        return len(todo)
 
     def fetch(self, ids: list[str]) -> list[Memory]:
         """The memories with these ids, in this order, from L3 (the durable tier): a replay's recorded recall.

@@ -51,9 +51,10 @@ def start_worker(settings: Settings, log_name: str = "worker.log") -> Child:
     return start_command(settings, "worker", log_name=log_name)
 
 
-def start_sinks(settings: Settings, log_name: str = "sinks.log") -> Child:
-    """`agentstream sinks` (memory and archive sink processors, prefetcher) as a child process."""
-    return start_command(settings, "sinks", log_name=log_name)
+def start_sinks(settings: Settings, log_name: str = "sinks.log", *, prefetch_only: bool = False) -> Child:
+    """`agentstream sinks` (memory and archive sink processors, prefetcher) as a child process; with
+    `prefetch_only`, the prefetcher alone."""
+    return start_command(settings, "sinks", *(["--prefetch-only"] if prefetch_only else []), log_name=log_name)
 
 
 def stop(*children: Child, timeout_s: float = 20.0) -> None:

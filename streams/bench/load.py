@@ -23,7 +23,7 @@ from schemas.events import Record, tenant_key_of
 from streams import kafka
 from streams.admin import delete_topics, ensure_topics
 from streams.client import ResultWatcher, dead_letter_line, make_task
-from streams.harness import running, start_worker
+from streams.harness import running, start_sinks, start_worker
 from streams.settings import Settings
 from streams.topics import TASKS, table_specs, topic_specs
 
@@ -40,6 +40,7 @@ class LoadRun:
     received_ms: dict[str, float]
     seconds: float  # from the first send to the last result (or the timeout)
     worker_cpu_s: float = 0.0  # CPU the workers spent over the same span (user + system, all threads)
+    prefetcher_cpu_s: float = 0.0  # CPU the prefetcher spent over the same span, when one ran
 
     @property
     def rate(self) -> float:
@@ -49,13 +50,18 @@ class LoadRun:
     def cpu_ms_per_task(self) -> float:
         return 1000 * self.worker_cpu_s / len(self.results) if self.results else 0.0
 
+    @property
+    def prefetcher_ms_per_task(self) -> float:
+        return 1000 * self.prefetcher_cpu_s / len(self.results) if self.results else 0.0
+
 
 @dataclass(frozen=True)
 class WorkerGroup:
-    """The settings of a bench run's workers (topics of its own) and their process ids."""
+    """The settings of a bench run's workers (topics of its own) and their process ids (and the prefetcher's)."""
 
     settings: Settings
     pids: tuple[int, ...]
+    prefetcher_pids: tuple[int, ...] = ()
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
@@ -71,15 +77,19 @@ def cpu_seconds(pids: Sequence[int]) -> float:
 
 
 @contextmanager
-def bench_workers(settings: Settings, workers: int = 1, **overrides: Any) -> Iterator[WorkerGroup]:
+def bench_workers(settings: Settings, workers: int = 1, *, prefetcher: bool = False,
+                  **overrides: Any) -> Iterator[WorkerGroup]:
     """`workers` workers in one consumer group on topics of this run's own (settings `isolated`, with
-    `overrides`). The workers are stopped and the run's topics and ledgers deleted when the block ends."""
+    `overrides`), and with `prefetcher` the memory prefetcher beside them (`sinks --prefetch-only`, as a
+    deployment with recall on runs it). All are stopped and the run's topics and ledgers deleted when the
+    block ends."""
     run = uuid.uuid4().hex[:8]
     bench = settings.isolated(f"bench-{run}", **overrides)
     asyncio.run(ensure_topics(bench))
+    helpers = [start_sinks(bench, f"bench-prefetch-{run}.log", prefetch_only=True)] if prefetcher else []
     try:
-        with running(*(start_worker(bench, f"bench-worker-{run}-{n}.log") for n in range(workers))) as children:
-            yield WorkerGroup(bench, tuple(c.pid for c in children))
+        with running(*(start_worker(bench, f"bench-worker-{run}-{n}.log") for n in range(workers)), *helpers) as all_:
+            yield WorkerGroup(bench, tuple(c.pid for c in all_[:workers]), tuple(c.pid for c in helpers))
     finally:
         asyncio.run(delete_topics(bench, [s.name for s in topic_specs(bench) + table_specs(bench)]))
 
@@ -111,7 +121,8 @@ async def drive(group: WorkerGroup, tasks: list[Record], *, pace_per_s: float | 
                 [t["task_id"] for t in tasks], timeout_s,
                 on_result=lambda r: received.setdefault(r["task_id"], time.time() * 1000),
                 on_dead=lambda tid, dead: click.echo(dead_letter_line(tid, dead), err=True)))
-            started, cpu_at_start = time.perf_counter(), cpu_seconds(group.pids)
+            started = time.perf_counter()
+            cpu_at_start, prefetcher_at_start = cpu_seconds(group.pids), cpu_seconds(group.prefetcher_pids)
             batch = max(1, int(pace_per_s / 100)) if pace_per_s else max(1, len(tasks))
             for first in range(0, len(tasks), batch):
                 for task in tasks[first:first + batch]:
@@ -125,8 +136,10 @@ async def drive(group: WorkerGroup, tasks: list[Record], *, pace_per_s: float | 
             await producer.stop()
             results = await waiting
             cpu_used = cpu_seconds(group.pids) - cpu_at_start
+            prefetcher_used = cpu_seconds(group.prefetcher_pids) - prefetcher_at_start
         finally:
             await producer.stop()
             if waiting is not None and not waiting.done():
                 waiting.cancel()
-        return LoadRun(len(tasks), results, created, received, time.perf_counter() - started, cpu_used)
+        return LoadRun(len(tasks), results, created, received, time.perf_counter() - started, cpu_used,
+                       prefetcher_used)

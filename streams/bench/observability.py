@@ -50,7 +50,7 @@ class ObservabilityCost:
 
 
 def _round(settings: Settings, count: int, on: bool) -> Round:
-    load = pipeline_run(settings, count, observability=on)  # the worker's CPU counted after its warm-up task
+    load, _ = pipeline_run(settings, count, observability=on)  # the worker's CPU counted after its warm-up task
     return Round(load.rate, load.cpu_ms_per_task)
 
 

@@ -77,11 +77,34 @@ async def raw_forward_rate(settings: Settings, events: int, value_size: int) -> 
         await delete_topics(settings, [src, dst])
 
 
-def pipeline_run(settings: Settings, count: int, **overrides: Any) -> LoadRun:
-    """`count` tasks end to end through one worker on topics of this run's own (settings `overrides`)."""
+def pipeline_run(settings: Settings, count: int, **overrides: Any) -> tuple[LoadRun, dict[str, Any]]:
+    """`count` tasks end to end through one worker on topics of this run's own (settings `overrides`); with
+    recall on, the prefetcher runs beside it, as in a deployment. Returns the run and its recall counters
+    (`hit_rates`: which tier answered the worker's searches; empty with recall off)."""
     tasks = [make_task(f"benchmark task {n}: add a cache in front of the user lookup") for n in range(count)]
-    with bench_workers(settings, 1, simulator_latency_ms=0.0, **overrides) as workers:
-        return asyncio.run(drive(workers, tasks, warm_up_timeout_s=120))
+    recall = overrides.get("memory_context_k", settings.memory_context_k) > 0
+    with bench_workers(settings, 1, prefetcher=recall, simulator_latency_ms=0.0, **overrides) as workers:
+        run = asyncio.run(drive(workers, tasks, warm_up_timeout_s=120))
+        return run, _recall_counters(workers.settings) if recall else {}
+
+
+def _recall_counters(settings: Settings, timeout_s: float = 6.0) -> dict[str, Any]:
+    """The run's retrieval counters (the prefetcher's searches and the worker's), once the worker has added
+    its last: it sends them a second late, so they are read until they stay the same for 1.5 s."""
+    from sinks.retrieval import hit_rates
+    from streams.memory.tiers import build_tiers
+
+    l1 = build_tiers(settings, {"redis"})["redis"]
+    try:
+        deadline, last = time.monotonic() + timeout_s, None
+        while True:
+            counters = l1.stats()  # type: ignore[attr-defined]
+            if counters == last or time.monotonic() > deadline:
+                return hit_rates(counters)
+            last = counters
+            time.sleep(1.5)
+    finally:
+        l1.close()
 
 
 def pipeline_figures(settings: Settings, tasks: int, calls: int) -> Measurement:
@@ -92,11 +115,16 @@ def pipeline_figures(settings: Settings, tasks: int, calls: int) -> Measurement:
     runs: dict[bool, LoadRun] = {}
     for recall in (True, False):
         k = settings.memory_context_k if recall else 0
-        run = runs[recall] = pipeline_run(settings, tasks, memory_context_k=k)
+        run, counters = pipeline_run(settings, tasks, memory_context_k=k)
+        runs[recall] = run
         click.echo(f"pipeline end to end, recall {'on ' if recall else 'off'}  : {run.rate:>10,.0f} tasks/s   "
                    f"({run.rate / solo:.0%} of litellm solo; worker CPU {run.cpu_ms_per_task:.2f} ms/task; "
                    f"{len(run.results):,}/{tasks:,} tasks, 1 worker, concurrency {settings.worker_concurrency}, "
                    "instant simulator)")
+        if counters and run.results:
+            l1 = counters["l1"]["hits"] / len(run.results)
+            click.echo(f"  recall with the prefetcher  : {l1:>10.0%}  of the worker's recalls read from L1 "
+                       f"(prefetched); the prefetcher's CPU {run.prefetcher_ms_per_task:.2f} ms/task")
     on, off = runs[True].cpu_ms_per_task, runs[False].cpu_ms_per_task
     if on > 0:
         share = max(0.0, on - off) / on

@@ -15,12 +15,20 @@ __all__ = ["memory", "sinks"]
 
 @click.command()
 @click.option("--no-prefetch", is_flag=True, help="Do not warm L1 with the memories of queued tasks.")
+@click.option("--prefetch-only", is_flag=True,
+              help="Run only the prefetcher (no sink writes): to give it processes of its own, apart from the writers.")
 @click.pass_obj
-def sinks(settings: Settings, no_prefetch: bool) -> None:
-    """Run the sink processors: topics -> Redis / vectors / PostgreSQL / archive, until Ctrl-C."""
+def sinks(settings: Settings, no_prefetch: bool, prefetch_only: bool) -> None:
+    """Run the sink processors: topics -> Redis / vectors / PostgreSQL / archive, until Ctrl-C.
+
+    The prefetcher searches each queued task's memories before a worker reaches it, so the worker's
+    own recall is one Redis read (the search's embedding and queries are spent here, not in the worker).
+    """
     from streams.memory.service import run_sinks
 
-    run_sinks(settings, with_prefetch=not no_prefetch)
+    if no_prefetch and prefetch_only:
+        raise click.UsageError("--no-prefetch and --prefetch-only leave nothing to run")
+    run_sinks(settings, with_prefetch=not no_prefetch, with_writers=not prefetch_only)
 
 
 @click.group()

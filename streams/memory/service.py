@@ -12,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from typing import Any
 
 from agents.clock import now_ms
 from agents.redaction import redact_task
@@ -61,27 +62,36 @@ async def prefetch(settings: Settings, codec: Codec, retriever: Retriever, stop:
     await consumer.start()
     try:
         while not stop.is_set():
-            got = await consumer.getmany(timeout_ms=300, max_records=100)
-            for messages in got.values():
-                for m in messages:
-                    if m.timestamp < now_ms() - settings.memory_cache_ttl_s * 1000:
-                        continue  # a cached search would have expired by now anyway
-                    try:
-                        task = redact_task(codec.decode_as("TaskRequested", m.value))  # as the worker
-                        await asyncio.to_thread(retriever.recall, task, settings.memory_context_k)
-                    except DecodeError:
-                        continue  # the task processor dead-letters it
-                    except Exception as exc:  # prefetching is best effort: the worker searches anyway
-                        log.warning("prefetch failed", stage="prefetch", error=str(exc)[:200])
+            # Small batches: the first tasks of a burst are searched while the worker is still decoding them.
+            got = await consumer.getmany(timeout_ms=300, max_records=32)
+            tasks = [task for messages in got.values() for m in messages if (task := _fresh_task(settings, codec, m))]
+            if not tasks:
+                continue
+            try:
+                await asyncio.to_thread(retriever.prefetch, tasks, settings.memory_context_k)
+            except Exception as exc:  # prefetching is best effort: the worker searches anyway
+                log.warning("prefetch failed", stage="prefetch", error=str(exc)[:200])
     finally:
         await consumer.stop()
 
 
-async def serve(settings: Settings, stop: asyncio.Event, with_prefetch: bool = True) -> list[SinkProcessor]:
+def _fresh_task(settings: Settings, codec: Codec, message: Any) -> dict[str, Any] | None:
+    """The queued task as the worker will search for it (redacted), or None: too old (a cached search
+    would have expired by now anyway) or undecodable (the task processor dead-letters it)."""
+    if message.timestamp < now_ms() - settings.memory_cache_ttl_s * 1000:
+        return None
+    try:
+        return redact_task(codec.decode_as("TaskRequested", message.value))
+    except DecodeError:
+        return None
+
+
+async def serve(settings: Settings, stop: asyncio.Event, with_prefetch: bool = True,
+                with_writers: bool = True) -> list[SinkProcessor]:
     """Run the processors (and the prefetcher) until `stop` is set; return them (for their counters)."""
     await ensure_topics(settings, timeout_s=settings.startup_timeout_s, wait_for_kafka=True)
     codec = default_codec()
-    processors = build_processors(settings, codec)
+    processors = build_processors(settings, codec) if with_writers else []
     loops: list[Loop] = [p.run for p in processors]
     if with_prefetch and settings.memory_context_k > 0:
         retriever = build_retriever(settings)
@@ -90,12 +100,13 @@ async def serve(settings: Settings, stop: asyncio.Event, with_prefetch: bool = T
     return processors
 
 
-def run_sinks(settings: Settings, with_prefetch: bool = True) -> None:
+def run_sinks(settings: Settings, with_prefetch: bool = True, with_writers: bool = True) -> None:
     """Blocks until SIGTERM/SIGINT."""
 
-    log.info("sinks starting", stage="sinks", kafka=settings.kafka_servers)
+    log.info("sinks starting", stage="sinks", kafka=settings.kafka_servers, writers=with_writers,
+             prefetch=with_prefetch)
     observability.start(settings, "sinks")
-    run_until_signalled(lambda stop: serve(settings, stop, with_prefetch))
+    run_until_signalled(lambda stop: serve(settings, stop, with_prefetch, with_writers))
 
 
 def start_sinks(settings: Settings, log_name: str = "sinks.log") -> subprocess.Popen[bytes]:
