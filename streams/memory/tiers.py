@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from agents.runner import recorded_memory_ids
 from sinks.archive import ArchiveTier, LocalStore, S3Store
 from sinks.base import Tier
-from sinks.embeddings import BatchingEmbedder, MiniLMEmbedder
+from sinks.embeddings import DEFAULT_MODEL_CACHE, BatchingEmbedder, MiniLMEmbedder
 from sinks.postgres_tier import PostgresTier
 from sinks.redis_tier import RedisTier
 from sinks.retrieval import Memory, Retriever
@@ -27,9 +28,10 @@ log = get_logger(__name__)
 
 
 @cache
-def embedder() -> BatchingEmbedder:
-    """One model per process (loading it takes about 0.3 s and 25 MB), shared by concurrent callers."""
-    return BatchingEmbedder(MiniLMEmbedder())
+def embedder(cache_dir: Path | None = None) -> BatchingEmbedder:
+    """One model per process (loading it takes about 0.3 s and 60 MB; deriving it, once per machine and
+    cache folder, about 3 s), shared by concurrent callers."""
+    return BatchingEmbedder(MiniLMEmbedder(cache_dir=cache_dir or DEFAULT_MODEL_CACHE))
 
 
 def router(settings: Settings) -> Router:
@@ -56,7 +58,8 @@ def build_tiers(settings: Settings, names: set[str] | None = None) -> dict[str, 
         tiers["redis"] = RedisTier(settings.redis_dsn, prefix=settings.topic_prefix, ttl_s=settings.memory_ttl_s,
                                    max_value_bytes=settings.memory_max_value_bytes)
     if "vectors" in wanted:
-        tiers["vectors"] = VectorTier(_vector_store(settings), embedder(), scope=settings.topic_prefix)
+        tiers["vectors"] = VectorTier(_vector_store(settings), embedder(settings.model_cache_dir),
+                                      scope=settings.topic_prefix)
     if "postgres" in wanted:
         tiers["postgres"] = PostgresTier(settings.postgres_dsn, scope=settings.topic_prefix)
     return tiers

@@ -102,6 +102,8 @@ class LagMonitor:
         self.settings, self.on_lag, self.discover = settings, on_lag, discover
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
 
     def start(self) -> LagMonitor:
         self._thread = threading.Thread(target=self._main, name="agentstream-lag", daemon=True)
@@ -119,6 +121,9 @@ class LagMonitor:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
+        if self._loop is not None and self._wake is not None:
+            with contextlib.suppress(RuntimeError):  # its loop has ended already
+                self._loop.call_soon_threadsafe(self._wake.set)
         if self._thread is not None:
             self._thread.join(timeout_s)
 
@@ -127,6 +132,7 @@ class LagMonitor:
 
         admin: AIOKafkaAdminClient | None = None
         consumer: AIOKafkaConsumer | None = None
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         while not self._stop.is_set():
             try:
                 if admin is None or consumer is None:
@@ -144,7 +150,10 @@ class LagMonitor:
                 log.warning("consumer lag not read", stage="lag", error=repr(exc)[:200])
                 await _closed(admin, consumer)
                 admin = consumer = None
-            await asyncio.to_thread(self._stop.wait, self.settings.lag_interval_s)
+            # Woken by `stop` through the loop, not by a thread of the pool: at exit the interpreter shuts the
+            # pools down before `stop` runs, and the clients would be left unclosed.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.lag_interval_s)
         await _closed(admin, consumer)
 
 

@@ -70,6 +70,8 @@ def test_bench_prints_both_figures_and_their_ratio(isolated: Settings) -> None:
         line = next(x for x in out.splitlines() if x.startswith(f"pipeline end to end, recall {recall}"))
         assert "; 40/40 tasks, 1 worker" in line and "worker CPU" in line
         assert float(line.split("worker CPU ")[1].split(" ms/task")[0]) > 0
+    prefetched = next(x for x in out.splitlines() if "recall with the prefetcher" in x)  # recall on only
+    assert "of the worker's recalls read from L1" in prefetched and "the prefetcher's CPU" in prefetched
     assert "ratio pipeline / raw" in out
     assert "memory tiers" not in out and "agent swarms" not in out
 

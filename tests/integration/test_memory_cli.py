@@ -54,7 +54,7 @@ def test_the_memory_benchmark_runs_end_to_end(l2_settings: Settings) -> None:
     rows = memory_bench(l2_settings, records=40, searches=4)
     both = l2_settings.weaviate_url is not None
     assert [r.split("|")[1].strip() for r in rows] == [
-        "embedding, one at a time", "embedding, batches of 32",
+        "embedding, integer (in use)", "embedding, float32",
         "sink write, redis", "sink write, vectors L2, pgvector", "sink write, postgres", "sink write, archive",
         *(["sink write, vectors L2, weaviate"] if both else []), "retrieval, cold (L2 pgvector/L3)",
         *(["retrieval, cold (L2 weaviate/L3)"] if both else []), "retrieval, cached (L1)"]

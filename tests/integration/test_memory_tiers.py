@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import psycopg
 import pytest
 import redis
@@ -205,3 +208,30 @@ async def test_a_replayed_task_recalls_its_recorded_memories_not_a_search(stack_
     pinned = await recall.recall({**task, "metadata": {RECORDED_MEMORIES: "TaskResult:m1,TaskResult:gone"}})
     assert [(m["id"], m["text"]) for m in pinned] == [("TaskResult:m1", "Added retries to the HTTP client")]
     assert await recall.recall({**task, "metadata": {RECORDED_MEMORIES: ""}}) == []
+
+
+async def test_prefetch_searches_each_query_once_and_recall_cached_reads_its_answer(stack_settings: Settings) -> None:
+    from streams.memory.tiers import build_retriever
+
+    settings = stack_settings.isolated(f"t{run_id()}")
+    tiers = build_tiers(settings, {"vectors", "postgres"})
+    for tier in tiers.values():
+        tier.setup()
+        tier.write([wrap("TaskResult", result("m1", "Added retries with backoff to the HTTP client"))])
+        tier.close()
+    retriever = build_retriever(settings)
+    query = "Retry the HTTP client with backoff"
+    asked, again, own = ({"task_id": t, "description": query} for t in ("q1", "q2", "m1"))
+    other = {"task_id": "q3", "description": "Document the office holiday calendar"}
+    assert await retriever.recall_cached(asked, 3) is None  # nothing searched yet: the worker searches itself
+    assert retriever.prefetch([asked, again, other], 3) == 2  # one search per query
+    assert retriever.prefetch([again, other], 3) == 0  # L1 holds both answers
+    hit = await retriever.recall_cached(again, 3)
+    assert hit is not None and hit.tier == "l1" and [m.id for m in hit.memories] == ["TaskResult:m1"]
+    mine = await retriever.recall_cached(own, 3)
+    assert mine is not None and mine.memories == []  # a task never recalls itself
+    deadline = time.monotonic() + 10  # hits are added to the counters a second later, in one round trip
+    while hit_rates(tiers_stats := retriever.l1.stats())["l1"]["hits"] < 2:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, tiers_stats
+        await asyncio.sleep(0.2)
+    assert hit_rates(retriever.l1.stats())["searches"] == 4  # type: ignore[union-attr]

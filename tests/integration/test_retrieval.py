@@ -13,7 +13,7 @@ from sinks.retrieval import Retriever
 from streams.client import ResultWatcher, make_task, read_topic, submit_tasks
 from streams.demo.memory import show_memory
 from streams.harness import start_sinks, stop
-from streams.memory.tiers import build_tiers
+from streams.memory.tiers import build_retriever, build_tiers
 from streams.settings import Settings
 from streams.topics import OUTPUTS
 
@@ -105,3 +105,35 @@ async def test_agents_get_memories_of_earlier_tasks(isolated: Settings, l2_setti
     recalled = {mid for o in outputs if o["task_id"] in ids2
                 for mid in o["metadata"].get("memory_ids", "").split(",") if mid}
     assert recalled & {f"TaskResult:{t['task_id']}" for t in first}
+
+
+async def test_a_prefetched_task_is_recalled_from_l1_by_the_worker(isolated: Settings, worker_factory) -> None:
+    """`agentstream sinks --prefetch-only` searches a queued task's memories; the worker started after it reads
+    them from L1 (a hit in the retrieval counters), and the task's result says it used them."""
+    codec = default_codec()
+    tiers = build_tiers(isolated, {"vectors", "postgres"})
+    for tier in tiers.values():
+        tier.setup()
+        tier.write([wrap("TaskResult", result("past-1", PAIRS[0][0]))])
+        tier.close()
+    retriever = build_retriever(isolated)
+    prefetcher = start_sinks(isolated, f"prefetch-{isolated.app_id}.log", prefetch_only=True)
+    try:
+        task = make_task(PAIRS[0][1])
+        await submit_tasks(isolated, codec, [task])
+        deadline = time.monotonic() + 90
+        while retriever.stats().get("l2", {}).get("hits", 0) < 1:  # counted once its answer is in L1
+            assert time.monotonic() < deadline, "the prefetcher did not search the queued task"
+            await asyncio.sleep(0.3)
+        worker_factory()
+        async with ResultWatcher(isolated, codec) as watcher:
+            results = await watcher.wait([task["task_id"]], 120)
+        assert results[task["task_id"]]["metadata"]["memories_used"] == "1"
+        deadline = time.monotonic() + 10  # the worker adds its hit a second after it
+        while retriever.stats()["l1"]["hits"] < 1:
+            assert time.monotonic() < deadline, "the worker did not read the prefetched memories from L1"
+            await asyncio.sleep(0.3)
+        stats = retriever.stats()
+        assert stats["l2"]["hits"] == 1 and stats["searches"] == 2  # the prefetcher searched; the worker read
+    finally:
+        stop(prefetcher)

@@ -35,6 +35,26 @@ def test_embeddings_are_unit_vectors_and_similar_texts_are_close() -> None:
     assert model.embed([]).shape == (0, DIMENSIONS)
 
 
+def test_the_integer_model_is_built_once_stays_near_float32_and_gives_a_text_one_vector(tmp_path: Path) -> None:
+    from sinks.embeddings import default_paths, integer_model
+
+    weights, tokenizer = default_paths()
+    built = integer_model(weights, tmp_path)
+    assert built.parent == tmp_path and integer_model(weights, tmp_path) == built  # cached: not built again
+    assert [p.name for p in tmp_path.iterdir()] == [built.name]  # no work files left behind
+    exact = MiniLMEmbedder(weights, tokenizer, batch_size=32)  # the packaged weights, run in float32
+    fast = MiniLMEmbedder(built, tokenizer)
+    texts = ["Added retry with exponential backoff and jitter to the payments HTTP client",
+             "Make the billing API client retry failed requests", "Updated the office holiday calendar",
+             "Rotated the database credentials with a dual-user scheme and no downtime",
+             "Procedure to change the Postgres password safely", "hi"]
+    a, b = exact.embed(texts), fast.embed(texts)
+    assert float(np.min(np.sum(a * b, axis=1))) >= 0.98  # measured: 0.99 and up
+    assert float(np.max(np.abs(a @ a.T - b @ b.T))) <= 0.05  # similarities between texts move little
+    alone = np.vstack([fast.embed([t]) for t in texts])
+    assert np.array_equal(alone, b)  # the same vector alone as among others
+
+
 def test_text_chunks_and_object_names() -> None:
     assert chunk_words("") == [] and chunk_words("a b c") == ["a b c"]
     chunks = chunk_words(" ".join(str(n) for n in range(400)), size=160, overlap=20)
