@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     aws_secret_access_key: SecretStr | None = Field(None, alias="AWS_SECRET_ACCESS_KEY")
     aws_region: str = Field("us-east-1", alias="AWS_DEFAULT_REGION")
     weaviate_url: str | None = Field(None, alias="WEAVIATE_URL")
+    # L2's store: "auto" is Weaviate when WEAVIATE_URL is set (or the data folder's Weaviate runs), else
+    # pgvector; "pgvector" keeps L2 in PostgreSQL whatever runs.
+    vector_store: Literal["auto", "pgvector"] = Field("auto", alias="AGENTSTREAM_VECTOR_STORE")
     weaviate_api_key: SecretStr | None = Field(None, alias="WEAVIATE_API_KEY")
     # Signs the code-change processor's tasks, so the docs sink takes documentation from those only.
     # Unset: a key made in the data folder (streams/code/signing.py); set it when processes do not share one.

@@ -1,8 +1,8 @@
 """`agentstream bench`, memory part: the embedding model, write throughput of each tier, retrieval p50/p95.
 
 First the embedding model alone: the integer model in use (one text a call, as it always runs) and the
-float32 model it replaced in its best case (batches of 32). Each tier gets the same TaskResult records in batches of 500,
-written as the sink processor writes them (`Tier.write`); the vectors figures include embedding
+float32 model it replaced in its best case (batches of 32). Each tier gets the same TaskResult records in
+batches of 500, written as the sink processor writes them (`Tier.write`); the vectors figures include embedding
 (pgvector, and Weaviate when one runs). Retrieval is timed for cold searches (L2/L3, a new query
 each time) and for repeated ones (answered by the L1 cache).
 """

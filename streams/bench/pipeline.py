@@ -79,11 +79,13 @@ async def raw_forward_rate(settings: Settings, events: int, value_size: int) -> 
 
 def pipeline_run(settings: Settings, count: int, **overrides: Any) -> tuple[LoadRun, dict[str, Any]]:
     """`count` tasks end to end through one worker on topics of this run's own (settings `overrides`); with
-    recall on, the prefetcher runs beside it, as in a deployment. Returns the run and its recall counters
-    (`hit_rates`: which tier answered the worker's searches; empty with recall off)."""
+    recall on, the prefetcher runs beside it, as in a deployment; L2 is pgvector (the default). Returns the
+    run and its recall counters (`hit_rates`: which tier answered the worker's searches; empty with recall off)."""
     tasks = [make_task(f"benchmark task {n}: add a cache in front of the user lookup") for n in range(count)]
     recall = overrides.get("memory_context_k", settings.memory_context_k) > 0
-    with bench_workers(settings, 1, prefetcher=recall, simulator_latency_ms=0.0, **overrides) as workers:
+    # The default settings: L2 on pgvector, even when `make bench` started a Weaviate for the memory figures.
+    overrides = {"simulator_latency_ms": 0.0, "vector_store": "pgvector", **overrides}
+    with bench_workers(settings, 1, prefetcher=recall, **overrides) as workers:
         run = asyncio.run(drive(workers, tasks, warm_up_timeout_s=120))
         return run, _recall_counters(workers.settings) if recall else {}
 

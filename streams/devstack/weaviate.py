@@ -160,8 +160,9 @@ class WeaviatePart(Part):
 
 def with_embedded_weaviate(settings: Settings) -> Settings:
     """The settings with WEAVIATE_URL (and its gRPC port) of the data folder's running Weaviate, if one runs
-    and no other Weaviate is configured: what `up --with-weaviate` means for every later command."""
-    if settings.weaviate_url is not None:
+    and no other Weaviate is configured: what `up --with-weaviate` means for every later command (unless
+    AGENTSTREAM_VECTOR_STORE=pgvector)."""
+    if settings.weaviate_url is not None or settings.vector_store == "pgvector":
         return settings
     part = WeaviatePart(settings, settings.data_dir.expanduser().resolve())
     if read_pid(part.pid_file) is None:

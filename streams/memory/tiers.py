@@ -39,7 +39,7 @@ def router(settings: Settings) -> Router:
 
 
 def _vector_store(settings: Settings) -> VectorStore:
-    if settings.weaviate_url:
+    if settings.weaviate_url and settings.vector_store != "pgvector":
         from sinks.weaviate_tier import WeaviateStore
 
         key = settings.weaviate_api_key.get_secret_value() if settings.weaviate_api_key else None

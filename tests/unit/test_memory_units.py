@@ -137,3 +137,16 @@ def test_repeated_texts_are_embedded_once_and_give_the_same_vectors() -> None:
     assert counting.texts == 3
     batching.embed(["rotate the keys"])  # the cache holds 2: the least recently used one was dropped
     assert counting.texts == 4
+
+
+def test_l2_stays_on_pgvector_when_asked_even_with_a_weaviate_configured(tmp_path: Path) -> None:
+    from streams.devstack.weaviate import with_embedded_weaviate
+    from streams.memory.tiers import build_tiers
+    from streams.settings import Settings
+
+    weaviate = Settings(WEAVIATE_URL="http://127.0.0.1:1", AGENTSTREAM_DATA_DIR=tmp_path)
+    pinned = weaviate.model_copy(update={"vector_store": "pgvector"})
+    store = build_tiers(pinned, {"vectors"})["vectors"].store  # type: ignore[attr-defined]
+    assert store.name == "pgvector"
+    bare = pinned.model_copy(update={"weaviate_url": None})
+    assert with_embedded_weaviate(bare) is bare  # a running local Weaviate is not picked up either
