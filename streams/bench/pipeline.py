@@ -126,7 +126,7 @@ def pipeline_figures(settings: Settings, tasks: int, calls: int) -> Measurement:
         if counters and run.results:
             l1 = counters["l1"]["hits"] / len(run.results)
             click.echo(f"  recall with the prefetcher  : {l1:>10.0%}  of the worker's recalls read from L1 "
-                       f"(prefetched); the prefetcher's CPU {run.prefetcher_ms_per_task:.2f} ms/task")
+                       f"(prefetched; L2 pgvector); the prefetcher's CPU {run.prefetcher_ms_per_task:.2f} ms/task")
     on, off = runs[True].cpu_ms_per_task, runs[False].cpu_ms_per_task
     if on > 0:
         share = max(0.0, on - off) / on
