@@ -26,8 +26,9 @@ def sinks(settings: Settings, no_prefetch: bool, prefetch_only: bool) -> None:
     """
     from streams.memory.service import run_sinks
 
-    if no_prefetch and prefetch_only:
-        raise click.UsageError("--no-prefetch and --prefetch-only leave nothing to run")
+    if prefetch_only and (no_prefetch or settings.memory_context_k <= 0):
+        raise click.UsageError("--prefetch-only with --no-prefetch or AGENTSTREAM_MEMORY_CONTEXT_K=0 leaves "
+                               "nothing to run")
     run_sinks(settings, with_prefetch=not no_prefetch, with_writers=not prefetch_only)
 
 

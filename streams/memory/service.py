@@ -9,9 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from typing import Any
 
 from agents.clock import now_ms
@@ -29,7 +26,7 @@ from streams.observability import runtime as observability
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, CODE_CHANGES, OUTPUTS, PROMPT_OUTCOMES, RESULTS, TASKS
 
-__all__ = ["MEMORY_TOPICS", "build_processors", "prefetch", "run_sinks", "serve", "start_sinks"]
+__all__ = ["MEMORY_TOPICS", "build_processors", "prefetch", "run_sinks", "serve"]
 
 log = get_logger(__name__)
 
@@ -107,13 +104,3 @@ def run_sinks(settings: Settings, with_prefetch: bool = True, with_writers: bool
              prefetch=with_prefetch)
     observability.start(settings, "sinks")
     run_until_signalled(lambda stop: serve(settings, stop, with_prefetch, with_writers))
-
-
-def start_sinks(settings: Settings, log_name: str = "sinks.log") -> subprocess.Popen[bytes]:
-    """Start `agentstream sinks` as a child process with exactly these settings (demo, tests, bench)."""
-    log_path = settings.data_dir / log_name
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **settings.as_env(), "AGENTSTREAM_LOG_FORMAT": "json"}
-    with open(log_path, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "streams", "sinks"], stdout=out, stderr=out, env=env,
-                                start_new_session=True)

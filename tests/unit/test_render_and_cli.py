@@ -96,3 +96,10 @@ def test_submit_looks_an_unknown_capability_up_in_the_prompt_registry() -> None:
     down = CliRunner().invoke(cli, ["submit", "x", "--capability", "juggling"], env=_DOWN)
     assert down.exit_code == 1 and "Kafka" not in down.output
     assert "capability 'juggling' is not a built-in one, and the prompt registry" in down.output
+
+
+@pytest.mark.parametrize(("args", "env"), [(["--prefetch-only", "--no-prefetch"], {}),
+                                           (["--prefetch-only"], {"AGENTSTREAM_MEMORY_CONTEXT_K": "0"})])
+def test_sinks_refuses_a_prefetch_only_run_with_nothing_to_prefetch(args: list[str], env: dict[str, str]) -> None:
+    result = CliRunner().invoke(cli, ["sinks", *args], env=env)
+    assert result.exit_code == 2 and "leaves nothing to run" in result.output
