@@ -75,16 +75,20 @@ def integer_model(source: Path, cache_dir: Path = DEFAULT_MODEL_CACHE) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir) as work:  # processes building at once each rename a whole file
-        folded, built = Path(work) / "folded.onnx", Path(work) / "model.onnx"
-        quant_pre_process(str(source), str(folded), skip_symbolic_shape=True)  # weights back to plain tensors
-        graph = onnx.load(str(folded)).graph
-        weights = {w.name for w in graph.initializer}
-        by_weight = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
-        quantize_dynamic(str(folded), str(built), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"], nodes_to_quantize=by_weight)
-        os.replace(built, target)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache_dir) as work:  # builders at once: each renames a whole file
+            folded, built = Path(work) / "folded.onnx", Path(work) / "model.onnx"
+            quant_pre_process(str(source), str(folded), skip_symbolic_shape=True)  # weights back to plain tensors
+            graph = onnx.load(str(folded)).graph
+            weights = {w.name for w in graph.initializer}
+            by_weight = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+            quantize_dynamic(str(folded), str(built), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul"], nodes_to_quantize=by_weight)
+            os.replace(built, target)
+    except OSError as exc:
+        raise RuntimeError(f"the embedding model cannot be written to {cache_dir} ({exc}); "
+                           "set AGENTSTREAM_MODEL_CACHE to a writable folder") from exc
     return target
 
 

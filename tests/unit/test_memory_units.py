@@ -42,6 +42,11 @@ def test_the_integer_model_is_built_once_stays_near_float32_and_gives_a_text_one
     built = integer_model(weights, tmp_path)
     assert built.parent == tmp_path and integer_model(weights, tmp_path) == built  # cached: not built again
     assert [p.name for p in tmp_path.iterdir()] == [built.name]  # no work files left behind
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(RuntimeError, match="AGENTSTREAM_MODEL_CACHE"):
+        integer_model(weights, blocked / "models")  # a folder that cannot be made
+    blocked.unlink()
     exact = MiniLMEmbedder(weights, tokenizer, batch_size=32)  # the packaged weights, run in float32
     fast = MiniLMEmbedder(built, tokenizer)
     texts = ["Added retry with exponential backoff and jitter to the payments HTTP client",
