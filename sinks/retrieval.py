@@ -196,14 +196,17 @@ class Retriever:
         if self.l1 is not None:
             held = self._l1(self.l1.cache_has, list(searches)) or [False] * len(searches)
             searches = {key: search for (key, search), has in zip(searches.items(), held, strict=True) if not has}
+        embedding_ms = 0.0  # each search's share of the embedding, so a miss is counted at its whole cost
         if searches and self.l2 is not None:
+            started = time.perf_counter()
             self.l2.embedder.embed(list(dict.fromkeys(query for query, _ in searches.values())))
+            embedding_ms = (time.perf_counter() - started) * 1000.0 / len(searches)
         answers: dict[str, list[dict[str, Any]]] = {}
         for key, (query, filters) in searches.items():
             started = time.perf_counter()
             result = self._search_tiers(query, k, filters)
             answers[key] = [asdict(m) for m in result.memories]
-            self._count(result.tier, (time.perf_counter() - started) * 1000.0)
+            self._count(result.tier, (time.perf_counter() - started) * 1000.0 + embedding_ms)
         if answers and self.l1 is not None:
             self._l1(self.l1.cache_set_many, answers, self.cache_ttl_s)
             self._l1(self.l1.add_stats, self._take_counters())
