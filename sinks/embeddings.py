@@ -67,7 +67,9 @@ def integer_model(source: Path, cache_dir: Path = DEFAULT_MODEL_CACHE) -> Path:
     """
     import onnxruntime
 
-    key = hashlib.sha256(source.read_bytes() + onnxruntime.__version__.encode()).hexdigest()[:16]
+    stat = source.stat()  # not the file's bytes: reading 23 MB at every start would cost each process ~40 ms
+    key = hashlib.sha256(f"{source}|{stat.st_size}|{stat.st_mtime_ns}|{onnxruntime.__version__}".encode()
+                         ).hexdigest()[:16]
     target = cache_dir / f"minilm-l6-qint8-{key}.onnx"
     if target.exists():
         return target

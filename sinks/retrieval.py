@@ -93,12 +93,14 @@ class Retriever:
         blob = json.dumps([query, k, filters], sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
-    def search(self, query: str, k: int = 3, filters: dict[str, Any] | None = None) -> SearchResult:
-        """Filters: event_type, tenant, exclude_tasks (a list of task ids never to return)."""
+    def search(self, query: str, k: int = 3, filters: dict[str, Any] | None = None, *,
+               read_cache: bool = True) -> SearchResult:
+        """Filters: event_type, tenant, exclude_tasks (a list of task ids never to return). `read_cache=False`:
+        the caller has just looked in L1 (`recall_cached`); the answer is still cached for the next one."""
         filters = dict(filters or {})
         started = time.perf_counter()
         key, excluded = self._keyed(query, k, filters)
-        if self.l1 is not None:
+        if self.l1 is not None and read_cache:
             cached = self._l1(self.l1.cache_get, key)
             if cached is not None:
                 return self._done(_from_cache(cached, excluded), started)
@@ -160,9 +162,9 @@ class Retriever:
         except TierUnavailable:
             return None
 
-    def recall(self, task: dict[str, Any], k: int) -> SearchResult:
+    def recall(self, task: dict[str, Any], k: int, *, read_cache: bool = True) -> SearchResult:
         """The memories for a task: its description as the query, its tenant only, never itself."""
-        return self.search(task["description"], k, _recall_filters(task))
+        return self.search(task["description"], k, _recall_filters(task), read_cache=read_cache)
 
     async def recall_cached(self, task: dict[str, Any], k: int) -> SearchResult | None:
         """`recall`'s answer when L1 holds it (the prefetcher searched when the task was queued), else None.

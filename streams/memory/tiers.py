@@ -102,9 +102,10 @@ class MemoryRecall:
             return await self._recorded(task, recorded)
         started = time.perf_counter()
         try:
-            # The prefetcher has usually searched already (L1, no thread); else search here, in a thread.
+            # The prefetcher has usually searched already (L1, no thread); else search here, in a thread,
+            # without looking in L1 a second time.
             result = (await self.retriever.recall_cached(task, self.k)
-                      or await asyncio.to_thread(self.retriever.recall, task, self.k))
+                      or await asyncio.to_thread(self.retriever.recall, task, self.k, read_cache=False))
         except Exception as exc:  # memory is a help, not a dependency of the task
             telemetry.memory_recalled(None, self.k, started)
             log.warning("memory recall failed", stage="retrieve", task_id=task.get("task_id"), error=str(exc)[:200])
