@@ -110,15 +110,19 @@ def _recall_counters(settings: Settings, timeout_s: float = 6.0) -> dict[str, An
 
 
 def pipeline_figures(settings: Settings, tasks: int, calls: int) -> Measurement:
-    """litellm's solo call rate, then the pipeline with recall on (the default) and off; prints each against
-    the solo rate with the worker's CPU per task, and recall's share of it. Returns the default's figure."""
-    _, solo = asyncio.run(litellm_call_rate(settings, calls))  # with the worker's gc settings (`settle_heap`)
-    click.echo(f"litellm solo (worker call path, no Kafka): {solo:>7,.0f} calls/s   ({1000 / solo:.2f} ms per call)")
-    runs: dict[bool, LoadRun] = {}
+    """litellm's solo call rate, then the pipeline with recall on (the default) and off, then the solo rate again;
+    prints each pipeline run against the mean of the two solo rates (a shared 2-core machine drifts by 20% or
+    more in a minute: one solo figure taken before would credit or blame the pipeline for the drift), with the
+    worker's CPU per task, and recall's share of it. Returns the default's figure."""
+    before = _solo_rate(settings, calls)
+    runs: dict[bool, tuple[LoadRun, dict[str, Any]]] = {}
     for recall in (True, False):
-        k = settings.memory_context_k if recall else 0
-        run, counters = pipeline_run(settings, tasks, memory_context_k=k)
-        runs[recall] = run
+        runs[recall] = pipeline_run(settings, tasks, memory_context_k=settings.memory_context_k if recall else 0)
+    after = _solo_rate(settings, calls)
+    solo = (before + after) / 2
+    click.echo(f"litellm solo (worker call path, no Kafka): {solo:>7,.0f} calls/s   ({1000 / solo:.2f} ms per call; "
+               f"{before:,.0f} before the pipeline runs, {after:,.0f} after)")
+    for recall, (run, counters) in runs.items():
         click.echo(f"pipeline end to end, recall {'on ' if recall else 'off'}  : {run.rate:>10,.0f} tasks/s   "
                    f"({run.rate / solo:.0%} of litellm solo; worker CPU {run.cpu_ms_per_task:.2f} ms/task; "
                    f"{len(run.results):,}/{tasks:,} tasks, 1 worker, concurrency {settings.worker_concurrency}, "
@@ -127,11 +131,16 @@ def pipeline_figures(settings: Settings, tasks: int, calls: int) -> Measurement:
             l1 = counters["l1"]["hits"] / len(run.results)
             click.echo(f"  recall with the prefetcher  : {l1:>10.0%}  of the worker's recalls read from L1 "
                        f"(prefetched; L2 pgvector); the prefetcher's CPU {run.prefetcher_ms_per_task:.2f} ms/task")
-    on, off = runs[True].cpu_ms_per_task, runs[False].cpu_ms_per_task
+    on, off = runs[True][0].cpu_ms_per_task, runs[False][0].cpu_ms_per_task
     if on > 0:
         share = max(0.0, on - off) / on
         click.echo(f"recall's share of worker CPU : {share:>10.0%}  ({on - off:.2f} of {on:.2f} ms/task)")
-    return Measurement(len(runs[True].results), runs[True].seconds)
+    return Measurement(len(runs[True][0].results), runs[True][0].seconds)
+
+
+def _solo_rate(settings: Settings, calls: int) -> float:
+    """litellm's solo call rate with the worker's gc settings (`settle_heap`), as the worker runs."""
+    return asyncio.run(litellm_call_rate(settings, calls))[1]
 
 
 def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_000, agent_tasks: int = 8_000,

@@ -66,6 +66,8 @@ def test_bench_prints_both_figures_and_their_ratio(isolated: Settings) -> None:
     out = _run(isolated, "bench", "--events", "2000", "--tasks", "40", "--agent-calls", "50", "--only", "pipeline")
     assert "raw aiokafka consume->produce" in out and "(2,000 x" in out
     assert "litellm solo (worker call path, no Kafka)" in out and "recall's share of worker CPU" in out
+    solo = next(x for x in out.splitlines() if x.startswith("litellm solo"))
+    assert " before the pipeline runs, " in solo and " after)" in solo  # measured on both sides of the runs
     for recall in ("on ", "off"):  # each run answered every task, its CPU counted
         line = next(x for x in out.splitlines() if x.startswith(f"pipeline end to end, recall {recall}"))
         assert "; 40/40 tasks, 1 worker" in line and "worker CPU" in line
