@@ -42,6 +42,10 @@ def test_the_integer_model_is_built_once_stays_near_float32_and_gives_a_text_one
     built = integer_model(weights, tmp_path)
     assert built.parent == tmp_path and integer_model(weights, tmp_path) == built  # cached: not built again
     assert [p.name for p in tmp_path.iterdir()] == [built.name]  # no work files left behind
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(built)).graph.node]  # every layer's attention is one fused node
+    assert ops.count("MultiHeadAttention") == 6 and "Softmax" not in ops and ops.count("MatMulInteger") == 36
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     with pytest.raises(RuntimeError, match="AGENTSTREAM_MODEL_CACHE"):
