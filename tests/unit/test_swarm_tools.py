@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import math
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -46,6 +48,9 @@ async def test_litellm_call_rate_runs_the_worker_call_path(tmp_path) -> None:
     try:
         default_gc, settled = await litellm_call_rate(Settings(), calls=40, in_flight=10)
         assert math.isfinite(default_gc) and math.isfinite(settled) and default_gc > 0 and settled > 0
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+        assert GLOBAL_LOGGING_WORKER.pending_count == 0  # the clock stopped after litellm's own logging ran
         with pytest.raises(RuntimeError, match=r"bench call \d+ ended failed: .*openai/down"):
             await litellm_call_rate(Settings(AGENTSTREAM_MODELS_FILE=broken, AGENTSTREAM_LLM_NUM_RETRIES=0),
                                     calls=4, in_flight=2)
@@ -63,3 +68,19 @@ def test_settle_heap_freezes_what_is_loaded_and_collects_young_objects_less_ofte
     finally:
         gc.unfreeze()
         gc.set_threshold(700, 10, 10)
+
+
+async def test_a_workers_cpu_is_counted_until_it_goes_quiet() -> None:
+    """Work a process does after its last answer (litellm's queued logging) is counted: the count waits for it."""
+    from streams.bench.load import _cpu_until_idle, cpu_seconds
+
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nend = time.process_time() + 1.5\nwhile time.process_time() < end: pass\n"
+                             "time.sleep(30)"])
+    try:
+        start = cpu_seconds([busy.pid])
+        used = await _cpu_until_idle([busy.pid], timeout_s=20.0) - start
+        assert 1.0 <= used <= 2.5  # all of its 1.5 s of work (less what ran before `start`), then quiet
+    finally:
+        busy.kill()
+        busy.wait()
