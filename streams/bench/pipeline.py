@@ -110,10 +110,13 @@ def _recall_counters(settings: Settings, timeout_s: float = 6.0) -> dict[str, An
 
 
 def pipeline_figures(settings: Settings, tasks: int, calls: int) -> Measurement:
-    """litellm's solo call rate, then the pipeline with recall on (the default) and off, then the solo rate again;
+    """A warm-up run, litellm's solo call rate, the pipeline with recall on (the default) and off, the solo rate again;
     prints each pipeline run against the mean of the two solo rates (a shared 2-core machine drifts by 20% or
     more in a minute: one solo figure taken before would credit or blame the pipeline for the drift), with the
     worker's CPU per task, and recall's share of it. Returns the default's figure."""
+    warm, _ = pipeline_run(settings, tasks)  # the broker's JIT: a fresh broker spent 4.5 ms a task, then 2.5, then 1.7
+    click.echo(f"pipeline warm-up (not counted): {warm.rate:>8,.0f} tasks/s   ({len(warm.results):,}/{tasks:,} tasks, "
+               f"recall on; warms the broker's JVM, which the first run after a start would pay for)")
     before = _solo_rate(settings, calls)
     runs: dict[bool, tuple[LoadRun, dict[str, Any]]] = {}
     for recall in (True, False):
