@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import click
@@ -28,13 +29,28 @@ from streams.settings import Settings
 from streams.topics import OUTPUTS
 from streams.worker import runner_config, settle_heap
 
-__all__ = ["LoadFigures", "litellm_call_rate", "run_agent_bench", "worker_load"]
+__all__ = ["LoadFigures", "litellm_call_rate", "run_agent_bench", "settled_call_rate", "worker_load"]
 
 
 async def litellm_call_rate(settings: Settings, calls: int, in_flight: int = 200) -> tuple[float, float]:
     """Fast tasks/s (one model call each) in process, simulator instant, `in_flight` at a time:
     with Python's default garbage collector settings, then with the worker's (`settle_heap`).
-    Raises if a call does not end `ok` (e.g. a model table whose models cannot answer).
+    Raises if a call does not end `ok` (e.g. a model table whose models cannot answer)."""
+    rate = await _call_meter(settings, in_flight, warm_up=min(200, calls))
+    default = await rate(calls)
+    settle_heap()
+    return default, await rate(calls)
+
+
+async def settled_call_rate(settings: Settings, calls: int, in_flight: int = 200) -> float:
+    """`litellm_call_rate` with the worker's garbage collector settings only: the pipeline's reference."""
+    rate = await _call_meter(settings, in_flight, warm_up=min(200, calls))
+    settle_heap()
+    return await rate(calls)
+
+
+async def _call_meter(settings: Settings, in_flight: int, warm_up: int) -> Callable[[int], Awaitable[float]]:
+    """A runner on the worker's call path, warmed up by `warm_up` calls, and the function that times `calls` through it.
 
     A rate's clock stops when litellm has also run its success logging for every call: litellm queues that
     work to a background worker, which a burst starves (2,100 of 3,000 calls' logging still queued when the
@@ -52,16 +68,15 @@ async def litellm_call_rate(settings: Settings, calls: int, in_flight: int = 200
         if run.result["status"] != "ok":  # a rate of failing calls measures nothing
             raise RuntimeError(f"bench call {n} ended {run.result['status']}: {run.result['error']}")
 
-    async def rate() -> float:
+    async def rate(calls: int) -> float:
         started = time.perf_counter()
         await asyncio.gather(*(one(n) for n in range(calls)))
         await GLOBAL_LOGGING_WORKER.flush()
         return calls / (time.perf_counter() - started)
-    await asyncio.gather(*(one(n) for n in range(min(200, calls))))  # warm-up: imports, clients
+
+    await asyncio.gather(*(one(n) for n in range(warm_up)))  # imports, clients
     await GLOBAL_LOGGING_WORKER.flush()
-    default = await rate()
-    settle_heap()
-    return default, await rate()
+    return rate
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import click
 from schemas import default_codec
 from streams import kafka
 from streams.admin import delete_topics, ensure_topics
-from streams.bench.agents import litellm_call_rate
+from streams.bench.agents import settled_call_rate
 from streams.bench.load import LoadRun, bench_workers, drive
 from streams.client import make_task
 from streams.settings import Settings
@@ -143,7 +143,7 @@ def pipeline_figures(settings: Settings, tasks: int, calls: int) -> Measurement:
 
 def _solo_rate(settings: Settings, calls: int) -> float:
     """litellm's solo call rate with the worker's gc settings (`settle_heap`), as the worker runs."""
-    return asyncio.run(litellm_call_rate(settings, calls))[1]
+    return asyncio.run(settled_call_rate(settings, calls))
 
 
 def run_bench(settings: Settings, events: int, tasks: int, agent_calls: int = 3_000, agent_tasks: int = 8_000,
