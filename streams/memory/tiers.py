@@ -12,7 +12,8 @@ from typing import Any
 from agents.runner import recorded_memory_ids
 from sinks.archive import ArchiveTier, LocalStore, S3Store
 from sinks.base import Tier
-from sinks.embeddings import DEFAULT_MODEL_CACHE, BatchingEmbedder, MiniLMEmbedder
+from sinks.embeddings import BatchingEmbedder, MiniLMEmbedder
+from sinks.integer_model import DEFAULT_MODEL_CACHE
 from sinks.postgres_tier import PostgresTier
 from sinks.redis_tier import RedisTier
 from sinks.retrieval import Memory, Retriever

@@ -36,7 +36,8 @@ def test_embeddings_are_unit_vectors_and_similar_texts_are_close() -> None:
 
 
 def test_the_integer_model_is_built_once_stays_near_float32_and_gives_a_text_one_vector(tmp_path: Path) -> None:
-    from sinks.embeddings import default_paths, integer_model
+    from sinks.embeddings import default_paths
+    from sinks.integer_model import integer_model
 
     weights, tokenizer = default_paths()
     built = integer_model(weights, tmp_path)
