@@ -2,7 +2,7 @@
 
 The packaged weights are int8, but onnxruntime turns them back into float32 at load and multiplies
 in float32. `integer_model` derives a model whose weight products are integer ones (weights per
-channel, each call's activations quantized on the fly) and whose attention blocks are one node each:
+channel, each call's activations quantized on the fly) and whose attention blocks and GELUs are one node each:
 measured here, 2-3x less CPU a sentence, vectors at cosine 0.99 (mean 0.994) from the float32 ones.
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["DEFAULT_MODEL_CACHE", "HEADS", "fuse_attention", "integer_model"]
+__all__ = ["DEFAULT_MODEL_CACHE", "HEADS", "fuse_attention", "fuse_gelu", "integer_model"]
 
 HEADS = 12  # all-MiniLM-L6-v2's attention heads (384 = 12 x 32)
 DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "agentstream"
@@ -33,7 +33,7 @@ def integer_model(source: Path, cache_dir: Path = DEFAULT_MODEL_CACHE) -> Path:
     import onnxruntime
 
     stat = source.stat()  # not the file's bytes: reading 23 MB at every start would cost each process ~40 ms
-    recipe = "mha"  # a new way of building the model gets a new file
+    recipe = "mha-gelu"  # a new way of building the model gets a new file
     key = hashlib.sha256(f"{source}|{stat.st_size}|{stat.st_mtime_ns}|{onnxruntime.__version__}|{recipe}".encode()
                          ).hexdigest()[:16]
     target = cache_dir / f"minilm-l6-qint8-{key}.onnx"
@@ -50,6 +50,7 @@ def integer_model(source: Path, cache_dir: Path = DEFAULT_MODEL_CACHE) -> Path:
             quant_pre_process(str(source), str(folded), skip_symbolic_shape=True)  # weights back to plain tensors
             model = onnx.load(str(folded))
             fuse_attention(model, HEADS)
+            fuse_gelu(model)
             onnx.save(model, str(folded))
             weights = {w.name for w in model.graph.initializer}
             by_weight = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
@@ -68,25 +69,17 @@ def fuse_attention(model: onnx.ModelProto, heads: int) -> int:
     The export spells attention out in ~24 small nodes a layer (reshapes, transposes, the mask, softmax and
     its NaN guard); at a query's 17 tokens their per-node cost was a third of a model call. Fused, a call
     costs 10-20% less (measured) and its vectors are the same. A block of another shape is left as it is."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     graph = model.graph
-    producer = {out: node for node in graph.node for out in node.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    view = _GraphView(graph)
+    producer, readers, constants, sole = view.producer, view.readers, view.constants, view.sole
 
     def projection(tensor: str) -> str:
         """Back through the head reshapes, transposes and scaling to the Q, K or V projection."""
         while (node := producer.get(tensor)) is not None and node.op_type in ("Reshape", "Transpose", "Mul"):
             tensor = node.input[0]
         return tensor
-
-    def sole(tensor: str, op: str) -> onnx.NodeProto | None:
-        found = readers.get(tensor, [])
-        return found[0] if len(found) == 1 and found[0].op_type == op else None
 
     mask = "attention_mask_int32"
     fused: list[onnx.NodeProto] = []
@@ -110,15 +103,81 @@ def fuse_attention(model: onnx.ModelProto, heads: int) -> int:
         merged.output[0] += "_unfused"
     if not fused:
         return 0
-    nodes = [helper.make_node("Cast", ["attention_mask"], [mask], to=TensorProto.INT32), *graph.node, *fused]
+    cast = helper.make_node("Cast", ["attention_mask"], [mask], to=TensorProto.INT32)
+    _replace_nodes(model, [cast, *graph.node, *fused])
+    return len(fused)
+
+
+def fuse_gelu(model: onnx.ModelProto) -> int:
+    """Replace each exported GELU, x * (0.5 * (1 + erf(x / sqrt 2))), by one onnxruntime `Gelu` node; how many.
+
+    onnxruntime's own fusion does not match this spelling of it, and its five elementwise nodes over the
+    feed-forward width cost about 0.2 ms of a 17-token query (measured); the fused op computes the same
+    function in one pass."""
+    from onnx import helper
+
+    graph = model.graph
+    view = _GraphView(graph)
+    producer, constants, sole = view.producer, view.constants, view.sole
+
+    def other(node: onnx.NodeProto, tensor: str) -> str:
+        return node.input[1] if node.input[0] == tensor else node.input[0]
+
+    def constant(name: str, value: float) -> bool:
+        return name in constants and constants[name].size == 1 and abs(float(constants[name]) - value) < 1e-4
+
+    fused: list[onnx.NodeProto] = []
+    for erf in [n for n in graph.node if n.op_type == "Erf"]:
+        scaled = producer.get(erf.input[0])
+        if scaled is None or scaled.op_type != "Div" or not constant(scaled.input[1], 2 ** 0.5):
+            continue
+        x = scaled.input[0]
+        one = sole(erf.output[0], "Add")
+        half = sole(one.output[0], "Mul") if one is not None else None
+        times_x = sole(half.output[0], "Mul") if half is not None else None
+        if (times_x is None or not constant(other(one, erf.output[0]), 1.0)
+                or not constant(other(half, one.output[0]), 0.5) or other(times_x, half.output[0]) != x):
+            continue
+        fused.append(helper.make_node("Gelu", [x], [times_x.output[0]], domain="com.microsoft",
+                                      name=f"gelu_{len(fused)}"))
+        times_x.output[0] += "_unfused"
+    if fused:
+        _replace_nodes(model, [*graph.node, *fused])
+    return len(fused)
+
+
+class _GraphView:
+    """Who makes each tensor, who reads it, and the graph's constant weights: what the fusions match on."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        from onnx import numpy_helper
+
+        self.producer = {out: node for node in graph.node for out in node.output}
+        self.readers: dict[str, list[onnx.NodeProto]] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.readers.setdefault(name, []).append(node)
+        self.constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+    def sole(self, tensor: str, op: str) -> onnx.NodeProto | None:
+        """The one node that reads `tensor`, if there is one and it is an `op`."""
+        found = self.readers.get(tensor, [])
+        return found[0] if len(found) == 1 and found[0].op_type == op else None
+
+
+def _replace_nodes(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> None:
+    """Make `nodes` the graph's: drop what nothing reads any more, order the rest, keep the used weights."""
+    from onnx import helper
+
+    graph = model.graph
     needed = {o.name for o in graph.output}
-    while True:  # drop what nothing reads any more: the unfused blocks and the mask they built
+    while True:  # drop what nothing reads any more: the unfused nodes and what only they read
         read = {name for node in nodes for name in node.input} | needed
         kept = [node for node in nodes if any(out in read for out in node.output)]
         if len(kept) == len(nodes):
             break
         nodes = kept
-    known = {i.name for i in graph.input} | set(constants) | {""}
+    known = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
     ordered: list[onnx.NodeProto] = []
     while nodes:  # each node after its inputs' producers
         ready = [node for node in nodes if all(name in known for name in node.input)]
@@ -135,4 +194,3 @@ def fuse_attention(model: onnx.ModelProto, heads: int) -> int:
     graph.initializer.extend(used)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    return len(fused)
