@@ -27,7 +27,7 @@ from streams.harness import running, start_sinks, start_worker
 from streams.settings import Settings
 from streams.topics import TASKS, table_specs, topic_specs
 
-__all__ = ["LoadRun", "WorkerGroup", "bench_workers", "cpu_seconds", "drive"]
+__all__ = ["LoadRun", "WorkerGroup", "bench_workers", "cpu_seconds", "drive", "local_broker_pids"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class LoadRun:
     seconds: float  # from the first send to the last result (or the timeout)
     worker_cpu_s: float = 0.0  # CPU the workers spent from the first send until quiet after the last result
     prefetcher_cpu_s: float = 0.0  # CPU the prefetcher spent over the same span, when one ran
+    broker_cpu_s: float = 0.0  # CPU the local Kafka brokers spent over the same span (0: Kafka runs elsewhere)
 
     @property
     def rate(self) -> float:
@@ -54,14 +55,20 @@ class LoadRun:
     def prefetcher_ms_per_task(self) -> float:
         return 1000 * self.prefetcher_cpu_s / len(self.results) if self.results else 0.0
 
+    @property
+    def broker_ms_per_task(self) -> float:
+        return 1000 * self.broker_cpu_s / len(self.results) if self.results else 0.0
+
 
 @dataclass(frozen=True)
 class WorkerGroup:
-    """The settings of a bench run's workers (topics of its own) and their process ids (and the prefetcher's)."""
+    """The settings of a bench run's workers (topics of its own) and their process ids (and the prefetcher's,
+    and the local stack's Kafka brokers')."""
 
     settings: Settings
     pids: tuple[int, ...]
     prefetcher_pids: tuple[int, ...] = ()
+    broker_pids: tuple[int, ...] = ()
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
@@ -74,6 +81,15 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def local_broker_pids(settings: Settings) -> tuple[int, ...]:
+    """The process ids of the Kafka brokers `agentstream up` started; none when Kafka runs elsewhere."""
+    from streams.devstack.process import read_pid
+    from streams.devstack.stack import LocalStack
+
+    nodes = LocalStack(settings).kafka
+    return tuple(pid for node in nodes if node.external is None and (pid := read_pid(node.pid_file)) is not None)
 
 
 @contextmanager
@@ -89,7 +105,8 @@ def bench_workers(settings: Settings, workers: int = 1, *, prefetcher: bool = Fa
     helpers = [start_sinks(bench, f"bench-prefetch-{run}.log", prefetch_only=True)] if prefetcher else []
     try:
         with running(*(start_worker(bench, f"bench-worker-{run}-{n}.log") for n in range(workers)), *helpers) as all_:
-            yield WorkerGroup(bench, tuple(c.pid for c in all_[:workers]), tuple(c.pid for c in helpers))
+            yield WorkerGroup(bench, tuple(c.pid for c in all_[:workers]), tuple(c.pid for c in helpers),
+                              local_broker_pids(settings))
     finally:
         asyncio.run(delete_topics(bench, [s.name for s in topic_specs(bench) + table_specs(bench)]))
 
@@ -123,6 +140,7 @@ async def drive(group: WorkerGroup, tasks: list[Record], *, pace_per_s: float | 
                 on_dead=lambda tid, dead: click.echo(dead_letter_line(tid, dead), err=True)))
             started = time.perf_counter()
             cpu_at_start, prefetcher_at_start = cpu_seconds(group.pids), cpu_seconds(group.prefetcher_pids)
+            broker_at_start = cpu_seconds(group.broker_pids)
             batch = max(1, int(pace_per_s / 100)) if pace_per_s else max(1, len(tasks))
             for first in range(0, len(tasks), batch):
                 for task in tasks[first:first + batch]:
@@ -137,12 +155,13 @@ async def drive(group: WorkerGroup, tasks: list[Record], *, pace_per_s: float | 
             results = await waiting
             seconds = time.perf_counter() - started
             prefetcher_used = cpu_seconds(group.prefetcher_pids) - prefetcher_at_start
+            broker_used = cpu_seconds(group.broker_pids) - broker_at_start
             cpu_used = await _cpu_until_idle(group.pids) - cpu_at_start
         finally:
             await producer.stop()
             if waiting is not None and not waiting.done():
                 waiting.cancel()
-        return LoadRun(len(tasks), results, created, received, seconds, cpu_used, prefetcher_used)
+        return LoadRun(len(tasks), results, created, received, seconds, cpu_used, prefetcher_used, broker_used)
 
 
 async def _cpu_until_idle(pids: Sequence[int], quiet_share: float = 0.1, timeout_s: float = 10.0) -> float:

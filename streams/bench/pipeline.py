@@ -110,13 +110,12 @@ def _recall_counters(settings: Settings, timeout_s: float = 6.0) -> dict[str, An
 
 
 def pipeline_figures(settings: Settings, tasks: int, calls: int) -> Measurement:
-    """A warm-up run, litellm's solo call rate, the pipeline with recall on (the default) and off, the solo rate again;
-    prints each pipeline run against the mean of the two solo rates (a shared 2-core machine drifts by 20% or
-    more in a minute: one solo figure taken before would credit or blame the pipeline for the drift), with the
-    worker's CPU per task, and recall's share of it. Returns the default's figure."""
-    warm, _ = pipeline_run(settings, tasks)  # the broker's JIT: a fresh broker spent 4.5 ms a task, then 2.5, then 1.7
-    click.echo(f"pipeline warm-up (not counted): {warm.rate:>8,.0f} tasks/s   ({len(warm.results):,}/{tasks:,} tasks, "
-               f"recall on; warms the broker's JVM, which the first run after a start would pay for)")
+    """Warm-up runs (`_warm_up`), litellm's solo call rate, the pipeline with recall on (the default) and off,
+    the solo rate again; prints each pipeline run against the mean of the two solo rates (a shared 2-core
+    machine drifts by 20% or more in a minute: one solo figure taken before would credit or blame the pipeline
+    for the drift), with the worker's and the broker's CPU per task, and recall's share of the worker's.
+    Returns the default's figure."""
+    _warm_up(settings, tasks)
     before = _solo_rate(settings, calls)
     runs: dict[bool, tuple[LoadRun, dict[str, Any]]] = {}
     for recall in (True, False):
@@ -129,7 +128,7 @@ def pipeline_figures(settings: Settings, tasks: int, calls: int) -> Measurement:
         click.echo(f"pipeline end to end, recall {'on ' if recall else 'off'}  : {run.rate:>10,.0f} tasks/s   "
                    f"({run.rate / solo:.0%} of litellm solo; worker CPU {run.cpu_ms_per_task:.2f} ms/task; "
                    f"{len(run.results):,}/{tasks:,} tasks, 1 worker, concurrency {settings.worker_concurrency}, "
-                   "instant simulator)")
+                   f"instant simulator{_broker_note(run)})")
         if counters and run.results:
             l1 = counters["l1"]["hits"] / len(run.results)
             click.echo(f"  recall with the prefetcher  : {l1:>10.0%}  of the worker's recalls read from L1 "
@@ -139,6 +138,26 @@ def pipeline_figures(settings: Settings, tasks: int, calls: int) -> Measurement:
         share = max(0.0, on - off) / on
         click.echo(f"recall's share of worker CPU : {share:>10.0%}  ({on - off:.2f} of {on:.2f} ms/task)")
     return Measurement(len(runs[True][0].results), runs[True][0].seconds)
+
+
+def _warm_up(settings: Settings, tasks: int, settled: float = 0.85, most: int = 4) -> None:
+    """Unmeasured runs until the local broker's CPU a task stops falling (to over `settled` of the run before),
+    at most `most`: its JVM compiles as it goes, and a fresh broker spent 2.6, 2.0, 1.2, then 1.1 ms of CPU
+    a task on four runs in a row (measured), so a run measured before it settles pays for the compiling, not
+    for the pipeline. With Kafka elsewhere (no broker to watch), one run."""
+    before = None
+    for n in range(1, most + 1):
+        warm, _ = pipeline_run(settings, tasks)
+        broker = warm.broker_ms_per_task
+        click.echo(f"pipeline warm-up {n} (not counted): {warm.rate:>6,.0f} tasks/s   ({len(warm.results):,}/{tasks:,} "
+                   f"tasks, recall on{_broker_note(warm)})")
+        if not broker or (before is not None and broker > settled * before):
+            return
+        before = broker
+
+
+def _broker_note(run: LoadRun) -> str:
+    return f"; Kafka broker CPU {run.broker_ms_per_task:.2f} ms/task" if run.broker_cpu_s else ""
 
 
 def _solo_rate(settings: Settings, calls: int) -> float:

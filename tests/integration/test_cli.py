@@ -68,10 +68,13 @@ def test_bench_prints_both_figures_and_their_ratio(isolated: Settings) -> None:
     assert "litellm solo (worker call path, no Kafka)" in out and "recall's share of worker CPU" in out
     solo = next(x for x in out.splitlines() if x.startswith("litellm solo"))
     assert " before the pipeline runs, " in solo and " after)" in solo  # measured on both sides of the runs
-    for recall in ("on ", "off"):  # each run answered every task, its CPU counted
+    warm_ups = [x for x in out.splitlines() if x.startswith("pipeline warm-up ")]
+    assert warm_ups[0].startswith("pipeline warm-up 1 (not counted)") and 1 <= len(warm_ups) <= 4
+    for recall in ("on ", "off"):  # each run answered every task, its CPU and the local broker's counted
         line = next(x for x in out.splitlines() if x.startswith(f"pipeline end to end, recall {recall}"))
         assert "; 40/40 tasks, 1 worker" in line and "worker CPU" in line
         assert float(line.split("worker CPU ")[1].split(" ms/task")[0]) > 0
+        assert float(line.split("Kafka broker CPU ")[1].split(" ms/task")[0]) > 0
     prefetched = next(x for x in out.splitlines() if "recall with the prefetcher" in x)  # recall on only
     assert "of the worker's recalls read from L1" in prefetched and "the prefetcher's CPU" in prefetched
     assert "ratio pipeline / raw" in out

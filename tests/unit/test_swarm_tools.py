@@ -70,6 +70,27 @@ def test_settle_heap_freezes_what_is_loaded_and_collects_young_objects_less_ofte
         gc.set_threshold(700, 10, 10)
 
 
+@pytest.mark.parametrize(("broker_ms", "runs"), [((2.6, 2.0, 1.2, 1.1, 1.1), 4),  # settles at the 4th run
+                                                 ((2.6, 2.0, 1.9), 3),  # 2.0 -> 1.9: settled
+                                                 ((2.6, 2.0, 1.2, 0.9, 0.6, 0.4), 4),  # never: at most four
+                                                 ((0.0,), 1)])  # Kafka elsewhere: no broker to watch, one run
+def test_the_bench_warms_up_until_the_brokers_cpu_stops_falling(monkeypatch: pytest.MonkeyPatch,
+                                                                broker_ms: tuple[float, ...], runs: int) -> None:
+    from streams.bench import pipeline
+    from streams.bench.load import LoadRun
+
+    made: list[LoadRun] = []
+
+    def run(_settings: Settings, count: int, **_overrides: object) -> tuple[LoadRun, dict[str, object]]:
+        broker_s = broker_ms[len(made)] * count / 1000
+        made.append(LoadRun(count, {str(n): {} for n in range(count)}, {}, {}, 1.0, 4.0, 2.0, broker_s))
+        return made[-1], {}
+
+    monkeypatch.setattr(pipeline, "pipeline_run", run)
+    pipeline._warm_up(Settings(), 10)
+    assert len(made) == runs
+
+
 async def test_a_workers_cpu_is_counted_until_it_goes_quiet() -> None:
     """Work a process does after its last answer (litellm's queued logging) is counted: the count waits for it."""
     from streams.bench.load import _cpu_until_idle, cpu_seconds
