@@ -87,6 +87,9 @@ class MiniLMEmbedder:
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"],
                                             disabled_optimizers=["SkipLayerNormFusion"])
         self._inputs = {i.name for i in self.session.get_inputs()}
+        if batch_size > 1 and "attention_mask" not in self._inputs:
+            raise ValueError(f"{model_path} reads no padding mask (the integer model embeds one text a call): "
+                             "batch_size must be 1")
         self.batch_size = batch_size
 
     def embed(self, texts: list[str]) -> np.ndarray:

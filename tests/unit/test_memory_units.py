@@ -48,6 +48,8 @@ def test_the_integer_model_is_built_once_stays_near_float32_and_gives_a_text_one
     ops = [n.op_type for n in onnx.load(str(built)).graph.node]  # every layer's attention is one fused node
     assert ops.count("MultiHeadAttention") == 6 and "Softmax" not in ops and ops.count("MatMulInteger") == 36
     assert ops.count("Gelu") == 6 and "Erf" not in ops  # and every feed-forward GELU
+    with pytest.raises(ValueError, match="batch_size must be 1"):  # no padding mask: one text a call, never padded
+        MiniLMEmbedder(built, tokenizer, batch_size=8)
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     with pytest.raises(RuntimeError, match="AGENTSTREAM_MODEL_CACHE"):
