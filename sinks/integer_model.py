@@ -57,10 +57,23 @@ def integer_model(source: Path, cache_dir: Path = DEFAULT_MODEL_CACHE) -> Path:
             quantize_dynamic(str(folded), str(built), weight_type=QuantType.QInt8, per_channel=True,
                              op_types_to_quantize=["MatMul"], nodes_to_quantize=by_weight)
             os.replace(built, target)
+        target.with_suffix(".source").write_text(str(source))
+        _forget_older_builds(cache_dir, source, target)
     except OSError as exc:
         raise RuntimeError(f"the embedding model cannot be written to {cache_dir} ({exc}); "
                            "set AGENTSTREAM_MODEL_CACHE to a writable folder") from exc
     return target
+
+
+def _forget_older_builds(cache_dir: Path, source: Path, current: Path) -> None:
+    """Remove the models built earlier from the same `source` (an older recipe, onnxruntime or weights file):
+    nothing reads them again, and each is 60 MB. A build records its source beside it (`.source`); models
+    of other sources (another virtual environment's packages) are left to their own builds."""
+    for marker in cache_dir.glob("minilm-l6-qint8-*.source"):
+        model = marker.with_suffix(".onnx")
+        if model != current and marker.read_text() == str(source):
+            model.unlink(missing_ok=True)
+            marker.unlink(missing_ok=True)
 
 
 def fuse_attention(model: onnx.ModelProto, heads: int) -> int:

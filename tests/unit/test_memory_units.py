@@ -42,7 +42,18 @@ def test_the_integer_model_is_built_once_stays_near_float32_and_gives_a_text_one
     weights, tokenizer = default_paths()
     built = integer_model(weights, tmp_path)
     assert built.parent == tmp_path and integer_model(weights, tmp_path) == built  # cached: not built again
-    assert [p.name for p in tmp_path.iterdir()] == [built.name]  # no work files left behind
+    marker = built.with_suffix(".source")  # the weights it was built from; no work files left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == [built.name, marker.name]
+    older = tmp_path / "minilm-l6-qint8-0000000000000000.onnx"  # a build of an older recipe, of the same weights
+    older.write_bytes(b"")
+    older.with_suffix(".source").write_text(str(weights))
+    other = tmp_path / "minilm-l6-qint8-1111111111111111.onnx"  # another environment's build: not ours to remove
+    other.write_bytes(b"")
+    other.with_suffix(".source").write_text("/elsewhere/model.onnx")
+    built.unlink()  # built again: the older build of the same weights goes, the other environment's stays
+    assert integer_model(weights, tmp_path) == built and not older.exists() and other.exists()
+    other.unlink()
+    other.with_suffix(".source").unlink()
     import onnx
 
     ops = [n.op_type for n in onnx.load(str(built)).graph.node]  # every layer's attention is one fused node
