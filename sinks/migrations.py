@@ -1,8 +1,10 @@
 """Versioned PostgreSQL schema migrations, applied at start, each exactly once.
 
 Every component (memory tiers, prompt registry, ...) keeps its own ordered list of migrations;
-the `schema_migrations` table records which (component, version) pairs ran. An advisory lock makes
-concurrent starters (several workers) apply them once.
+the `schema_migrations` table records which (component, version) pairs ran. One advisory lock for
+every component makes concurrent starters (several workers, a worker and the sinks) apply them once:
+with a lock per component, two components creating the ledger table at once on a new database
+collided in PostgreSQL's catalog (`CREATE TABLE IF NOT EXISTS` is not safe against itself).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 
+_LOCK = zlib.crc32(b"agentstream schema_migrations")
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -38,8 +42,7 @@ def apply_migrations(conn: psycopg.Connection, migrations: Sequence[Migration]) 
     """Apply the migrations not applied yet, in version order, in one transaction; return them."""
     applied: list[Migration] = []
     with conn.transaction():
-        for component in sorted({m.component for m in migrations}):
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(component.encode()),))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         conn.execute(_LEDGER)
         done = set(conn.execute("SELECT component, version FROM schema_migrations").fetchall())
         for m in sorted(migrations, key=lambda m: (m.component, m.version)):

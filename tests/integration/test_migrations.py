@@ -33,3 +33,39 @@ def test_a_failing_migration_applies_nothing(stack_settings: Settings) -> None:
             apply_migrations(conn, steps)
         exists = conn.execute("SELECT to_regclass(%s)", (f"{component}_ok",)).fetchone()
         assert exists == (None,)
+
+
+def test_components_migrating_at_once_on_a_new_database_all_apply(stack_settings: Settings) -> None:
+    """A worker and the sinks starting together on a new database (as `make demo` does): each component's
+    migrations apply, none fails in PostgreSQL's catalog (two creations of the ledger table at once did,
+    every time, with a lock per component)."""
+    import threading
+
+    from psycopg.conninfo import make_conninfo
+
+    database = f"test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack_settings.postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {database}")
+    try:
+        dsn, starters = make_conninfo(stack_settings.postgres_dsn, dbname=database), 6
+        together, errors = threading.Barrier(starters), []
+
+        def start(n: int) -> None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                together.wait()
+                try:
+                    apply_migrations(conn, [Migration(f"component_{n}", 1, f"CREATE TABLE things_{n} (id text)")])
+                except psycopg.Error as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(n,)) for n in range(starters)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (starters,)
+    finally:
+        with psycopg.connect(stack_settings.postgres_dsn, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {database} WITH (FORCE)")
