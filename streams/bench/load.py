@@ -49,15 +49,18 @@ class LoadRun:
 
     @property
     def cpu_ms_per_task(self) -> float:
-        return 1000 * self.worker_cpu_s / len(self.results) if self.results else 0.0
+        return self._per_task_ms(self.worker_cpu_s)
 
     @property
     def prefetcher_ms_per_task(self) -> float:
-        return 1000 * self.prefetcher_cpu_s / len(self.results) if self.results else 0.0
+        return self._per_task_ms(self.prefetcher_cpu_s)
 
     @property
     def broker_ms_per_task(self) -> float:
-        return 1000 * self.broker_cpu_s / len(self.results) if self.results else 0.0
+        return self._per_task_ms(self.broker_cpu_s)
+
+    def _per_task_ms(self, cpu_s: float) -> float:
+        return 1000 * cpu_s / len(self.results) if self.results else 0.0
 
 
 @dataclass(frozen=True)
@@ -85,11 +88,9 @@ def cpu_seconds(pids: Sequence[int]) -> float:
 
 def local_broker_pids(settings: Settings) -> tuple[int, ...]:
     """The process ids of the Kafka brokers `agentstream up` started; none when Kafka runs elsewhere."""
-    from streams.devstack.process import read_pid
     from streams.devstack.stack import LocalStack
 
-    nodes = LocalStack(settings).kafka
-    return tuple(pid for node in nodes if node.external is None and (pid := read_pid(node.pid_file)) is not None)
+    return tuple(pid for node in LocalStack(settings).kafka if (pid := node.pid) is not None)
 
 
 @contextmanager

@@ -53,6 +53,11 @@ class Part(ABC):
         return value.get_secret_value() if isinstance(value, SecretStr) else value
 
     @property
+    def pid(self) -> int | None:
+        """The process id of the server we started; None when it is external or not running."""
+        return None if self.external is not None else read_pid(self.pid_file)
+
+    @property
     def port(self) -> int:
         return int(getattr(self.settings, self.port_setting))
 
@@ -127,7 +132,7 @@ class Part(ABC):
 
         `sig` replaces the part's clean stop signal (SIGKILL: a crash, for the chaos suite).
         """
-        pid = None if self.external is not None else read_pid(self.pid_file)
+        pid = self.pid
         if pid is None:
             return self.status()
         stop_pid(pid, sig=sig or self.stop_signal)
